@@ -1,0 +1,211 @@
+"""Every setting of a DQN run, in one typed tree of dataclasses.
+
+The defaults reproduce Dopamine's DQN on Atari (Castro et al. 2018; the ``dqn_pong`` preset) except where a
+field says otherwise. YAML presets in ``configs/`` override these defaults; ``key=value`` on the command line
+overrides the presets. Unknown keys and wrong types are rejected by ``launch.config`` (via OmegaConf
+structured configs), so no setting can silently do nothing.
+
+Units: ``*_frames`` fields count emulator frames (agent steps x ``frame_skip``, 4 on Atari), the unit of
+published Atari curves (Dopamine's iteration is 1M frames). ``update_period`` counts agent steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EnvConfig:
+    game: str = "Pong"
+    """ALE game ("Pong", "pong" or "ALE/Pong-v5"), or "toy/catch", the tiny deterministic pixel env."""
+    preset: str = "machado"
+    """Atari protocol: "machado" (sticky actions 0.25, no life-loss terminal, 108k-frame cap) or "nature"."""
+    num_envs: int = 16
+    """Emulators per actor, stepped as one ale-py vector env; the policy runs batched across them."""
+    num_threads: int = 1
+    """ALE worker threads per actor's vector env."""
+    frame_skip: int = 4
+    """Emulator frames per agent step (fixed by the presets; used to convert frames <-> steps)."""
+
+
+@dataclass
+class NetworkConfig:
+    dueling: bool = False
+    """Dueling head (Wang et al. 2016) instead of the single linear head of Nature DQN."""
+    hidden: int = 512
+    """Width of the fully connected layer after the Nature CNN torso."""
+
+
+@dataclass
+class AgentConfig:
+    gamma: float = 0.99
+    """Discount per agent step."""
+    n_step: int = 1
+    """Steps in the bootstrapped return (1 in Dopamine's DQN; 3 in Ape-X and Rainbow)."""
+    double: bool = True
+    """Double DQN target (van Hasselt et al. 2016): online network picks a', target network values it."""
+    loss: str = "huber"
+    """TD loss: "huber" (Dopamine, equivalent to Nature's error clipping) or "mse"."""
+    lr: float = 6.25e-5
+    """Adam learning rate (Dopamine: 6.25e-5)."""
+    adam_eps: float = 1.5e-4
+    """Adam epsilon (Dopamine: 1.5e-4)."""
+    optimizer: str = "adam"
+    """"adam", or "rmsprop" with Nature DQN's centred settings (lr 2.5e-4, alpha 0.95, eps 0.01)."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip; 0 disables it."""
+    batch_size: int = 32
+    """Transitions per learner update."""
+    update_period: int = 4
+    """Agent steps per learner update: the replay ratio (1 update of batch 32 per 4 steps in Dopamine)."""
+    target_update_frames: int = 32_000
+    """Frames between copies of the online network into the target network (Dopamine: 8000 steps)."""
+    learning_starts_frames: int = 80_000
+    """Frames collected before the first update (Dopamine: 20k steps)."""
+    clip_rewards: bool = True
+    """Clip rewards to [-1, 1] in the actor before the n-step return (Dopamine and Nature both do)."""
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 1_000_000
+    """Transitions kept; each frame is stored once (1M transitions of 84x84 take about 7.5 GB)."""
+    prioritized: bool = False
+    """Proportional prioritised replay (Schaul et al. 2016); Dopamine's DQN samples uniformly."""
+    alpha: float = 0.6
+    """Priority exponent."""
+    beta_start: float = 0.4
+    """Initial importance-sampling exponent, annealed linearly to 1 over the run."""
+    save_in_checkpoint: bool = False
+    """Write the replay contents with each checkpoint so a resumed run needs no refill (large on Atari)."""
+
+
+@dataclass
+class ExploreConfig:
+    schedule: str = "linear"
+    """"linear": every actor decays epsilon from eps_start to eps_end over eps_decay_frames (Dopamine);
+    "apex": actor i of N keeps eps_base ** (1 + apex_alpha * i / (N - 1)) (Horgan et al. 2018)."""
+    eps_start: float = 1.0
+    """Initial epsilon of the linear schedule."""
+    eps_end: float = 0.01
+    """Final epsilon of the linear schedule (Dopamine: 0.01)."""
+    eps_decay_frames: int = 1_000_000
+    """Frames over which epsilon decays linearly (Dopamine: 250k steps)."""
+    eps_base: float = 0.4
+    """Ape-X base epsilon."""
+    apex_alpha: float = 7.0
+    """Ape-X exponent spread."""
+    eval_eps: float = 0.001
+    """Epsilon of `reverie evaluate` (Dopamine's evaluation epsilon)."""
+
+
+@dataclass
+class RuntimeConfig:
+    num_actors: int = 0
+    """0: local mode (actor, replay and learner in one process, no Ray, deterministic).
+    >= 1: that many Ray actors, learner and replay in the driver."""
+    ray_address: str | None = None
+    """Ray cluster to join ("auto" or "host:port"); None starts a local Ray instance."""
+    chunk_steps: int = 8
+    """Vector-env steps an actor takes per chunk sent to replay (chunk = chunk_steps x num_envs transitions)."""
+    max_ahead_chunks: int = 2
+    """Rate limiter slack: how many chunks per actor the actors may run ahead of the replay ratio."""
+    publish_every_updates: int = 50
+    """Learner updates between weight publications (one ray.put each)."""
+    torch_threads: int = 1
+    """Torch threads per actor process (one per process on a shared machine; more slows everything)."""
+    learner_threads: int = 1
+    """Torch threads of the learner (driver) process."""
+    max_actor_restarts: int = 5
+    """How often Ray restarts a dead actor before the run fails."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "dqn"
+    """Run name: the run directory is runs_dir/name unless --run-dir is given."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+    seed: int = 0
+    """Seeds torch, numpy, the envs and every actor (actor i uses seed + 1000 * (i + 1))."""
+    total_frames: int = 10_000_000
+    """Emulator frames to train for."""
+    checkpoint_every_frames: int = 1_000_000
+    """Frames between atomic checkpoints (a last one is always written at the end or on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk (oldest deleted first)."""
+    log_every_frames: int = 10_000
+    """Frames between scalar summaries (episode returns are logged as episodes end)."""
+    eval_episodes: int = 0
+    """Episodes of a Machado-protocol evaluation at the end of training (0: none)."""
+    progress: bool = True
+    """Show a progress bar with frames/s."""
+
+
+@dataclass
+class TrainConfig:
+    algo: str = "dqn"
+    """Algorithm (only "dqn" so far)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check the values OmegaConf's type checks cannot: choices, ranges and impossible sizes.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    choices = {
+        "env.preset": (cfg.env.preset, ("machado", "nature")),
+        "agent.loss": (cfg.agent.loss, ("huber", "mse")),
+        "agent.optimizer": (cfg.agent.optimizer, ("adam", "rmsprop")),
+        "explore.schedule": (cfg.explore.schedule, ("linear", "apex")),
+        "algo": (cfg.algo, ("dqn",)),
+    }
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise ValueError(f"{key}={value!r} is not valid; choose one of {', '.join(valid)}.")
+    positive = {
+        "env.num_envs": cfg.env.num_envs,
+        "env.frame_skip": cfg.env.frame_skip,
+        "agent.n_step": cfg.agent.n_step,
+        "agent.batch_size": cfg.agent.batch_size,
+        "agent.update_period": cfg.agent.update_period,
+        "replay.capacity": cfg.replay.capacity,
+        "runtime.chunk_steps": cfg.runtime.chunk_steps,
+        "runtime.publish_every_updates": cfg.runtime.publish_every_updates,
+        "runtime.torch_threads": cfg.runtime.torch_threads,
+        "runtime.learner_threads": cfg.runtime.learner_threads,
+        "run.total_frames": cfg.run.total_frames,
+        "run.checkpoint_every_frames": cfg.run.checkpoint_every_frames,
+        "run.log_every_frames": cfg.run.log_every_frames,
+        "run.keep_checkpoints": cfg.run.keep_checkpoints,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ValueError(f"{key}={value} must be positive.")
+    if not 0.0 < cfg.agent.gamma <= 1.0:
+        raise ValueError(f"agent.gamma={cfg.agent.gamma} must lie in (0, 1].")
+    if cfg.runtime.num_actors < 0:
+        raise ValueError(f"runtime.num_actors={cfg.runtime.num_actors} must be 0 (local mode) or more.")
+    for key, eps in (("explore.eps_start", cfg.explore.eps_start), ("explore.eps_end", cfg.explore.eps_end),
+                     ("explore.eps_base", cfg.explore.eps_base), ("explore.eval_eps", cfg.explore.eval_eps)):
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"{key}={eps} must lie in [0, 1].")
+    num_shards = max(1, cfg.runtime.num_actors)
+    per_chunk = cfg.env.num_envs * cfg.runtime.chunk_steps
+    if cfg.replay.capacity // num_shards < 4 * per_chunk:
+        raise ValueError(
+            f"replay.capacity={cfg.replay.capacity} is too small: each of the {num_shards} replay shards needs "
+            f"room for at least 4 chunks of env.num_envs x runtime.chunk_steps = {per_chunk} transitions; "
+            f"raise replay.capacity to at least {4 * per_chunk * num_shards}."
+        )
+    if cfg.agent.batch_size > cfg.replay.capacity:
+        raise ValueError(
+            f"agent.batch_size={cfg.agent.batch_size} exceeds replay.capacity={cfg.replay.capacity}."
+        )

@@ -1,0 +1,129 @@
+"""The acting half of Acme's actor/learner split, shared by every algorithm and both runtimes.
+
+An :class:`EnvActor` owns a vector env, a :class:`Policy` (how to act; weights pulled from the learner) and an
+:class:`Adder` (how experience becomes the learner's payload: n-step transitions for DQN, trajectories for
+an actor-critic learner, (embedding, return) pairs for episodic control). The same object runs in-process
+(local mode) and as a Ray actor, so algorithms never see the difference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Policy(Protocol):
+    """Maps a batch of observations to actions. ``extras`` carry what the adder needs (e.g. Q-values)."""
+
+    def act(self, obs: np.ndarray, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:param obs: uint8 ``[N, 4, 84, 84]``. :param frames: global emulator frames (for schedules).
+        :return: int64 actions ``[N]`` and extras (arrays with leading dim N)."""
+
+    def set_weights(self, weights: Any) -> None:
+        """Load weights published by the learner."""
+
+
+class Adder(Protocol):
+    """Turns vector-env steps into the learner's payload."""
+
+    def reset(self, obs: np.ndarray) -> None:
+        """First observations ``[N, 4, 84, 84]`` of N new episodes."""
+
+    def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray) -> None:
+        """One vector-env step (NextStep autoreset semantics, see ``envs``)."""
+
+    def flush(self) -> Any:
+        """Everything ready since the last flush."""
+
+
+#: Builds (vector env, policy, adder) inside the actor's process. Must be a module-level function (Ray
+#: pickles it by reference) taking the algorithm's config and the actor index.
+PartsFn = Callable[[Any, int], tuple[Any, Policy, Adder]]
+
+
+@dataclass
+class ActorOutput:
+    """One chunk of acting, as returned to the driver."""
+
+    actor_id: int
+    payload: Any
+    env_steps: int
+    """Agent steps taken in this chunk, summed over the vector env (reset steps excluded)."""
+    episode_returns: list[float] = field(default_factory=list)
+    """Raw game scores (unclipped) of games that ended in this chunk."""
+    episode_lengths: list[int] = field(default_factory=list)
+    """Their lengths in agent steps."""
+    seconds: float = 0.0
+    """Wall time the chunk took in the actor."""
+    extras: dict[str, float] = field(default_factory=dict)
+    """Algorithm-specific scalars for logging (e.g. the actor's epsilon)."""
+
+
+class EnvActor:
+    """Steps a vector env with a policy and feeds an adder.
+
+    :param actor_id: index of this actor (selects its seed, its epsilon under Ape-X, its replay shard).
+    :param parts_fn: builds (env, policy, adder) for this actor.
+    :param cfg: the algorithm's config, passed to ``parts_fn``.
+    :param seed: seed of the env's reset.
+    :param torch_threads: torch threads in this process (1 on shared machines).
+    """
+
+    def __init__(self, actor_id: int, parts_fn: PartsFn, cfg: Any, seed: int, torch_threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+        self.actor_id = actor_id
+        self.env, self.policy, self.adder = parts_fn(cfg, actor_id)
+        self.obs, _ = self.env.reset(seed=seed)
+        self.adder.reset(self.obs)
+        n = self.obs.shape[0]
+        self._ep_return = np.zeros(n, dtype=np.float64)
+        self._ep_length = np.zeros(n, dtype=np.int64)
+        # NextStep autoreset: the step after a game ends only resets that env; it is not an agent step.
+        self._resetting = np.zeros(n, dtype=bool)
+
+    def ping(self) -> int:
+        """Cheap liveness check; returns the actor id."""
+        return self.actor_id
+
+    def run(self, num_steps: int, frames: int, weights: Any = None) -> ActorOutput:
+        """Act for ``num_steps`` vector steps and return the adder's payload.
+
+        :param num_steps: vector-env steps (each is ``num_envs`` agent steps).
+        :param frames: global emulator frames so far (drives epsilon schedules).
+        :param weights: new learner weights, or None to keep the current ones.
+        """
+        start = time.perf_counter()
+        if weights is not None:
+            self.policy.set_weights(weights)
+        returns: list[float] = []
+        lengths: list[int] = []
+        env_steps = 0
+        for _ in range(num_steps):
+            actions, extras = self.policy.act(self.obs, frames)
+            next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+            self.adder.add(actions, extras, rewards, terminated, truncated, next_obs)
+            live = ~self._resetting
+            env_steps += int(live.sum())
+            self._ep_return += np.where(live, info.get("raw_reward", rewards), 0.0)
+            self._ep_length += live
+            game_over = np.asarray(info.get("game_over", terminated | truncated)) & live
+            for i in np.flatnonzero(game_over):
+                returns.append(float(self._ep_return[i]))
+                lengths.append(int(self._ep_length[i]))
+                self._ep_return[i] = 0.0
+                self._ep_length[i] = 0
+            self._resetting = (terminated | truncated) & live
+            self.obs = next_obs
+        extras_out = getattr(self.policy, "log_scalars", lambda f: {})(frames)
+        return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
+                           time.perf_counter() - start, extras_out)
+
+    def close(self) -> None:
+        self.env.close()

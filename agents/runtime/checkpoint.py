@@ -1,0 +1,107 @@
+"""Atomic checkpoints and run directories.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk, and renamed over its final
+name (``os.replace`` is atomic on POSIX), so a crash or Ctrl-C mid-write never leaves a truncated file where a
+good one was. Loading errors name the file and say what to do instead of surfacing torch's internals.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated or not ours."""
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Call ``write(file_object)`` on a temp file next to ``path``, fsync it, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy (global) and torch RNG states."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(ckpt_dir: Path, frames: int, state: dict[str, Any], keep: int = 3) -> Path:
+    """Write ``state`` as ``ckpt_<frames>.pt`` atomically and keep only the ``keep`` newest checkpoints."""
+    ckpt_dir = Path(ckpt_dir)
+    path = ckpt_dir / f"ckpt_{frames:012d}.pt"
+    atomic_write_bytes(path, lambda f: torch.save({"format": "reverie-checkpoint-v1", **state}, f))
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Checkpoints in a folder, oldest first."""
+    if not Path(ckpt_dir).is_dir():
+        return []
+    return sorted(p for p in Path(ckpt_dir).iterdir() if CHECKPOINT_RE.match(p.name))
+
+
+def find_checkpoint(run_or_ckpt: str | Path) -> Path:
+    """A checkpoint file, or the newest checkpoint of a run directory.
+
+    :raises CheckpointError: if there is none, saying where it looked.
+    """
+    path = Path(run_or_ckpt)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: give a run directory or a checkpoint file (.pt).")
+    ckpts = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
+    if not ckpts:
+        raise CheckpointError(f"no checkpoint in {path}/checkpoints: the run saved none yet "
+                              f"(see run.checkpoint_every_frames) or this is not a run directory.")
+    return ckpts[-1]
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    :raises CheckpointError: for a missing, truncated, corrupt or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}); use an older one from "
+            f"{path.parent} or start a new run.") from err
+    if not isinstance(state, dict) or state.get("format") != "reverie-checkpoint-v1":
+        raise CheckpointError(f"{path} is not a Reverie checkpoint (no 'format: reverie-checkpoint-v1').")
+    return state

@@ -1,0 +1,126 @@
+"""Ray mode (``runtime.num_actors >= 1``): remote :class:`EnvActor` s feeding the learner in the driver.
+
+- Each actor has at most one chunk in flight; the driver resubmits as soon as it collects one, while the
+  rate limiter's budget (set by the training loop from the replay ratio) allows, so actors never run more
+  than ``max_ahead_chunks`` chunks ahead of the learner.
+- Weights are published with one ``ray.put`` per publication; each actor receives the object reference with
+  its next task only if it has not seen that version (a restarted actor gets it again).
+- Actors are created with ``max_restarts``: when one dies, its task fails with ``RayActorError``, Ray restarts
+  the process, and the driver resubmits to it; ``restarts`` counts these events for logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
+
+log = logging.getLogger(__name__)
+
+#: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores).
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Join ``address`` or start a local Ray bound to loopback; returns False if Ray was already running.
+
+    :param address: "auto", "host:port" or None (start an embedded local instance).
+    :param num_cpus: CPUs a local instance advertises (default: all cores).
+    """
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": WORKER_ENV}, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **kwargs)
+    return True
+
+
+class RayRuntime:
+    """Remote actors with the same interface as :class:`agents.runtime.local.LocalRuntime`.
+
+    :param parts_fn: builds (env, policy, adder) inside each actor process.
+    :param cfg: the algorithm's config (pickled to every actor).
+    :param num_actors: number of remote actors.
+    :param seed: actor i resets its env with ``seed + 1000 * (i + 1)``.
+    :param chunk_steps: vector-env steps per chunk.
+    :param steps_per_chunk: agent steps per chunk (chunk_steps x num_envs), for the rate limiter.
+    :param actor_cpus: CPUs Ray reserves per actor (places actors across nodes).
+    :param max_restarts: restarts Ray grants a dead actor.
+    """
+
+    def __init__(self, parts_fn: PartsFn, cfg: Any, num_actors: int, seed: int, chunk_steps: int,
+                 steps_per_chunk: int, torch_threads: int = 1, actor_cpus: float = 1.0,
+                 max_restarts: int = 5) -> None:
+        remote_cls = ray.remote(num_cpus=actor_cpus, max_restarts=max_restarts, max_task_retries=0)(EnvActor)
+        self.actors = [remote_cls.remote(i, parts_fn, cfg, seed + 1000 * (i + 1), torch_threads)
+                       for i in range(num_actors)]
+        self.num_actors = num_actors
+        self.chunk_steps = chunk_steps
+        self.steps_per_chunk = steps_per_chunk
+        self.restarts = 0
+        self.max_restarts = max_restarts
+        self._inflight: dict[ray.ObjectRef, int] = {}
+        self._busy = [False] * num_actors
+        self._weights_ref: ray.ObjectRef | None = None
+        self._version = 0
+        self._actor_version = [0] * num_actors
+        ray.get([a.ping.remote() for a in self.actors])  # surface construction errors here, not later
+
+    def publish(self, weights: Any) -> None:
+        """One ``ray.put`` per publication; actors fetch it with their next task."""
+        self._weights_ref = ray.put(weights)
+        self._version += 1
+
+    def _submit(self, i: int, frames: int) -> None:
+        weights = None
+        if self._weights_ref is not None and self._actor_version[i] < self._version:
+            weights = self._weights_ref
+            self._actor_version[i] = self._version
+        ref = self.actors[i].run.remote(self.chunk_steps, frames, weights)
+        self._inflight[ref] = i
+        self._busy[i] = True
+
+    def poll(self, frames: int, budget_steps: int, block: bool) -> list[ActorOutput]:
+        """Hand out work within ``budget_steps`` (agent steps the actors may still collect, in-flight chunks
+        included), then return the chunks that are ready, waiting for one if ``block``."""
+        budget_steps -= len(self._inflight) * self.steps_per_chunk
+        for i in range(self.num_actors):
+            if not self._busy[i] and budget_steps >= self.steps_per_chunk:
+                self._submit(i, frames)
+                budget_steps -= self.steps_per_chunk
+        if not self._inflight:
+            return []
+        ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=None if block else 0)
+        if block and not ready:
+            ready, _ = ray.wait(list(self._inflight), num_returns=1)
+        outputs = []
+        for ref in ready:
+            i = self._inflight.pop(ref)
+            self._busy[i] = False
+            try:
+                outputs.append(ray.get(ref))
+            except RayActorError as err:
+                # Ray restarts the process (max_restarts); it lost its weights, so send them again.
+                self.restarts += 1
+                self._actor_version[i] = 0
+                if self.restarts > self.max_restarts * self.num_actors:
+                    raise RuntimeError(
+                        f"actors died {self.restarts} times (runtime.max_actor_restarts={self.max_restarts} "
+                        f"per actor); see the actor logs above for the cause") from err
+                log.warning("actor %d died (%s); Ray restarts it and training goes on", i, type(err).__name__)
+        return outputs
+
+    def close(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []

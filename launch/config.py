@@ -1,0 +1,122 @@
+"""Loading configs: dataclass defaults <- YAML presets <- ``key=value`` overrides.
+
+Built on OmegaConf structured configs, which reject unknown keys and wrong types; this module turns their
+messages into errors that name the key and list the valid ones. Presets may stack (``defaults: [other]``
+inside a YAML file, or several files on the command line), like DreamerV3's ``--configs atari debug``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+T = TypeVar("T")
+
+#: The repository's presets: ``reverie train smoke`` finds ``configs/smoke.yaml``.
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message says what to change."""
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """Find a YAML preset by path or by name in ``configs/``.
+
+    :raises ConfigError: if neither exists, listing the presets there are.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(name_or_path)!r} not found: give a YAML path or one of {', '.join(known)}.")
+
+
+def _valid_keys(schema: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(schema):
+        value = getattr(schema, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _valid_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _explain(err: Exception, schema: Any, where: str) -> ConfigError:
+    valid = _valid_keys(schema)
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
+        close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        same = [k for k in valid if k.startswith(section)] if section else valid
+        return ConfigError(f"unknown config key {key!r} in {where}.{hint} Valid keys: {', '.join(same)}.")
+    msg = str(err).splitlines()[0]
+    return ConfigError(f"bad value for config key {key!r} in {where}: {msg}")
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
+    """A preset and the presets it names under ``defaults`` (applied first), as OmegaConf nodes."""
+    if path in seen:
+        raise ConfigError(f"config {path} includes itself through 'defaults'.")
+    try:
+        node = OmegaConf.load(path)
+    except Exception as err:  # YAML syntax errors come in several types
+        raise ConfigError(f"cannot parse YAML config {path}: {err}") from err
+    if node is None:
+        return []
+    if not OmegaConf.is_dict(node):
+        raise ConfigError(f"config {path} must be a mapping of keys, not {type(node).__name__}.")
+    layers: list[Any] = []
+    base = node.pop("defaults", None)
+    for name in base or []:
+        layers += _load_yaml(resolve_preset(path.parent / f"{name}.yaml")
+                             if (path.parent / f"{name}.yaml").is_file() else resolve_preset(name),
+                             (*seen, path))
+    layers.append((node, str(path)))
+    return layers
+
+
+def load_config(schema_cls: type[T], presets: list[str | Path] = (), overrides: list[str] = ()) -> T:
+    """Merge defaults, presets (in order) and ``key=value`` overrides into a typed config object.
+
+    :param schema_cls: the dataclass tree, e.g. ``agents.dqn.config.TrainConfig``.
+    :param presets: YAML paths or names in ``configs/``.
+    :param overrides: dotted ``key=value`` strings; values are parsed as YAML (``true``, ``1e-4``, ``null``).
+    :raises ConfigError: unknown key, wrong type or malformed override, naming the key and the valid ones.
+    """
+    schema = schema_cls()
+    cfg = OmegaConf.structured(schema)
+    for preset in presets:
+        for node, where in _load_yaml(resolve_preset(preset)):
+            try:
+                cfg = OmegaConf.merge(cfg, node)
+            except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
+                raise _explain(err, schema, where) from err
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. run.seed=3).")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
+            raise _explain(err, schema, f"override {item!r}") from err
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def to_yaml(cfg: Any) -> str:
+    """The config as YAML, as saved in a run directory."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def load_saved(schema_cls: type[T], path: str | Path) -> T:
+    """Read back a run directory's ``config.yaml``."""
+    return load_config(schema_cls, [Path(path)])
