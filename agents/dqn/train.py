@@ -71,6 +71,10 @@ class RunExistsError(FileExistsError):
     """A run directory that holds a run already."""
 
 
+class StopTraining(Exception):
+    """Raised by a hook to end training early and cleanly (final checkpoint written, actors closed)."""
+
+
 def prepare_run_dir(cfg: TrainConfig, run_dir: str | Path | None, resume: bool) -> Path:
     """The run's directory; a new run never writes into one that already holds a run."""
     path = Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
@@ -113,7 +117,8 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     :param cfg: the merged config.
     :param run_dir: where to write (default ``runs_dir/name``).
     :param resume: continue the run in ``run_dir`` from its newest checkpoint.
-    :param hooks: called with the live :class:`TrainState` after every collected batch of chunks.
+    :param hooks: called with the live :class:`TrainState` after every collected batch of chunks; a hook may
+        raise :class:`StopTraining` to end the run early (used by benchmarks).
     :param config_yaml: the config as YAML, saved as ``config.yaml``.
     """
     validate(cfg)
@@ -169,8 +174,9 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
         raise KeyboardInterrupt
 
     previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+    stop = False
     try:
-        while state.steps < total_steps:
+        while state.steps < total_steps and not stop:
             # --- rate limiter: how many updates the data allows, how far actors may run ahead -----------
             target_updates = max(0, state.steps - learning_starts) // period
             due = target_updates - state.updates if len(replay) >= cfg.agent.batch_size else 0
@@ -192,7 +198,10 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
                 if state.returns:
                     bar.set_postfix(ret=f"{np.mean(state.returns[-20:]):.1f}", upd=state.updates, refresh=False)
                 for hook in hooks:
-                    hook(state)
+                    try:
+                        hook(state)
+                    except StopTraining:
+                        stop = True
 
             # --- one learner update (then back to harvesting chunks, so actors never wait long) -------
             if due > 0:

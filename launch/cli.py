@@ -1,0 +1,179 @@
+"""The ``reverie`` command line: train, evaluate, plot and benchmark.
+
+Every command has ``--help``. Errors a user can fix (unknown config key, unknown game, missing or corrupt
+checkpoint, existing run directory) print one line saying what to change and exit with status 2, never a
+traceback from deep inside a library (`-v` shows the traceback too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+# One OpenMP thread per process unless the user says otherwise: several processes share the cores
+# (measured here: default threading slows a contended 2-core machine 10-100x).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+class UserError(Exception):
+    """An error whose message tells the user what to change."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from agents.dqn.train import RunExistsError
+    from agents.runtime.checkpoint import CheckpointError
+    from launch.config import ConfigError
+
+    return (ConfigError, RunExistsError, CheckpointError, UserError, ValueError, FileNotFoundError)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.dqn.config import TrainConfig
+    from agents.dqn.train import train
+    from launch.config import load_config, to_yaml
+    from launch.plot import plot_learning_curve
+
+    cfg = load_config(TrainConfig, [args.config], args.overrides)
+    run_dir = args.resume or args.run_dir
+    state = train(cfg, run_dir=run_dir, resume=args.resume is not None, config_yaml=to_yaml(cfg))
+    path = Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
+    summary = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
+               "episodes": state.episodes}
+    if state.returns:
+        summary["mean_return_last_20"] = sum(state.returns[-20:]) / len(state.returns[-20:])
+        try:
+            summary["learning_curve"] = str(plot_learning_curve(path))
+        except Exception as err:  # a plot must never fail a finished run
+            logging.warning("could not plot the learning curve: %s", err)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from agents.dqn.config import TrainConfig
+    from agents.dqn.evaluate import evaluate_policy
+    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
+    from launch.config import load_config
+    from launch.scores import human_normalized
+
+    ckpt_path = find_checkpoint(args.path)
+    ckpt = load_checkpoint(ckpt_path)
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    if ckpt.get("config"):
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(ckpt["config"])
+        cfg = load_config(TrainConfig, [f.name])
+        os.unlink(f.name)
+    elif (run_dir / "config.yaml").is_file():
+        cfg = load_config(TrainConfig, [run_dir / "config.yaml"])
+    else:
+        raise UserError(f"{ckpt_path} carries no config and {run_dir} has no config.yaml.")
+    result = evaluate_policy(cfg, ckpt["learner"]["online"], args.episodes, seed=args.seed)
+    report = {
+        "checkpoint": str(ckpt_path), "game": cfg.env.game, "protocol": "machado", "episodes": args.episodes,
+        "frames_trained": int(ckpt["steps"]) * cfg.env.frame_skip, "mean": result.mean, "std": result.std,
+        "human_normalized": human_normalized(cfg.env.game, result.mean), "returns": result.returns,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        hns = report["human_normalized"]
+        print(f"{cfg.env.game}: {result.mean:.2f} +- {result.std:.2f} over {args.episodes} games "
+              f"(Machado protocol); human-normalised "
+              f"{'n/a (no human score for this game)' if hns is None else f'{100 * hns:.1f}%'}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from launch.plot import plot_runs
+
+    out = plot_runs([Path(p) for p in args.run_dirs], Path(args.output), baseline=args.baseline,
+                    game=args.game, tags=args.tag or None)
+    print(out)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.name == "throughput":
+        from launch.bench import format_throughput_table, run_throughput_bench
+
+        result = run_throughput_bench(seconds=args.seconds, game=args.game)
+        print(json.dumps(result) if args.json else format_throughput_table(result))
+    elif args.name == "density":
+        from launch.bench_density import format_density_table, run_density_bench
+
+        result = run_density_bench(frames=args.frames)
+        print(json.dumps(result) if args.json else format_density_table(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reverie", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an agent from a YAML preset",
+                       description="Train an agent. CONFIG is a YAML path or a preset name in configs/ "
+                                   "(demo, smoke, dqn_pong, dqn_nature); key=value pairs override it.")
+    p.add_argument("config", help="YAML file or preset name")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. runtime.num_actors=2")
+    p.add_argument("--run-dir", help="run directory (default runs/<run.name>); must not exist yet")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint under the Machado protocol",
+                       description="Play full games with sticky actions (0.25) and epsilon 0.001; report mean, "
+                                   "std and human-normalised score.")
+    p.add_argument("path", help="run directory (newest checkpoint) or checkpoint file")
+    p.add_argument("--episodes", type=int, default=10, help="games to play (default 10)")
+    p.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="learning curves of runs, optionally beside Dopamine's",
+                       description="Plot TensorBoard scalars of several runs on one figure.")
+    p.add_argument("run_dirs", nargs="+", help="run directories")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--baseline", choices=["DQN", "Rainbow"], help="draw the published Dopamine curve too")
+    p.add_argument("--game", help="game of the baseline (default: from the first run's config.yaml)")
+    p.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("bench", help="benchmarks: throughput, density",
+                       description="Side-by-side benchmarks that print a table (or --json).")
+    p.add_argument("name", choices=["throughput", "density"])
+    p.add_argument("--seconds", type=float, default=20.0, help="seconds per throughput measurement")
+    p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
+    p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted: a last checkpoint was written; continue with --resume RUN_DIR", file=sys.stderr)
+        return 130
+    except _user_errors() as err:
+        if args.verbose:
+            raise
+        print(f"reverie {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
