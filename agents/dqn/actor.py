@@ -86,11 +86,12 @@ class NStepAdder:
         self.builder.reset(obs[:, -1])
 
     def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
-            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray) -> None:
+            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
         rewards = np.asarray(rewards, dtype=np.float32)
         if self.clip_rewards:
             rewards = np.clip(rewards, -1.0, 1.0)
-        self.builder.step(actions, extras.get("q"), rewards, terminated, truncated, next_obs[:, -1])
+        self.builder.step(actions, extras.get("q"), rewards, terminated, truncated, next_obs[:, -1],
+                          game_over=info.get("game_over"))
 
     def flush(self) -> Any:
         return self.builder.flush()

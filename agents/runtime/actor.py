@@ -34,8 +34,9 @@ class Adder(Protocol):
         """First observations ``[N, 4, 84, 84]`` of N new episodes."""
 
     def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
-            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray) -> None:
-        """One vector-env step (NextStep autoreset semantics, see ``envs``)."""
+            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
+        """One vector-env step (NextStep autoreset semantics, see ``envs``); ``info["game_over"]`` says
+        which envs reset on the next step (a life-loss terminal does not)."""
 
     def flush(self) -> Any:
         """Everything ready since the last flush."""
@@ -108,18 +109,21 @@ class EnvActor:
         for _ in range(num_steps):
             actions, extras = self.policy.act(self.obs, frames)
             next_obs, rewards, terminated, truncated, info = self.env.step(actions)
-            self.adder.add(actions, extras, rewards, terminated, truncated, next_obs)
+            self.adder.add(actions, extras, rewards, terminated, truncated, next_obs, info)
             live = ~self._resetting
             env_steps += int(live.sum())
             self._ep_return += np.where(live, info.get("raw_reward", rewards), 0.0)
             self._ep_length += live
-            game_over = np.asarray(info.get("game_over", terminated | truncated)) & live
+            # A life-loss terminal (Nature preset) ends a learning episode but not the game: only at game
+            # over does the env reset on the next step.
+            ended = np.asarray(info.get("game_over", terminated | truncated))
+            game_over = ended & live
             for i in np.flatnonzero(game_over):
                 returns.append(float(self._ep_return[i]))
                 lengths.append(int(self._ep_length[i]))
                 self._ep_return[i] = 0.0
                 self._ep_length[i] = 0
-            self._resetting = (terminated | truncated) & live
+            self._resetting = game_over
             self.obs = next_obs
         extras_out = getattr(self.policy, "log_scalars", lambda f: {})(frames)
         return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
