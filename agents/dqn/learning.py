@@ -101,7 +101,7 @@ class DQNLearner:
         self.num_updates += 1
         if self.num_updates % self.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
-        return LearnerStats(float(loss), float(q_taken.detach().mean()),
+        return LearnerStats(float(loss.detach()), float(q_taken.detach().mean()),
                             td.detach().abs().double().numpy())
 
     def get_weights(self) -> dict[str, torch.Tensor]:

@@ -1,0 +1,60 @@
+"""Checkpoints: atomic writes, rotation, and clear errors for missing or corrupt files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.runtime.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def test_save_load_and_keep_newest(tmp_path: Path) -> None:
+    for frames in (100, 200, 300, 400):
+        save_checkpoint(tmp_path / "checkpoints", frames, {"x": torch.tensor([frames])}, keep=2)
+    names = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["ckpt_000000000300.pt", "ckpt_000000000400.pt"]
+    newest = find_checkpoint(tmp_path)
+    assert load_checkpoint(newest)["x"].item() == 400
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))  # no temp files left behind
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    good = save_checkpoint(tmp_path, 1, {"x": torch.zeros(1000)})
+    data = good.read_bytes()
+    bad = tmp_path / "ckpt_000000000002.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(bad)
+
+
+def test_foreign_and_missing_files(tmp_path: Path) -> None:
+    other = tmp_path / "other.pt"
+    torch.save({"weights": 1}, other)
+    with pytest.raises(CheckpointError, match="not a Reverie checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        find_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        find_checkpoint(tmp_path / "empty_run")
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path: Path) -> None:
+    first = save_checkpoint(tmp_path, 5, {"x": 1})
+
+    class Boom:
+        def __reduce__(self):  # pickling fails half-way through the write
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(tmp_path, 5, {"x": Boom()})
+    assert load_checkpoint(first)["x"] == 1
+    assert not list(tmp_path.glob("*.tmp"))

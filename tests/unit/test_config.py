@@ -1,0 +1,83 @@
+"""Config loading: presets, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.dqn.config import TrainConfig, validate
+from agents.dqn.train import RunExistsError, prepare_run_dir
+from launch.config import CONFIG_DIR, ConfigError, load_config, to_yaml
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_preset_loads_and_validates(preset: str) -> None:
+    cfg = load_config(TrainConfig, [preset])
+    validate(cfg)
+
+
+def test_presets_stack_and_overrides_win() -> None:
+    cfg = load_config(TrainConfig, ["dqn_nature"], ["agent.lr=0.001", "runtime.num_actors=3"])
+    assert cfg.env.preset == "nature"            # from dqn_nature
+    assert cfg.replay.capacity == 1_000_000      # inherited from dqn_pong
+    assert cfg.agent.lr == 0.001 and cfg.runtime.num_actors == 3
+
+
+def test_dopamine_preset_values() -> None:
+    cfg = load_config(TrainConfig, ["dqn_pong"])
+    assert (cfg.agent.lr, cfg.agent.adam_eps, cfg.agent.update_period) == (6.25e-5, 1.5e-4, 4)
+    assert cfg.agent.target_update_frames == 32_000 and cfg.agent.learning_starts_frames == 80_000
+    assert cfg.explore.eps_end == 0.01 and cfg.explore.eps_decay_frames == 1_000_000
+
+
+def test_unknown_key_names_key_and_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"agent\.lrate.*Did you mean agent\.lr.*Valid keys: agent\.gamma"):
+        load_config(TrainConfig, [], ["agent.lrate=1"])
+
+
+def test_unknown_key_in_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("replay:\n  capacty: 10\n")
+    with pytest.raises(ConfigError, match=r"replay\.capacty.*bad\.yaml.*replay\.capacity"):
+        load_config(TrainConfig, [bad])
+
+
+def test_wrong_type_names_key() -> None:
+    with pytest.raises(ConfigError, match=r"run\.seed"):
+        load_config(TrainConfig, [], ["run.seed=abc"])
+
+
+def test_malformed_override_and_missing_preset() -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(TrainConfig, [], ["run.seed"])
+    with pytest.raises(ConfigError, match="not found.*smoke"):
+        load_config(TrainConfig, ["no_such_preset"])
+
+
+def test_validate_rejects_impossible_values() -> None:
+    cfg = load_config(TrainConfig, ["smoke"], ["env.preset=atari2600"])
+    with pytest.raises(ValueError, match="env.preset='atari2600'.*machado, nature"):
+        validate(cfg)
+    cfg = load_config(TrainConfig, ["smoke"], ["replay.capacity=100"])
+    with pytest.raises(ValueError, match="replay.capacity=100 is too small"):
+        validate(cfg)
+
+
+def test_saved_yaml_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(TrainConfig, ["smoke"], ["run.seed=7"])
+    (tmp_path / "config.yaml").write_text(to_yaml(cfg))
+    again = load_config(TrainConfig, [tmp_path / "config.yaml"])
+    assert again == cfg
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
+    cfg = load_config(TrainConfig, ["smoke"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("x")
+    with pytest.raises(RunExistsError, match="--resume"):
+        prepare_run_dir(cfg, run, resume=False)
+    assert prepare_run_dir(cfg, run, resume=True) == run
+    with pytest.raises(FileNotFoundError, match="no run"):
+        prepare_run_dir(cfg, tmp_path / "other", resume=True)
