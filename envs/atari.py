@@ -40,6 +40,7 @@ from gymnasium.vector import VectorWrapper
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from envs.names import display_name, resolve_game
+from envs.toy import ACTION_MEANINGS as CATCH_ACTION_MEANINGS
 
 # Every frame the networks see is 84x84 luminance (DQN's preprocessing); not a preset field on purpose.
 FRAME_SIZE = 84
@@ -372,10 +373,21 @@ def _action_set(rom: str, full_action_space: bool) -> tuple[str, ...]:
 
 
 def action_meanings(game: str, full_action_space: bool = False) -> list[str]:
-    """Names of the game's actions in index order, e.g. Breakout: ``["NOOP", "FIRE", "RIGHT", "LEFT"]``."""
+    """Names of the game's actions in index order, e.g. Breakout: ``["NOOP", "FIRE", "RIGHT", "LEFT"]``.
+
+    Also answers for ``"toy/catch"``: ``["LEFT", "STAY", "RIGHT"]``.
+    """
+    if game == "toy/catch":
+        return list(CATCH_ACTION_MEANINGS)
     return list(_action_set(resolve_game(game), full_action_space))
 
 
 def num_actions(game: str, preset: str | AtariPreset = "machado", **overrides: Any) -> int:
-    """Size of the Discrete action space :func:`make_atari` gives for this game and preset (cached)."""
+    """Size of the Discrete action space :func:`make_atari` gives for this game and preset (cached).
+
+    Also answers for ``"toy/catch"`` (3).
+    """
+    if game == "toy/catch":
+        get_preset(preset, **overrides)  # same validation as make_env
+        return len(CATCH_ACTION_MEANINGS)
     return len(_action_set(resolve_game(game), get_preset(preset, **overrides).full_action_space))
