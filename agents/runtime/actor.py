@@ -93,6 +93,20 @@ class EnvActor:
         """Cheap liveness check; returns the actor id."""
         return self.actor_id
 
+    def where(self) -> dict[str, Any]:
+        """Process id and, under Ray, the node id this actor runs on (to check placement across nodes)."""
+        import os
+
+        node = None
+        try:
+            import ray
+
+            if ray.is_initialized():
+                node = ray.get_runtime_context().get_node_id()
+        except ImportError:
+            pass
+        return {"actor_id": self.actor_id, "pid": os.getpid(), "node_id": node}
+
     def run(self, num_steps: int, frames: int, weights: Any = None) -> ActorOutput:
         """Act for ``num_steps`` vector steps and return the adder's payload.
 
