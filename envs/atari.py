@@ -21,7 +21,9 @@ back to 5, ``episode_frame_number`` back to 1, zero-padded stack), so an agent n
 life. That is not Nature DQN's setting, so we never use it. We run ale-py with ``episodic_life=False``
 and derive the life-loss terminal from a drop of ``info["lives"]``: the game continues after the terminal
 (the next step plays the agent's action in the same game, with the same frame stack), exactly as in
-Nature DQN, and ``game_over`` stays the emulator's own terminal/truncation signal.
+Nature DQN, and ``game_over`` stays the emulator's own terminal/truncation signal. (ale-py's
+``life_loss_info=True`` also continues the game, but then ``terminated`` mixes life losses and game overs,
+and telling them apart by ``lives == 0`` fails for games without a lives counter, such as Pong.)
 """
 
 from __future__ import annotations
@@ -261,6 +263,8 @@ class AtariEpisode(gym.Wrapper, gym.utils.RecordConstructorArgs):
         raw = float(reward)
         game_over = bool(terminated or truncated)
         lives = int(info.get("lives", 0))
+        # Only a reset right after a life-loss terminal continues the game (not one after later steps).
+        self._continue_game = False
         if self._life_loss and lives < self._lives and not game_over:
             terminated = True
             self._continue_game = True
