@@ -243,6 +243,11 @@ class NStepBuilder:
                 "terminated/truncated set in the step right after an episode end: the vector env must use "
                 "autoreset_mode='NextStep' (that step returns a reset observation with term=trunc=False)"
             )
+        go = (term | trunc) if game_over is None else np.asarray(game_over, dtype=bool)
+        if go.shape != (N,) or np.any(go & ~(term | trunc)):
+            raise ValueError(
+                f"game_over must be bool [{N}] and set only where terminated or truncated is; got {go}"
+            )
 
         # 1. Transitions completed last call bootstrap from the observation evaluated now.
         if self._await is not None:
@@ -302,15 +307,7 @@ class NStepBuilder:
                 self._ready.append({key: sel[key] for key in _FIELDS})
             if not now.all():
                 self._await = {key: v[~now] for key, v in out.items()}
-        if game_over is None:
-            self._resets_next = ended
-        else:
-            go = np.asarray(game_over, dtype=bool)
-            if go.shape != (N,) or np.any(go & ~ended):
-                raise ValueError(
-                    f"game_over must be bool [{N}] and set only where terminated or truncated is; got {go}"
-                )
-            self._resets_next = go & ended
+        self._resets_next = ended & go
 
     # ---------------------------------------------------------------------------------------------- output
     def flush(self) -> Chunk:
