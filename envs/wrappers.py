@@ -1,0 +1,309 @@
+"""Gymnasium wrappers that add a density-model pseudo-count bonus to any environment's reward.
+
+They make count-based exploration (Bellemare et al. 2016; Ostrovski et al. 2017) a one-line change for
+agents we did not write (Stable-Baselines3, CleanRL, ...)::
+
+    env = PseudoCountBonus(env, model="cts", beta=0.05)        # a gymnasium.Env
+    envs = VectorPseudoCountBonus(envs, model="cts", beta=0.05)  # a gymnasium.vector.VectorEnv
+
+Every frame the agent observes is preprocessed (:func:`worldmodels.density.preprocess_frames`: grey,
+42x42, 8 levels), learned by the density model and turned into a bonus
+``beta / sqrt(N + 0.01)`` (:class:`worldmodels.density.PseudoCount`). The reward returned with an
+observation becomes ``extrinsic + bonus(observation)``; ``info`` carries ``extrinsic_reward``,
+``intrinsic_reward`` and ``pseudo_count``. Frames are found in the observation: the newest frame of a
+stacked ``[S, H, W]`` observation (``obs[-1]``, our Atari envs' layout), an RGB ``[H, W, 3]`` or grey
+``[H, W]`` screen, or whatever ``frame_fn(obs)`` returns.
+
+Reproducibility: the bonus depends on everything the model has learned, so the same seed and actions
+do not give the same rewards twice. The single-env wrapper therefore reports
+``spec.nondeterministic = True`` (which is how ``gymnasium.utils.env_checker.check_env`` learns not
+to demand identical rewards from two seeded runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from worldmodels.density.preprocess import DEFAULT_LEVELS, DEFAULT_SHAPE, preprocess_frames
+from worldmodels.density.pseudocount import GainDecay, PseudoCount, ostrovski_gain_decay
+from worldmodels.protocols import DensityModel
+
+__all__ = ["PseudoCountBonus", "VectorPseudoCountBonus", "make_density_model", "newest_frame"]
+
+ModelSpec = Literal["cts", "pixelcnn"] | DensityModel | Callable[[], DensityModel]
+
+
+def make_density_model(
+    name: str, shape: tuple[int, int] = DEFAULT_SHAPE, num_levels: int = DEFAULT_LEVELS
+) -> DensityModel:
+    """Build a density model by name: ``"cts"`` or ``"pixelcnn"`` (the papers' settings)."""
+    if name == "cts":
+        from worldmodels.density.cts import CTS
+
+        return CTS(shape=shape, num_levels=num_levels)
+    if name == "pixelcnn":
+        from worldmodels.density.pixelcnn import PixelCNNConfig, PixelCNNDensity
+
+        return PixelCNNDensity(PixelCNNConfig(shape=shape, num_levels=num_levels))
+    raise ValueError(f"unknown density model {name!r}; choose 'cts' or 'pixelcnn', or pass a DensityModel")
+
+
+def newest_frame(obs: Any) -> np.ndarray:
+    """The frame a density model should score, from one (unbatched) observation.
+
+    ``[S, H, W]`` stack -> ``obs[-1]``; ``[S, H, W, 3]`` RGB stack -> ``obs[-1]``; ``[H, W, 3]`` RGB and
+    ``[H, W]`` grey -> ``obs``. A ``[3, H, W]`` array reads as a stack of 3 grey frames.
+    """
+    if not isinstance(obs, np.ndarray):
+        raise ValueError(
+            f"cannot find a frame in an observation of type {type(obs).__name__}; pass frame_fn=... "
+            "returning a uint8 [H, W] or [H, W, 3] image"
+        )
+    if obs.ndim == 4 and obs.shape[-1] == 3:
+        return obs[-1]
+    if obs.ndim == 3 and obs.shape[-1] == 3:
+        return obs
+    if obs.ndim == 3:
+        return obs[-1]
+    if obs.ndim == 2:
+        return obs
+    raise ValueError(
+        f"cannot find a frame in an observation of shape {obs.shape}; pass frame_fn=... returning a uint8 "
+        "[H, W] or [H, W, 3] image"
+    )
+
+
+def _newest_frames(obs: Any) -> np.ndarray:
+    """Batched :func:`newest_frame`: ``[N, ...]`` observations -> ``[N, H, W]`` or ``[N, H, W, 3]``."""
+    if not isinstance(obs, np.ndarray) or obs.ndim < 3:
+        raise ValueError(
+            f"cannot find frames in a batched observation of type {type(obs).__name__} / shape "
+            f"{getattr(obs, 'shape', None)}; pass frame_fn=... returning uint8 [N, H, W] or [N, H, W, 3]"
+        )
+    if obs.ndim == 5 and obs.shape[-1] == 3:
+        return obs[:, -1]
+    if obs.ndim == 4 and obs.shape[-1] == 3:
+        return obs
+    if obs.ndim == 4:
+        return obs[:, -1]
+    return obs
+
+
+def _pseudo_count(
+    model: ModelSpec,
+    beta: float,
+    prediction_gain_decay: GainDecay | None | Literal["auto"],
+    shape: tuple[int, int],
+    num_levels: int,
+) -> PseudoCount:
+    if isinstance(model, str):
+        density = make_density_model(model, shape, num_levels)
+    elif isinstance(model, DensityModel) and not isinstance(model, type):
+        density = model
+    elif callable(model):  # a factory, e.g. a class such as CTS or a lambda
+        density = model()
+    else:
+        raise ValueError(f"model must be 'cts', 'pixelcnn', a DensityModel or a factory; got {model!r}")
+    if prediction_gain_decay == "auto":
+        # Ostrovski et al. (2017) decay the PixelCNN's gain; CTS (Bellemare et al. 2016) uses it raw.
+        prediction_gain_decay = ostrovski_gain_decay(0.1) if _is_pixelcnn(density) else None
+    return PseudoCount(density, beta=beta, prediction_gain_decay=prediction_gain_decay)
+
+
+def _is_pixelcnn(density: DensityModel) -> bool:
+    # Checked without importing torch: the class can only exist if its module was imported.
+    module = sys.modules.get("worldmodels.density.pixelcnn")
+    return module is not None and isinstance(density, module.PixelCNNDensity)
+
+
+class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Adds a pseudo-count exploration bonus to a single environment's reward.
+
+    :param env: any ``gymnasium.Env`` whose observations contain a frame.
+    :param model: ``"cts"`` (default), ``"pixelcnn"``, a :class:`~worldmodels.protocols.DensityModel`,
+        or a zero-argument factory returning one.
+    :param beta: bonus scale.
+    :param frame_fn: maps an observation to a uint8 ``[H, W]`` or ``[H, W, 3]`` frame; default
+        :func:`newest_frame`.
+    :param prediction_gain_decay: gain schedule for :class:`~worldmodels.density.PseudoCount`;
+        ``"auto"`` uses Ostrovski et al.'s ``0.1 n^-1/2`` for a PixelCNN model and none otherwise.
+    :param shape: density-model frame size.
+    :param num_levels: density-model grey levels.
+
+    ``reset`` learns the first frame too (the agent sees it) and reports its bonus in ``info``; there is
+    no reward to add it to. ``info["extrinsic_reward"]``, ``info["intrinsic_reward"]`` and
+    ``info["pseudo_count"]`` are floats. The bonus machinery is :attr:`pseudo_count` (a
+    :class:`~worldmodels.density.PseudoCount`; save it with its ``state_dict()``).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        model: ModelSpec = "cts",
+        beta: float = 0.05,
+        frame_fn: Callable[[Any], np.ndarray] | None = None,
+        prediction_gain_decay: GainDecay | None | Literal["auto"] = "auto",
+        shape: tuple[int, int] = DEFAULT_SHAPE,
+        num_levels: int = DEFAULT_LEVELS,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, model=model, beta=beta, frame_fn=frame_fn, prediction_gain_decay=prediction_gain_decay,
+            shape=shape, num_levels=num_levels,
+        )  # fmt: skip
+        gym.Wrapper.__init__(self, env)
+        self.pseudo_count = _pseudo_count(model, beta, prediction_gain_decay, shape, num_levels)
+        self._frame_fn = frame_fn or newest_frame
+        self._shape = shape
+        self._num_levels = num_levels
+
+    @property
+    def spec(self) -> gym.envs.registration.EnvSpec | None:
+        """The inner spec plus this wrapper, marked ``nondeterministic`` (the bonus has memory)."""
+        spec = super().spec
+        if spec is None or spec.nondeterministic:
+            return spec
+        return dataclasses.replace(spec, nondeterministic=True)
+
+    def _score(self, obs: Any) -> tuple[float, float]:
+        frame = np.asarray(self._frame_fn(obs))
+        small = preprocess_frames(frame, self._shape, self._num_levels)
+        bonus = float(self.pseudo_count(small)[0])
+        return bonus, float(self.pseudo_count.last_counts[0])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        bonus, count = self._score(obs)
+        info = dict(info)
+        info.update(extrinsic_reward=0.0, intrinsic_reward=bonus, pseudo_count=count)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        bonus, count = self._score(obs)
+        info = dict(info)
+        info.update(extrinsic_reward=float(reward), intrinsic_reward=bonus, pseudo_count=count)
+        return obs, float(reward) + bonus, terminated, truncated, info
+
+
+class VectorPseudoCountBonus(VectorWrapper):
+    """Adds a pseudo-count bonus to every sub-environment of a ``gymnasium.vector.VectorEnv``.
+
+    :param env: the vector env (e.g. ``ale_py.vector_env.AtariVectorEnv`` or a gymnasium
+        ``SyncVectorEnv``).
+    :param model: as :class:`PseudoCountBonus`. With ``shared=False`` (default) each sub-env gets its
+        own density model, as A3C+ had one per thread (Bellemare et al. 2016): ``model`` must then be a
+        name or a factory, not one instance. With ``shared=True`` one model learns the frames of all
+        sub-envs, in sub-env order within each step.
+    :param beta: bonus scale.
+    :param frame_fn: maps the *batched* observation to uint8 frames ``[N, H, W]`` or ``[N, H, W, 3]``;
+        default: the newest frame of ``[N, S, H, W]`` stacks, or the frames themselves.
+    :param shared: one density model for all sub-envs instead of one each.
+    :param prediction_gain_decay, shape, num_levels: as :class:`PseudoCountBonus`.
+
+    Every frame returned by ``reset`` and ``step`` is learned and scored once, and its bonus is added
+    to the reward returned with it. With autoreset mode ``NextStep`` (ALE's vector env) the step after
+    an episode's end returns the new episode's first frame with reward 0: that frame is scored like any
+    other and its bonus is that step's reward (agents following NextStep semantics drop that step, so
+    they see the bonus of the reset frame nowhere, as with the single-env ``reset``). With ``SameStep``
+    the terminal frame ``info["final_obs"][i]`` is scored for the finishing step's reward and the reset
+    frame is learned too (its bonus is dropped). ``reset(options={"reset_mask": m})`` scores only the
+    sub-envs that reset. ``info`` gets float64 ``[N]`` arrays ``extrinsic_reward``,
+    ``intrinsic_reward`` and ``pseudo_count`` with all-true ``_``-prefixed masks.
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        model: ModelSpec = "cts",
+        beta: float = 0.05,
+        frame_fn: Callable[[Any], np.ndarray] | None = None,
+        shared: bool = False,
+        prediction_gain_decay: GainDecay | None | Literal["auto"] = "auto",
+        shape: tuple[int, int] = DEFAULT_SHAPE,
+        num_levels: int = DEFAULT_LEVELS,
+    ) -> None:
+        super().__init__(env)
+        n = self.num_envs
+        if not shared and n > 1 and isinstance(model, DensityModel) and not isinstance(model, type):
+            raise ValueError(
+                "one DensityModel instance cannot serve as a separate model for each of "
+                f"{n} sub-envs; pass a name ('cts'), a factory (lambda: CTS()), or shared=True"
+            )
+        count = 1 if shared else n
+        self.pseudo_counts = [
+            _pseudo_count(model, beta, prediction_gain_decay, shape, num_levels) for _ in range(count)
+        ]
+        self.shared = shared
+        self._frame_fn = frame_fn or _newest_frames
+        self._shape = shape
+        self._num_levels = num_levels
+        self._autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+
+    def _score(self, obs: Any, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Learn the frames of sub-envs ``envs`` (in order); return bonus and count, float64 ``[N]``."""
+        bonus = np.zeros(self.num_envs, dtype=np.float64)
+        count = np.full(self.num_envs, np.nan, dtype=np.float64)
+        if len(envs) == 0:
+            return bonus, count
+        frames = np.asarray(self._frame_fn(obs))
+        small = preprocess_frames(frames[envs], self._shape, self._num_levels)
+        if self.shared:
+            pc = self.pseudo_counts[0]
+            bonus[envs] = pc(small)
+            count[envs] = pc.last_counts
+        else:
+            for k, i in enumerate(envs):
+                pc = self.pseudo_counts[i]
+                bonus[i] = pc(small[k : k + 1])[0]
+                count[i] = pc.last_counts[0]
+        return bonus, count
+
+    def _add_info(self, info: dict, extrinsic: np.ndarray, bonus: np.ndarray, count: np.ndarray) -> dict:
+        info = dict(info)
+        mask = np.ones(self.num_envs, dtype=bool)
+        for key, value in (
+            ("extrinsic_reward", extrinsic),
+            ("intrinsic_reward", bonus),
+            ("pseudo_count", count),
+        ):
+            info[key] = value
+            info["_" + key] = mask.copy()
+        return info
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        if options is not None and "reset_mask" in options:
+            envs = np.flatnonzero(np.asarray(options["reset_mask"]))
+        else:
+            envs = np.arange(self.num_envs)
+        bonus, count = self._score(obs, envs)
+        return obs, self._add_info(info, np.zeros(self.num_envs), bonus, count)
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        extrinsic = np.asarray(reward, dtype=np.float64)
+        if self._autoreset_mode == AutoresetMode.SAME_STEP and "final_obs" in info:
+            bonus, count = self._score_same_step(obs, terminated | truncated, info)
+        else:
+            bonus, count = self._score(obs, np.arange(self.num_envs))
+        return obs, extrinsic + bonus, terminated, truncated, self._add_info(info, extrinsic, bonus, count)
+
+    def _score_same_step(self, obs: Any, done: np.ndarray, info: dict) -> tuple[np.ndarray, np.ndarray]:
+        """SameStep: score the terminal frames of finished sub-envs, then learn their reset frames."""
+        done_envs = np.flatnonzero(done)
+        final = np.stack([np.asarray(info["final_obs"][i]) for i in done_envs]) if len(done_envs) else None
+        merged = np.array(obs, copy=True)
+        if final is not None:
+            merged[done_envs] = final
+        bonus, count = self._score(merged, np.arange(self.num_envs))
+        self._score(obs, done_envs)  # learn the new episodes' first frames; no reward to carry them
+        return bonus, count
