@@ -110,6 +110,8 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int) -> tuple[Any, EpsilonGreedyP
     torch.manual_seed(seed)
     network = QNetwork(num_actions, hidden=cfg.network.hidden, dueling=cfg.network.dueling)
     policy = EpsilonGreedyPolicy(network, cfg, actor_id, seed)
+    # seed=None: the builder's incarnation id must differ after an actor restart or a resume (the replay
+    # tells a restarted actor from a duplicated chunk by it); it never influences training.
     builder = NStepBuilder(cfg.env.num_envs, n=cfg.agent.n_step, gamma=cfg.agent.gamma, actor_id=actor_id,
-                           seed=seed)
+                           seed=None)
     return env, policy, NStepAdder(builder, cfg.agent.clip_rewards)

@@ -176,12 +176,15 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
     stop = False
     try:
-        while state.steps < total_steps and not stop:
+        while not stop:
             # --- rate limiter: how many updates the data allows, how far actors may run ahead -----------
             target_updates = max(0, state.steps - learning_starts) // period
             due = target_updates - state.updates if len(replay) >= cfg.agent.batch_size else 0
-            budget = learning_starts + state.updates * period + slack - state.steps
-            outputs: list[ActorOutput] = runtime.poll(state.frames, budget, block=due <= 0)
+            collecting = state.steps < total_steps
+            if not collecting and due <= 0:
+                break  # all frames collected and the updates they owe done: the ratio holds to the end
+            budget = learning_starts + state.updates * period + slack - state.steps if collecting else 0
+            outputs: list[ActorOutput] = runtime.poll(state.frames, budget, block=due <= 0) if collecting else []
 
             # --- experience into replay ---------------------------------------------------------------
             for out in outputs:
@@ -212,7 +215,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
                     torch.from_numpy(batch.discounts), torch.from_numpy(batch.next_obs),
                     torch.from_numpy(batch.weights))
                 if cfg.replay.prioritized:
-                    replay.update_priorities(batch.indices, stats.td_abs, getattr(batch, "generations", None))
+                    replay.update_priorities(batch.indices, stats.td_abs, batch.generations)
                 state.updates += 1
                 window["loss"].append(stats.loss)
                 window["q"].append(stats.q_mean)

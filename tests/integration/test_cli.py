@@ -1,0 +1,100 @@
+"""Every `reverie` command on the tiny presets, in-process (one Ray instance for the module)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.runtime.checkpoint import list_checkpoints, load_checkpoint
+from launch.cli import main
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "plot", "bench"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: reverie " + command in capsys.readouterr().out
+
+
+def test_smoke_train_checkpoint_evaluate_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "smoke"
+    assert main(["train", "smoke", "--run-dir", str(run)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] >= 4096 and summary["updates"] > 0
+    assert (run / "config.yaml").is_file()
+    ckpts = list_checkpoints(run / "checkpoints")
+    assert ckpts, "no checkpoint written"
+    first = load_checkpoint(ckpts[-1])
+    assert first["steps"] * 4 == summary["frames"] and "replay" in first
+    fps = _scalars(run, "charts/frames_per_s")
+    assert fps and all(v > 0 for _, v in fps)
+    assert _scalars(run, "losses/td_loss")
+
+    assert main(["evaluate", str(run), "--episodes", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["game"] == "Pong" and report["episodes"] == 1 and len(report["returns"]) == 1
+    assert -21 <= report["mean"] <= 21 and report["human_normalized"] is not None
+
+    # Resume: the frame and update counters continue from the checkpoint, not from zero.
+    assert main(["train", "smoke", "--resume", str(run), "run.total_frames=6144"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["frames"] >= 6144 and resumed["updates"] > summary["updates"]
+    assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1])["steps"] * 4 == resumed["frames"]
+    assert min(step for step, _ in _scalars(run, "charts/frames_per_s")[len(fps):]) > summary["frames"]
+
+
+def test_existing_run_dir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    assert main(["train", "smoke", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err
+    assert (run / "keep.txt").read_text() == "precious"
+
+
+def test_bad_input_gives_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "smoke", "agent.lrr=1", "--run-dir", str(tmp_path / "a")]) == 2
+    assert "unknown config key 'agent.lrr'" in capsys.readouterr().err
+    assert main(["train", "smoke", "env.game=Pongg", "--run-dir", str(tmp_path / "b")]) == 2
+    assert "Pong" in capsys.readouterr().err
+    bad = tmp_path / "ckpt_000000000001.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(bad)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_plot_runs_with_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"catch{seed}"
+        assert main(["train", "dqn_catch", "--run-dir", str(run), f"run.seed={seed}", "run.total_frames=4000",
+                     "run.eval_episodes=0", "run.progress=false"]) == 0
+        runs.append(run)
+        assert (run / "learning_curve.png").stat().st_size > 10_000
+    out = tmp_path / "curves.png"
+    assert main(["plot", *map(str, runs), "-o", str(out), "--baseline", "DQN", "--game", "pong"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_bench_throughput_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "throughput", "--seconds", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("raw_env_steps_per_s", "actor_steps_per_s", "learner_updates_per_s", "train_steps_per_s",
+                "train_learner_updates_per_s"):
+        assert result[key] > 0, key
+    assert "sb3_steps_per_s" in result
