@@ -43,7 +43,7 @@ def bench_config(game: str, num_actors: int) -> Any:
 
     return load_config(TrainConfig, ["dqn_pong"], [
         f"env.game={game}", "agent.double=true", "replay.prioritized=true", "replay.capacity=100000",
-        "agent.learning_starts_frames=8000", "explore.schedule=apex", f"runtime.num_actors={num_actors}",
+        "agent.learning_starts_frames=8000", "exploration.schedule=apex", f"runtime.num_actors={num_actors}",
         "run.progress=false", "run.eval_episodes=0", "run.total_frames=1000000000",
         "run.checkpoint_every_frames=1000000000",
     ])
@@ -97,7 +97,7 @@ def measure_learner(cfg: Any, replay: Any, num_actions: int, seconds: float) -> 
         stats = learner.step(torch.from_numpy(b.obs), torch.from_numpy(b.actions), torch.from_numpy(b.returns),
                              torch.from_numpy(b.discounts), torch.from_numpy(b.next_obs),
                              torch.from_numpy(b.weights))
-        replay.update_priorities(b.indices, stats.td_abs)
+        replay.update_priorities(b.indices, stats.td_abs, b.generations)
         return 1
 
     elapsed, count = _timed(seconds, step)

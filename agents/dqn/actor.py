@@ -12,24 +12,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.dqn.config import ExploreConfig, TrainConfig
+from agents.dqn.config import ExplorationConfig, TrainConfig
 from agents.dqn.networks import QNetwork
 from agents.runtime.nstep import NStepBuilder
 from envs import make_env
 
 
-def linear_epsilon(frames: int, explore: ExploreConfig, learning_starts_frames: int = 0) -> float:
+def linear_epsilon(frames: int, exploration: ExplorationConfig, learning_starts_frames: int = 0) -> float:
     """Dopamine's schedule: eps_start until learning starts, then linear to eps_end over eps_decay_frames."""
-    progress = (frames - learning_starts_frames) / max(1, explore.eps_decay_frames)
+    progress = (frames - learning_starts_frames) / max(1, exploration.eps_decay_frames)
     progress = min(max(progress, 0.0), 1.0)
-    return explore.eps_start + progress * (explore.eps_end - explore.eps_start)
+    return exploration.eps_start + progress * (exploration.eps_end - exploration.eps_start)
 
 
-def apex_epsilon(actor_id: int, num_actors: int, explore: ExploreConfig) -> float:
+def apex_epsilon(actor_id: int, num_actors: int, exploration: ExplorationConfig) -> float:
     """Ape-X (Horgan et al. 2018, Sec. 4.1): eps_i = eps_base ** (1 + alpha * i / (N - 1))."""
     if num_actors <= 1:
-        return explore.eps_base
-    return explore.eps_base ** (1.0 + explore.apex_alpha * actor_id / (num_actors - 1))
+        return exploration.eps_base
+    return exploration.eps_base ** (1.0 + exploration.apex_alpha * actor_id / (num_actors - 1))
 
 
 class EpsilonGreedyPolicy:
@@ -54,9 +54,9 @@ class EpsilonGreedyPolicy:
     def epsilon(self, frames: int) -> float:
         if self.fixed_epsilon is not None:
             return self.fixed_epsilon
-        if self.cfg.explore.schedule == "apex":
-            return apex_epsilon(self.actor_id, max(1, self.cfg.runtime.num_actors), self.cfg.explore)
-        return linear_epsilon(frames, self.cfg.explore, self.cfg.agent.learning_starts_frames)
+        if self.cfg.exploration.schedule == "apex":
+            return apex_epsilon(self.actor_id, max(1, self.cfg.runtime.num_actors), self.cfg.exploration)
+        return linear_epsilon(frames, self.cfg.exploration, self.cfg.agent.learning_starts_frames)
 
     def act(self, obs: np.ndarray, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """:param obs: uint8 ``[N, 4, 84, 84]``. :return: actions int64 ``[N]``, ``{"q": float32 [N, A]}``."""

@@ -81,7 +81,7 @@ class ReplayConfig:
 
 
 @dataclass
-class ExploreConfig:
+class ExplorationConfig:
     schedule: str = "linear"
     """"linear": every actor decays epsilon from eps_start to eps_end over eps_decay_frames (Dopamine);
     "apex": actor i of N keeps eps_base ** (1 + apex_alpha * i / (N - 1)) (Horgan et al. 2018)."""
@@ -150,7 +150,7 @@ class TrainConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
-    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -164,7 +164,7 @@ def validate(cfg: TrainConfig) -> None:
         "env.preset": (cfg.env.preset, ("machado", "nature")),
         "agent.loss": (cfg.agent.loss, ("huber", "mse")),
         "agent.optimizer": (cfg.agent.optimizer, ("adam", "rmsprop")),
-        "explore.schedule": (cfg.explore.schedule, ("linear", "apex")),
+        "exploration.schedule": (cfg.exploration.schedule, ("linear", "apex")),
         "algo": (cfg.algo, ("dqn",)),
     }
     for key, (value, valid) in choices.items():
@@ -193,8 +193,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"agent.gamma={cfg.agent.gamma} must lie in (0, 1].")
     if cfg.runtime.num_actors < 0:
         raise ValueError(f"runtime.num_actors={cfg.runtime.num_actors} must be 0 (local mode) or more.")
-    for key, eps in (("explore.eps_start", cfg.explore.eps_start), ("explore.eps_end", cfg.explore.eps_end),
-                     ("explore.eps_base", cfg.explore.eps_base), ("explore.eval_eps", cfg.explore.eval_eps)):
+    ex = cfg.exploration
+    for key, eps in (("exploration.eps_start", ex.eps_start), ("exploration.eps_end", ex.eps_end),
+                     ("exploration.eps_base", ex.eps_base), ("exploration.eval_eps", ex.eval_eps)):
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"{key}={eps} must lie in [0, 1].")
     num_shards = max(1, cfg.runtime.num_actors)

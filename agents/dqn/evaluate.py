@@ -42,12 +42,12 @@ def evaluate_policy(cfg: TrainConfig, weights: dict[str, torch.Tensor], episodes
     :param weights: online Q-network state dict.
     :param episodes: games to play.
     :param seed: evaluation seed (distinct from training seeds).
-    :param epsilon: exploration rate; default ``cfg.explore.eval_eps``.
+    :param epsilon: exploration rate; default ``cfg.exploration.eval_eps``.
     :param preset: Atari protocol of the evaluation env ("machado" by default, whatever the training preset).
     """
     if episodes <= 0:
         raise ValueError(f"episodes={episodes} must be positive.")
-    eps = cfg.explore.eval_eps if epsilon is None else epsilon
+    eps = cfg.exploration.eval_eps if epsilon is None else epsilon
     returns: list[float] = []
     lengths: list[int] = []
     round_idx = 0

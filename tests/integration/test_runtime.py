@@ -27,7 +27,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def test_local_mode_is_deterministic(tmp_path: Path) -> None:
     a = train(_catch(tmp_path, "a"))
     b = train(_catch(tmp_path, "b"))
-    c = train(_catch(tmp_path, "c", "run.seed=1"))
+    train(_catch(tmp_path, "c", "run.seed=1"))
     assert a.returns == b.returns and a.updates == b.updates > 0
     wa, wb, wc = _weights(tmp_path / "a"), _weights(tmp_path / "b"), _weights(tmp_path / "c")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

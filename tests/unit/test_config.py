@@ -28,7 +28,7 @@ def test_dopamine_preset_values() -> None:
     cfg = load_config(TrainConfig, ["dqn_pong"])
     assert (cfg.agent.lr, cfg.agent.adam_eps, cfg.agent.update_period) == (6.25e-5, 1.5e-4, 4)
     assert cfg.agent.target_update_frames == 32_000 and cfg.agent.learning_starts_frames == 80_000
-    assert cfg.explore.eps_end == 0.01 and cfg.explore.eps_decay_frames == 1_000_000
+    assert cfg.exploration.eps_end == 0.01 and cfg.exploration.eps_decay_frames == 1_000_000
 
 
 def test_unknown_key_names_key_and_valid_ones() -> None:

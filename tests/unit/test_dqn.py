@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agents.dqn.actor import apex_epsilon, linear_epsilon
-from agents.dqn.config import AgentConfig, ExploreConfig, NetworkConfig
+from agents.dqn.config import AgentConfig, ExplorationConfig, NetworkConfig
 from agents.dqn.learning import DQNLearner, double_dqn_targets
 from agents.dqn.networks import QNetwork
 
@@ -92,12 +92,12 @@ def test_importance_weights_scale_the_loss() -> None:
 
 
 def test_epsilon_schedules() -> None:
-    ex = ExploreConfig(eps_start=1.0, eps_end=0.1, eps_decay_frames=1000)
+    ex = ExplorationConfig(eps_start=1.0, eps_end=0.1, eps_decay_frames=1000)
     assert linear_epsilon(0, ex, learning_starts_frames=200) == 1.0
     assert linear_epsilon(200, ex, 200) == 1.0
     assert linear_epsilon(700, ex, 200) == pytest.approx(0.55)
     assert linear_epsilon(10**6, ex, 200) == pytest.approx(0.1)
-    ap = ExploreConfig(eps_base=0.4, apex_alpha=7.0)
+    ap = ExplorationConfig(eps_base=0.4, apex_alpha=7.0)
     assert apex_epsilon(0, 8, ap) == pytest.approx(0.4)
     assert apex_epsilon(7, 8, ap) == pytest.approx(0.4**8)
     assert apex_epsilon(0, 1, ap) == pytest.approx(0.4)
