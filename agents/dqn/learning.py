@@ -7,6 +7,11 @@ The target for a transition (s, a, G, d, s') with G = sum_{j<n} gamma^j r_j and 
     y = G + d * max_a Q_target(s', a)                       (double=False, Nature DQN)
 
 and the loss is the IS-weighted Huber (or squared) error of Q_online(s, a) against y.
+
+Mixed Monte Carlo (Bellemare et al. 2016, Sec. 5; Ostrovski et al. 2017, Sec. 4), with ``agent.mc_mix`` = m > 0
+and G^MC the transition's Monte Carlo return to the end of its episode (computed by the actor):
+
+    y_mixed = (1 - m) * y + m * G^MC        (y alone where G^MC is NaN, i.e. unknown)
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ def double_dqn_targets(
     return returns + discounts * bootstrap
 
 
+def mixed_mc_targets(targets: torch.Tensor, mc_returns: torch.Tensor, mc_mix: float) -> torch.Tensor:
+    """``(1 - mc_mix) * targets + mc_mix * mc_returns`` ``[B]``; ``targets`` unchanged where ``mc_returns`` is NaN
+    (a Monte Carlo return the actor could not know, e.g. an episode cut by a reset)."""
+    mixed = (1.0 - mc_mix) * targets + mc_mix * mc_returns
+    return torch.where(torch.isnan(mc_returns), targets, mixed)
+
+
 class DQNLearner:
     """Online and target Q-networks, the optimiser, and the update step.
 
@@ -71,12 +83,14 @@ class DQNLearner:
         self.num_updates = 0
 
     def step(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, discounts: torch.Tensor,
-             next_obs: torch.Tensor, weights: torch.Tensor) -> LearnerStats:
+             next_obs: torch.Tensor, weights: torch.Tensor, mc_returns: torch.Tensor | None = None) -> LearnerStats:
         """One gradient step on a batch.
 
         :param obs: uint8 ``[B, 4, 84, 84]``; ``next_obs`` likewise (the bootstrap state s_{t+n}).
         :param actions: int64 ``[B]``. :param returns: float32 ``[B]``. :param discounts: float32 ``[B]``.
         :param weights: float32 ``[B]`` importance weights (ones for uniform replay).
+        :param mc_returns: float32 ``[B]`` Monte Carlo returns (NaN = unknown); mixed into the target when
+            ``agent.mc_mix > 0``, ignored otherwise.
         """
         batch = obs.shape[0]
         # One forward pass over s and s' together: the online net needs both for Double DQN, and a single
@@ -86,6 +100,8 @@ class DQNLearner:
         with torch.no_grad():
             q_next_target = self.target(next_obs)
             y = double_dqn_targets(q_next_online, q_next_target, returns, discounts, self.cfg.double)
+            if self.cfg.mc_mix > 0 and mc_returns is not None:
+                y = mixed_mc_targets(y, mc_returns, self.cfg.mc_mix)
         q_taken = q.gather(1, actions.unsqueeze(1)).squeeze(1)
         td = y - q_taken
         if self.cfg.loss == "huber":
