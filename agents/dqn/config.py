@@ -11,6 +11,7 @@ published Atari curves (Dopamine's iteration is 1M frames). ``update_period`` co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -26,6 +27,10 @@ class EnvConfig:
     """ALE worker threads per actor's vector env."""
     frame_skip: int = 4
     """Emulator frames per agent step (fixed by the presets; used to convert frames <-> steps)."""
+    backend: str = "ale_vector"
+    """Atari vector env: "ale_vector" (ale-py's C++ AtariVectorEnv, fastest, no RAM access) or "gymnasium" (a
+    gymnasium SyncVectorEnv of single ale-py envs, same API plus ``info["ram"]`` uint8 [N, 128]; needed for the
+    Montezuma's Revenge room metrics). Only "ale_vector" applies to ``toy/catch``."""
 
 
 @dataclass
@@ -63,7 +68,13 @@ class AgentConfig:
     learning_starts_frames: int = 80_000
     """Frames collected before the first update (Dopamine: 20k steps)."""
     clip_rewards: bool = True
-    """Clip rewards to [-1, 1] in the actor before the n-step return (Dopamine and Nature both do)."""
+    """Clip rewards to [-1, 1] in the actor before the n-step return (Dopamine and Nature both do). An
+    exploration bonus is added after clipping, as in Bellemare et al. (2016)."""
+    mc_mix: float = 0.0
+    """Mixed Monte Carlo return (Bellemare et al. 2016, Sec. 5; Ostrovski et al. 2017, Sec. 4): the target is
+    ``(1 - mc_mix) * (n-step Double DQN target) + mc_mix * (Monte Carlo return of the transition's episode)``.
+    0 (default) is plain DQN; both papers used 0.1 with the exploration bonus (the CTS presets do). With
+    mc_mix > 0 actors hold each transition until its episode ends (the Monte Carlo return is known only then)."""
 
 
 @dataclass
@@ -97,6 +108,17 @@ class ExplorationConfig:
     """Ape-X exponent spread."""
     eval_eps: float = 0.001
     """Epsilon of `reverie evaluate` (Dopamine's evaluation epsilon)."""
+    bonus: str = "none"
+    """Count-based exploration bonus added to the (clipped) reward in the actor: "none", "cts" (Bellemare et al.
+    2016) or "pixelcnn" (Ostrovski et al. 2017, prediction gain decayed by 0.1 n^-1/2). Each actor scores the
+    newest frame of every observation (42x42, 8 levels) and adds ``beta / sqrt(N + 0.01)``."""
+    beta: float = 0.05
+    """Bonus scale (Bellemare et al. 2016 used 0.05 for DQN; the bonus is at most 10 * beta per step)."""
+    shared_density: bool = False
+    """False: each actor owns its density model, which learns the frames of that actor's envs (as A3C+ had one
+    model per thread). True: one model in a Ray actor learns every actor's frames (a Ray round trip per vector
+    step, and that one process caps the frames per second of all actors together; in local mode the single
+    actor's model is already the only one)."""
 
 
 @dataclass
@@ -165,6 +187,8 @@ def validate(cfg: TrainConfig) -> None:
         "agent.loss": (cfg.agent.loss, ("huber", "mse")),
         "agent.optimizer": (cfg.agent.optimizer, ("adam", "rmsprop")),
         "exploration.schedule": (cfg.exploration.schedule, ("linear", "apex")),
+        "exploration.bonus": (cfg.exploration.bonus, ("none", "cts", "pixelcnn")),
+        "env.backend": (cfg.env.backend, ("ale_vector", "gymnasium")),
         "algo": (cfg.algo, ("dqn",)),
     }
     for key, (value, valid) in choices.items():
@@ -191,6 +215,13 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"{key}={value} must be positive.")
     if not 0.0 < cfg.agent.gamma <= 1.0:
         raise ValueError(f"agent.gamma={cfg.agent.gamma} must lie in (0, 1].")
+    if not 0.0 <= cfg.agent.mc_mix <= 1.0:
+        raise ValueError(f"agent.mc_mix={cfg.agent.mc_mix} must lie in [0, 1] (0: plain DQN; the papers used 0.1).")
+    if not (cfg.exploration.beta >= 0.0 and math.isfinite(cfg.exploration.beta)):
+        raise ValueError(f"exploration.beta={cfg.exploration.beta} must be a finite number >= 0 (the papers: 0.05).")
+    if cfg.env.game.startswith("toy/") and cfg.env.backend != "ale_vector":
+        raise ValueError(f"env.backend={cfg.env.backend!r} applies to Atari games only; {cfg.env.game} has its own "
+                         "vector env: leave env.backend at 'ale_vector'.")
     if cfg.runtime.num_actors < 0:
         raise ValueError(f"runtime.num_actors={cfg.runtime.num_actors} must be 0 (local mode) or more.")
     ex = cfg.exploration

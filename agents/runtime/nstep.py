@@ -9,6 +9,22 @@ Priorities follow Ape-X (Horgan et al. 2018): the actor already computes Q(s_t, 
 TD error |G + gamma^k max_a Q(s_{t+k}, a) - Q(s_t, a_t)| costs nothing extra. The max over Q(s_{t+k}) only
 exists once the actor evaluates s_{t+k}, i.e. in the step() call after the transition's last reward; the
 transition waits until then (transitions that end in termination do not bootstrap and are ready at once).
+
+Mixed Monte Carlo returns (Bellemare et al. 2016, Sec. 5; Ostrovski et al. 2017): with ``mc_returns=True`` every
+transition also carries ``G^MC_t = sum_{j >= t} gamma^(j-t) r_j`` up to the end of its *learning* episode (the
+next ``terminated`` or ``truncated``, so a life-loss terminal ends it, exactly where the bootstrapped target stops
+too). That sum is known only when the episode ends, so the builder holds each finished transition until then;
+chunks carry transitions in the order their episodes end. The end of an episode:
+
+- ``terminated``: no bootstrap, ``G^MC_t = sum_{t <= j < T} gamma^(j-t) r_j``;
+- ``truncated`` (the 108k-frame cap, a time limit that is not part of the game): the sum is bootstrapped with
+  ``gamma^(T-t) max_a Q(s_T, a)`` from the Q-values the actor computes on the final observation in the next
+  ``step()`` call (the same value that n-step transitions truncated there bootstrap from); NaN if no Q-values
+  are given;
+- a mid-stream ``reset()``: the episode's return is unknown, NaN.
+
+NaN means "unknown": the learner then uses the n-step target alone for that transition. Without
+``mc_returns`` every transition has ``mc_returns`` NaN and nothing is held (plain DQN pays one NaN fill).
 """
 
 from __future__ import annotations
@@ -37,12 +53,14 @@ class Chunk:
     discounts: np.ndarray  # float32 [T]  gamma^k, or 0 if the episode terminated within those k steps
     priorities: np.ndarray  # float32 [T]  |n-step TD error| from the actor's Q-values, NaN where unknown
     num_steps: int  # real agent steps since the last chunk (autoreset steps not counted), for frame counters
+    mc_returns: np.ndarray | None = None  # float32 [T] Monte Carlo return to the episode end, NaN = unknown
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
 
-_FIELDS = ("obs_ids", "next_ids", "actions", "returns", "discounts", "priorities")
+_FIELDS = ("obs_ids", "next_ids", "actions", "returns", "discounts", "priorities", "mc_returns")
+_MC_KEYS = ("env", "ep", "t")  # env index, learning-episode number of that env, step index inside the episode
 
 
 def _empty_transitions(stack: int) -> dict[str, np.ndarray]:
@@ -53,7 +71,23 @@ def _empty_transitions(stack: int) -> dict[str, np.ndarray]:
         "returns": np.empty(0, np.float64),
         "discounts": np.empty(0, np.float64),
         "priorities": np.empty(0, np.float64),
+        "mc_returns": np.empty(0, np.float64),
     }
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """Monte Carlo returns of one episode: ``G_t = r_t + gamma * G_{t+1}`` with ``G_T = bootstrap``.
+
+    :param rewards: float [T] rewards in order. :param bootstrap: value of the state after the last reward.
+    :return: float64 [T].
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    out = np.empty(len(r), np.float64)
+    g = float(bootstrap)
+    for t in range(len(r) - 1, -1, -1):  # a plain loop: gamma^T underflows for long episodes in closed form
+        g = float(r[t]) + gamma * g
+        out[t] = g
+    return out
 
 
 class NStepBuilder:
@@ -69,6 +103,8 @@ class NStepBuilder:
         ``max_restarts``): a restarted actor must draw a new incarnation, and OS entropy guarantees that,
         whereas the same seed would repeat it. Pass a seed only in tests or where the caller varies it per
         restart.
+    :param mc_returns: compute Monte Carlo returns (see the module docstring); transitions are then held until
+        their episode ends.
 
     Usage per vector-env step: ``obs, r, term, trunc, _ = env.step(a)``, then
     ``builder.step(a, q, r, term, trunc, obs[:, -1])`` where ``q`` are the Q-values the policy computed on the
@@ -84,6 +120,7 @@ class NStepBuilder:
         frame_shape: tuple[int, int] = (84, 84),
         actor_id: int = 0,
         seed: int | None = None,
+        mc_returns: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -123,6 +160,16 @@ class NStepBuilder:
         self._await: dict[str, np.ndarray] | None = None
         self._ready: list[dict[str, np.ndarray]] = []
         self._num_steps = 0
+        # Monte Carlo returns: rewards of each env's current learning episode, finished transitions held per env
+        # until their episode's returns are known, and the returns of ended episodes not yet fully released.
+        self.mc_returns = bool(mc_returns)
+        self._p_ep = np.zeros((N, self.n), np.int64)
+        self._p_t = np.zeros((N, self.n), np.int64)
+        self._ep_id = np.zeros(N, np.int64)
+        self._ep_rewards: list[list[float]] = [[] for _ in range(N)]
+        self._held: list[list[dict[str, np.ndarray]]] = [[] for _ in range(N)]
+        self._closing: dict[int, tuple[int, np.ndarray]] = {}  # env -> (episode, rewards): truncated, awaits Q
+        self._closed: dict[tuple[int, int], list] = {}  # (env, episode) -> [returns float64 [L], unreleased]
 
     # ----------------------------------------------------------------------------------------------- input
     def _check_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
@@ -144,9 +191,11 @@ class NStepBuilder:
 
     @property
     def pending(self) -> int:
-        """Transitions started but not yet ready (open windows plus those waiting for a bootstrap Q)."""
+        """Transitions started but not yet ready (open windows, those waiting for a bootstrap Q, and with
+        ``mc_returns`` those held until their episode ends)."""
         waiting = 0 if self._await is None else len(self._await["actions"])
-        return int(self._p_active.sum()) + waiting
+        held = sum(len(p["actions"]) for parts in self._held for p in parts)
+        return int(self._p_active.sum()) + waiting + held
 
     def reset(self, frames: np.ndarray) -> None:
         """Start N new episodes whose first frames are ``frames`` (uint8 [N, H, W], i.e. obs[:, -1]).
@@ -167,16 +216,62 @@ class NStepBuilder:
         self._stack_ids[envs, -1] = ids[envs]
         self._ep_step[envs] = 0
 
+    def _emit(self, part: dict[str, np.ndarray]) -> None:
+        """Finished transitions (``_FIELDS`` except mc_returns, plus ``_MC_KEYS``): ready now, or held for their
+        Monte Carlo returns."""
+        if not self.mc_returns:
+            part["mc_returns"] = np.full(len(part["actions"]), np.nan)
+            self._ready.append({k: part[k] for k in _FIELDS})
+            return
+        env = part["env"]
+        bounds = np.flatnonzero(np.diff(env)) + 1  # parts are grouped by env (see step())
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(env)]):
+            self._held[int(env[lo])].append({k: v[lo:hi] for k, v in part.items()})
+
+    def _close_episode(self, env: int, episode: int, returns: np.ndarray) -> None:
+        self._closed[(env, episode)] = [returns, len(returns)]
+
+    def _release(self, force: bool = False) -> None:
+        """Move held transitions whose episode returns are known to the ready list (all of them if ``force``,
+        with NaN returns where unknown)."""
+        envs = range(self.num_envs) if force else sorted({e for e, _ in self._closed})
+        for e in envs:
+            parts = self._held[e]
+            if not parts:
+                continue
+            held = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            mc = np.full(len(held["actions"]), np.nan)
+            done = np.zeros(len(mc), bool)
+            for ep in np.unique(held["ep"]):
+                entry = self._closed.get((e, int(ep)))
+                if entry is None:
+                    continue
+                sel = held["ep"] == ep
+                mc[sel] = entry[0][held["t"][sel]]
+                done |= sel
+                entry[1] -= int(sel.sum())
+                if entry[1] <= 0:
+                    del self._closed[(e, int(ep))]
+            if force:
+                done[:] = True
+            if done.any():
+                out = {k: held[k][done] for k in _FIELDS if k != "mc_returns"}
+                out["mc_returns"] = mc[done]
+                self._ready.append(out)
+            self._held[e] = [] if done.all() else [{k: v[~done] for k, v in held.items()}]
+        if force:
+            self._closed.clear()
+
     def _cut_all_episodes(self) -> None:
         if self._await is not None:
             aw = self._await
             aw["priorities"] = np.full(len(aw["actions"]), np.nan)
-            self._ready.append({k: aw[k] for k in _FIELDS})
+            self._emit({k: aw[k] for k in (*_FIELDS[:-1], *_MC_KEYS)})
             self._await = None
         e, s = np.nonzero(self._p_active)
         if len(e):
             k = self._p_age[e, s]
-            self._ready.append(
+            self._emit(
                 {
                     "obs_ids": self._p_obs[e, s],
                     "next_ids": self._stack_ids[e],
@@ -184,9 +279,18 @@ class NStepBuilder:
                     "returns": self._p_ret[e, s],
                     "discounts": self.gamma ** k.astype(np.float64),
                     "priorities": np.full(len(e), np.nan),
+                    "env": e,
+                    "ep": self._p_ep[e, s],
+                    "t": self._p_t[e, s],
                 }
             )
             self._p_active[:] = False
+        if self.mc_returns:
+            # The cut episodes' Monte Carlo returns are unknown (NaN); truncated ones awaiting Q too.
+            self._closing.clear()
+            self._release(force=True)
+            self._ep_id += 1
+            self._ep_rewards = [[] for _ in range(self.num_envs)]
 
     def step(
         self,
@@ -258,8 +362,14 @@ class NStepBuilder:
                 boot = q[aw["env"]].max(axis=1)
                 prio = np.abs(aw["returns"] + aw["discounts"] * boot - aw["qsa"])
             aw["priorities"] = prio
-            self._ready.append({k: aw[k] for k in _FIELDS})
+            self._emit({k: aw[k] for k in (*_FIELDS[:-1], *_MC_KEYS)})
             self._await = None
+        # Episodes truncated last call: their Monte Carlo returns bootstrap from max_a Q(s_T, a), known now.
+        for e, (ep, rewards) in self._closing.items():
+            boot = np.nan if q is None else float(q[e].max())
+            returns = discounted_returns(rewards, self.gamma, 0.0 if np.isnan(boot) else boot)
+            self._close_episode(e, ep, returns if not np.isnan(boot) else np.full(len(rewards), np.nan))
+        self._closing = {}
 
         ids = self._add_frames(frames)
         # 2. Autoreset envs: the frame starts a new episode; no transition.
@@ -274,6 +384,11 @@ class NStepBuilder:
         self._p_age[envs, slot] = 0
         self._p_active[envs, slot] = True
         self._p_qsa[envs, slot] = np.nan if q is None else q[envs, a[envs]]
+        if self.mc_returns:
+            self._p_ep[envs, slot] = self._ep_id[envs]
+            for e, sl in zip(envs.tolist(), slot.tolist()):
+                self._p_t[e, sl] = len(self._ep_rewards[e])
+                self._ep_rewards[e].append(float(r[e]))
         self._stack_ids[envs, :-1] = self._stack_ids[envs, 1:]
         self._stack_ids[envs, -1] = ids[envs]
         self._ep_step[envs] += 1
@@ -298,15 +413,28 @@ class NStepBuilder:
                 "returns": self._p_ret[e, s],
                 "discounts": np.where(term[e], 0.0, self.gamma ** k.astype(np.float64)),
                 "qsa": self._p_qsa[e, s],
+                "ep": self._p_ep[e, s],
+                "t": self._p_t[e, s],
             }
             # Terminated: no bootstrap, priority known now. Unknown Q(s_t, a_t): NaN whatever comes next.
             now = term[e] | np.isnan(out["qsa"])
             if now.any():
                 sel = {key: v[now] for key, v in out.items()}
                 sel["priorities"] = np.abs(sel["returns"] - sel["qsa"])  # NaN where qsa is NaN
-                self._ready.append({key: sel[key] for key in _FIELDS})
+                self._emit({key: sel[key] for key in (*_FIELDS[:-1], *_MC_KEYS)})
             if not now.all():
                 self._await = {key: v[~now] for key, v in out.items()}
+        if self.mc_returns:
+            for e in np.flatnonzero(ended):
+                rewards = np.asarray(self._ep_rewards[e], np.float64)
+                if term[e]:
+                    self._close_episode(int(e), int(self._ep_id[e]), discounted_returns(rewards, self.gamma))
+                else:
+                    self._closing[int(e)] = (int(self._ep_id[e]), rewards)
+                self._ep_id[e] += 1
+                self._ep_rewards[e] = []
+            if self._closed:
+                self._release()
         self._resets_next = ended & go
 
     # ---------------------------------------------------------------------------------------------- output
@@ -331,6 +459,7 @@ class NStepBuilder:
             discounts=cat["discounts"].astype(np.float32),
             priorities=cat["priorities"].astype(np.float32),
             num_steps=self._num_steps,
+            mc_returns=cat["mc_returns"].astype(np.float32),
         )
         self._first_unsent = self._next_id
         self._frame_buf = []

@@ -49,6 +49,7 @@ _TRANSITION_ARRAYS: dict[str, tuple[str | None, type]] = {
     "actions": (None, np.int64),
     "returns": (None, np.float32),
     "discounts": (None, np.float32),
+    "mc_returns": (None, np.float32),  # Monte Carlo return to the episode end (mixed MC target), NaN = unknown
     "valid": (None, np.bool_),
     "generation": (None, np.int64),  # bumped whenever the slot is overwritten or evicted
     "insert_w": (None, np.int64),  # shard frame count right after the chunk that inserted it
@@ -68,6 +69,7 @@ class ReplayBatch:
     weights: np.ndarray  # float32 [B] importance weights (N P(i))^-beta / max over the batch; ones if uniform
     indices: np.ndarray  # int64 [B] replay slots, for update_priorities
     generations: np.ndarray  # int64 [B] slot generations at sampling time, for update_priorities
+    mc_returns: np.ndarray  # float32 [B] Monte Carlo returns (NaN where unknown, e.g. agent.mc_mix = 0)
 
 
 @dataclass
@@ -214,8 +216,10 @@ class PrioritizedReplay:
             )
         T = len(c.actions)
         for name, shape in (("obs_ids", (T, S)), ("next_ids", (T, S)), ("actions", (T,)), ("returns", (T,)),
-                            ("discounts", (T,)), ("priorities", (T,))):
+                            ("discounts", (T,)), ("priorities", (T,)), ("mc_returns", (T,))):
             arr = getattr(c, name)
+            if arr is None and name == "mc_returns":
+                continue
             if arr.shape != shape:
                 raise ValueError(
                     f"chunk.{name} has shape {arr.shape}, expected {shape} (T={T} transitions, stack={S}; "
@@ -325,6 +329,7 @@ class PrioritizedReplay:
                 "actions": chunk.actions[sel],
                 "returns": chunk.returns[sel],
                 "discounts": chunk.discounts[sel],
+                "mc_returns": np.nan if chunk.mc_returns is None else chunk.mc_returns[sel],
                 "insert_w": np.full(len(sel), W_new, np.int64),
                 "min_ref": min_ref,
             },
@@ -451,6 +456,7 @@ class PrioritizedReplay:
             weights=weights,
             indices=idx,
             generations=t["generation"][idx],
+            mc_returns=t["mc_returns"][idx],
         )
 
     def update_priorities(
@@ -566,7 +572,8 @@ class PrioritizedReplay:
         t_rows = np.concatenate([s * slots + np.arange(n_t[s]) for s in range(self.num_shards)])
         for name, arr in list(self._t.items()):
             self._t[name] = np.zeros(arr.shape, arr.dtype)
-            self._t[name][t_rows] = d[f"t_{name}"]
+            # Checkpoints written before the mc_returns column existed: those returns are unknown (NaN).
+            self._t[name][t_rows] = d[f"t_{name}"] if f"t_{name}" in d or name != "mc_returns" else np.nan
         self._tree = SumTree(self.capacity)
         self._tree.update(t_rows, np.asarray(d["t_priority"], np.float64))
         self._tree.max_value = float(d["tree_max"])
