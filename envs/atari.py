@@ -24,6 +24,15 @@ and derive the life-loss terminal from a drop of ``info["lives"]``: the game con
 Nature DQN, and ``game_over`` stays the emulator's own terminal/truncation signal. (ale-py's
 ``life_loss_info=True`` also continues the game, but then ``terminated`` mixes life losses and game overs,
 and telling them apart by ``lives == 0`` fails for games without a lives counter, such as Pong.)
+
+Two vector backends with one API (``make_atari(..., backend=...)``):
+
+- ``"ale_vector"`` (default): ale-py's C++ ``AtariVectorEnv``, the fastest; it does not expose the console RAM.
+- ``"gymnasium"``: a ``gymnasium.vector.SyncVectorEnv`` (autoreset NextStep) of the single envs built here
+  (``gym.make(frameskip=1)`` + ``AtariPreprocessing`` + ``FrameStackObservation``), one Python process; same
+  observations, flags and info keys, plus ``info["ram"]``: uint8 ``[N, 128]``, each env's console RAM after
+  the step (the reset game's RAM on an autoreset step). Slower (the frame skip runs in Python), needed for
+  RAM-based metrics such as Montezuma's Revenge rooms (:mod:`envs.montezuma`).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import gymnasium as gym
 import numpy as np
 from ale_py import roms
 from ale_py.vector_env import AtariVectorEnv
-from gymnasium.vector import VectorWrapper
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from envs.names import display_name, resolve_game
@@ -46,6 +55,8 @@ from envs.toy import ACTION_MEANINGS as CATCH_ACTION_MEANINGS
 
 # Every frame the networks see is 84x84 luminance (DQN's preprocessing); not a preset field on purpose.
 FRAME_SIZE = 84
+#: Vector-env backends of :func:`make_atari`.
+BACKENDS = ("ale_vector", "gymnasium")
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,8 @@ def get_preset(name: str | AtariPreset, **overrides: Any) -> AtariPreset:
 
 
 class AtariVector(VectorWrapper):
-    """ale-py's ``AtariVectorEnv`` plus reward clipping, life-loss terminals and the two info keys.
+    """ale-py's ``AtariVectorEnv`` (or :class:`GymnasiumAtariVector`) plus reward clipping, life-loss terminals
+    and the two info keys.
 
     Same API as ``gymnasium.vector.VectorEnv`` (autoreset mode NextStep):
 
@@ -159,7 +171,8 @@ class AtariVector(VectorWrapper):
     Costs a handful of numpy ops on [N]-sized arrays per step (well under 1% of an emulator step).
     """
 
-    def __init__(self, env: AtariVectorEnv, preset: AtariPreset, game: str, seed: int = 0) -> None:
+    def __init__(self, env: AtariVectorEnv | GymnasiumAtariVector, preset: AtariPreset, game: str,
+                 seed: int = 0) -> None:
         super().__init__(env)
         self.preset = preset
         self.game = game
@@ -275,12 +288,69 @@ class AtariEpisode(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, out, bool(terminated), bool(truncated), info
 
 
+class _RamInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Puts the console RAM (uint8 [128], a copy) into ``info["ram"]`` at every reset and step."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self._ale = env.unwrapped.ale
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, dict(info, ram=self._ale.getRAM().copy())
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, dict(info, ram=self._ale.getRAM().copy())
+
+
+def _make_single_with_ram(rom: str, settings: AtariPreset, seed: int) -> gym.Env:
+    return _RamInfo(_make_single(rom, settings, seed))
+
+
+class GymnasiumAtariVector(VectorWrapper):
+    """The ``"gymnasium"`` backend before :class:`AtariVector`: a ``SyncVectorEnv`` (autoreset NextStep) of single
+    Atari envs whose info matches ``AtariVectorEnv``'s: ``env_id``, ``lives``, ``frame_number``,
+    ``episode_frame_number`` (int32 [N]) and ``ram`` (uint8 [N, 128]); gymnasium's ``_key`` masks are dropped.
+
+    The single envs run without life-loss terminals or clipping (:class:`AtariVector` does both, from ``lives``,
+    exactly as for the ale-py backend), so a lost life never triggers a vector autoreset.
+    """
+
+    def __init__(self, rom: str, settings: AtariPreset, num_envs: int, seed: int) -> None:
+        plain = dataclasses.replace(settings, terminal_on_life_loss=False, clip_rewards=False)
+        fns = [functools.partial(_make_single_with_ram, rom, plain, seed + i) for i in range(num_envs)]
+        super().__init__(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP))
+        self._env_id = np.arange(num_envs, dtype=np.int32)
+
+    def _info(self, info: dict[str, Any]) -> dict[str, Any]:
+        out = {"env_id": self._env_id.copy()}
+        for key in ("lives", "frame_number", "episode_frame_number"):
+            out[key] = np.asarray(info[key], dtype=np.int32)
+        out["ram"] = np.asarray(info["ram"], dtype=np.uint8)
+        return out
+
+    def reset(
+        self, *, seed: int | np.ndarray | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=None if seed is None else int(seed), options=options)
+        return obs, self._info(info)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
+        return obs, np.asarray(reward, np.float32), terminated, truncated, self._info(info)
+
+
 def make_atari(
     game: str,
     preset: str | AtariPreset = "machado",
     num_envs: int | None = 8,
     seed: int = 0,
     num_threads: int = 1,
+    backend: str = "ale_vector",
     **overrides: Any,
 ) -> AtariVector | gym.Env:
     """Build an Atari environment with every setting taken from a preset.
@@ -292,16 +362,24 @@ def make_atari(
         ``gym.make("ALE/<Name>-v5", frameskip=1)`` + ``AtariPreprocessing`` + ``FrameStackObservation``
         + :class:`AtariEpisode`.
     :param seed: used by the first ``reset()`` that is given no seed.
-    :param num_threads: ale-py worker threads of the vector env (ignored for a single env).
+    :param num_threads: ale-py worker threads of the vector env (ignored for a single env and the gymnasium
+        backend).
+    :param backend: vector env implementation: ``"ale_vector"`` (ale-py's C++ vector env, fastest) or
+        ``"gymnasium"`` (a gymnasium ``SyncVectorEnv`` of single envs, same API plus ``info["ram"]`` uint8
+        [N, 128]; see the module docstring). Ignored for a single env.
     :param overrides: single :class:`AtariPreset` fields, e.g. ``repeat_action_probability=0.0``.
-    :raises ValueError: unknown game, preset or override key; ``num_envs < 1``.
+    :raises ValueError: unknown game, preset, backend or override key; ``num_envs < 1``.
     """
     rom = resolve_game(game)
     settings = get_preset(preset, **overrides)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown vector env backend {backend!r}; choose one of {list(BACKENDS)}")
     if num_envs is None:
         return _make_single(rom, settings, seed)
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive int or None (one Gymnasium env), got {num_envs!r}")
+    if backend == "gymnasium":
+        return AtariVector(GymnasiumAtariVector(rom, settings, num_envs, seed), settings, rom, seed=seed)
     env = AtariVectorEnv(
         rom,
         num_envs,

@@ -397,3 +397,109 @@ def test_make_env_toy_errors() -> None:
     with pytest.raises(ValueError, match="valid settings"):
         make_env("toy/catch", stak=3)
     assert make_env("toy/catch", num_envs=2, stack=2).reset()[0].shape == (2, 2, 84, 84)
+
+
+# --------------------------------------------------------------------------- gymnasium backend and RAM
+def test_gymnasium_backend_has_the_ale_vector_api_plus_ram() -> None:
+    """Same shapes, dtypes, info keys and NextStep semantics; identical frames on a deterministic emulator."""
+    kw = {"repeat_action_probability": 0.0, "noop_max": 0}
+    ale = make_atari("Breakout", "nature", num_envs=2, seed=4, **kw)
+    gym_ = make_atari("Breakout", "nature", num_envs=2, seed=4, backend="gymnasium", **kw)
+    assert isinstance(gym_, AtariVector) and gym_.single_action_space == ale.single_action_space
+    obs_a, info_a = ale.reset()
+    obs_g, info_g = gym_.reset()
+    np.testing.assert_array_equal(obs_a, obs_g)
+    assert set(info_g) == INFO_KEYS | {"ram"} and info_g["ram"].shape == (2, 128) and info_g["ram"].dtype == np.uint8
+    for key in INFO_KEYS:
+        assert info_g[key].dtype == info_a[key].dtype and info_g[key].shape == info_a[key].shape, key
+    rng = np.random.default_rng(0)
+    game_overs = life_losses = 0
+    for _ in range(700):
+        a = rng.integers(0, 4, size=2)
+        out_a, out_g = ale.step(a), gym_.step(a)
+        for x, y in zip(out_a[:4], out_g[:4]):  # obs, reward, terminated, truncated
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+        for key in INFO_KEYS - {"frame_number"}:  # frame_number counts since the emulator started
+            np.testing.assert_array_equal(out_a[4][key], out_g[4][key], err_msg=key)
+        life_losses += int((out_g[2] & ~out_g[4]["game_over"]).sum())
+        game_overs += int(out_g[4]["game_over"].sum())
+    assert game_overs >= 2 and life_losses >= 8  # autoresets and life-loss terminals were both compared
+    ale.close()
+    gym_.close()
+
+
+def test_gymnasium_backend_frame_cap_and_autoreset_step() -> None:
+    env = make_atari("Pong", num_envs=1, backend="gymnasium", max_num_frames_per_episode=400)
+    env.reset(seed=0)
+    for t in range(100):
+        _, _, term, trunc, info = env.step(np.zeros(1, dtype=np.int64))
+        assert trunc[0] == (t == 99) and not term[0]
+    assert info["game_over"][0] and info["episode_frame_number"][0] == 400
+    obs, reward, term, trunc, info = env.step(np.zeros(1, dtype=np.int64))  # NextStep: the reset step
+    assert (obs[0, :3] == 0).all() and reward[0] == 0 and not term[0] and not trunc[0]
+    assert not info["game_over"][0] and info["episode_frame_number"][0] == 0
+    env.close()
+
+
+def test_unknown_backend_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="ale_vector"):
+        make_atari("Pong", num_envs=1, backend="cuda")
+
+
+# Routes found by a Go-Explore style search (deterministic emulator, frame skip 4): (action index, repeats).
+# Both fetch the key (+100) and open a door (+300); then Panama Joe walks out of the start room.
+_RIGHT_DOOR = [(13, 1), (15, 8), (5, 1), (17, 2), (1, 3), (12, 6), (5, 3), (13, 10), (4, 3), (11, 6), (10, 1),
+               (13, 4), (16, 8), (7, 5), (11, 1), (12, 1), (5, 6), (16, 7), (13, 12), (0, 7), (7, 8), (4, 6),
+               (5, 19), (17, 12), (13, 6), (0, 10), (17, 1), (7, 4), (2, 35), (12, 5), (14, 12), (3, 17),
+               (14, 6), (17, 2), (8, 14)]
+_LEFT_DOOR = _RIGHT_DOOR[:30] + [(14, 5), (6, 9), (13, 8), (0, 55), (2, 24), (1, 1), (0, 13), (10, 15), (6, 1),
+                                 (15, 2), (2, 3), (7, 3), (14, 7), (7, 11), (16, 3), (12, 12), (15, 2), (14, 9),
+                                 (15, 2), (4, 1), (17, 6), (7, 7), (10, 1), (2, 11), (0, 1), (7, 5)]
+
+
+@pytest.mark.parametrize(("route", "room"), [(_RIGHT_DOOR, 2), (_LEFT_DOOR, 0)])
+def test_montezuma_room_byte_starts_at_1_and_changes_when_joe_leaves_the_room(
+        route: list[tuple[int, int]], room: int) -> None:
+    from envs.montezuma import RoomTracker, room_of
+
+    env = make_atari("MontezumaRevenge", num_envs=1, seed=0, backend="gymnasium", repeat_action_probability=0.0)
+    tracker = RoomTracker(1)
+    _, info = env.reset()
+    tracker.on_reset(info)
+    assert room_of(info["ram"]).tolist() == [1]
+    rooms, score = [], 0.0
+    for action, repeats in route:
+        for _ in range(repeats):
+            _, _, _, _, info = env.step(np.array([action]))
+            tracker.on_step(info, np.ones(1, bool))
+            rooms.append(int(room_of(info["ram"])[0]))
+            score += float(info["raw_reward"][0])
+    env.close()
+    assert score == 400.0  # key and door
+    assert rooms[:-1] == [1] * (len(rooms) - 1) and rooms[-1] == room  # the room changes on the last step only
+    assert tracker.end_episode(0) == {"explore/rooms_visited": 2.0}
+    assert tracker.flush() == ({}, {"explore/rooms_total": sorted([1, room])})
+    assert tracker.flush() == ({}, {"explore/rooms_total": []})  # reported once
+    assert tracker.end_episode(0) == {"explore/rooms_visited": 0.0}
+
+
+def test_room_tracker_counts_rooms_per_game_with_autoreset_frames_in_the_new_game() -> None:
+    from envs.montezuma import RoomTracker
+
+    def info(*rooms: int) -> dict[str, np.ndarray]:
+        ram = np.zeros((len(rooms), 128), np.uint8)
+        ram[:, 3] = rooms
+        return {"ram": ram}
+
+    t = RoomTracker(2)
+    t.on_reset(info(1, 1))
+    t.on_step(info(0, 2), np.ones(2, bool))
+    t.on_step(info(4, 2), np.ones(2, bool))
+    assert t.end_episode(0) == {"explore/rooms_visited": 3.0}  # 1, 0, 4
+    t.on_step(info(1, 6), np.array([False, True]))  # env 0's autoreset step: start room of its next game
+    assert t.end_episode(0) == {"explore/rooms_visited": 1.0}
+    assert t.end_episode(1) == {"explore/rooms_visited": 3.0}  # 1, 2, 6
+    assert t.flush()[1] == {"explore/rooms_total": [0, 1, 2, 4, 6]} and t.rooms_seen == [0, 1, 2, 4, 6]
+    with pytest.raises(KeyError, match="gymnasium"):
+        t.on_step({}, np.ones(2, bool))
