@@ -9,8 +9,10 @@
 (e) Stable-Baselines3's DQN at the same replay ratio (1 update of batch 32 per 4 agent steps), if installed
     (``pip install -e .[bench]``).
 
-(a) and (b) run in this process on one core each, one after the other. Ratios printed: (b)/(a), the
-learner's rate during training over (c), and (d)/(e).
+(a) and (b) run in this process pinned to one core, one after the other. (c) and (d) use the preset's
+``runtime.learner_threads``; (d) and (e) run the same algorithm (the dqn_pong preset is Dopamine's DQN: plain
+max target, uniform replay, as SB3's DQN). Ratios printed: (b)/(a), the learner's rate during training over
+(c), and (d)/(e).
 """
 
 from __future__ import annotations
@@ -42,11 +44,22 @@ def bench_config(game: str, num_actors: int) -> Any:
     from launch.config import load_config
 
     return load_config(TrainConfig, ["dqn_pong"], [
-        f"env.game={game}", "agent.double=true", "replay.prioritized=true", "replay.capacity=100000",
-        "agent.learning_starts_frames=8000", "exploration.schedule=apex", f"runtime.num_actors={num_actors}",
-        "run.progress=false", "run.eval_episodes=0", "run.total_frames=1000000000",
-        "run.checkpoint_every_frames=1000000000",
+        f"env.game={game}", "replay.capacity=100000", "agent.learning_starts_frames=8000",
+        "exploration.schedule=apex", f"runtime.num_actors={num_actors}", "run.progress=false",
+        "run.eval_episodes=0", "run.total_frames=1000000000", "run.checkpoint_every_frames=1000000000",
     ])
+
+
+class one_core:
+    """Pin this process (and the threads it starts meanwhile, e.g. ALE's) to one core, so that (a) and (b) are
+    measured on the same number of cores whatever the machine has."""
+
+    def __enter__(self) -> None:
+        self.saved = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(self.saved)})
+
+    def __exit__(self, *exc: object) -> None:
+        os.sched_setaffinity(0, self.saved)
 
 
 def measure_raw_env(cfg: Any, seconds: float) -> float:
@@ -161,16 +174,21 @@ def measure_sb3(game: str, seconds: float) -> float | None:
 def run_throughput_bench(seconds: float = 20.0, game: str = "pong", num_actors: int = 2,
                          include_sb3: bool = True) -> dict[str, Any]:
     """Run (a)-(e) and return the figures; see the module docstring."""
-    torch.set_num_threads(1)
     cfg = bench_config(game, num_actors)
-    raw = measure_raw_env(cfg, seconds)
-    actor, replay, num_actions = measure_actor(cfg, seconds)
+    torch.set_num_threads(1)
+    with one_core():
+        raw = measure_raw_env(cfg, seconds)
+        actor, replay, num_actions = measure_actor(cfg, seconds)
+    # The learner runs with the preset's thread count, as it does in training (its process is the driver).
+    torch.set_num_threads(cfg.runtime.learner_threads)
     learner = measure_learner(cfg, replay, num_actions, seconds)
     del replay
     train_steps, train_updates = measure_training(cfg, seconds * 2)
+    torch.set_num_threads(1)  # SB3 as the brief measured it: one torch thread
     sb3 = measure_sb3(game, seconds * 2) if include_sb3 else None
     return {
         "game": game, "num_envs": cfg.env.num_envs, "num_actors": num_actors, "cores": os.cpu_count(),
+        "learner_threads": cfg.runtime.learner_threads, "double_dqn": cfg.agent.double,
         "seconds_per_measurement": seconds,
         "raw_env_steps_per_s": raw,
         "actor_steps_per_s": actor,
@@ -201,5 +219,5 @@ def format_throughput_table(r: dict[str, Any]) -> str:
     ]
     width = max(len(a) for a, _ in rows)
     head = (f"reverie bench throughput: {r['game']}, {r['num_envs']} envs per actor, {r['cores']} cores, "
-            f"{r['seconds_per_measurement']:.0f} s per measurement")
+            f"learner {r['learner_threads']} torch threads, {r['seconds_per_measurement']:.0f} s per measurement")
     return "\n".join([head, "-" * len(head)] + [f"{a:<{width}}  {b}" for a, b in rows])
