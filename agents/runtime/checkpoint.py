@@ -31,6 +31,9 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is as readable as any other output
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
