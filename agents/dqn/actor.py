@@ -3,6 +3,21 @@
 The policy evaluates Q(s, .) for all N envs in one forward pass (one torch thread per actor process); the
 Q-values travel to the adder so that priorities are computed on the actor, as in Ape-X (Horgan et al. 2018,
 Sec. 3), without a second network evaluation.
+
+Exploration bonus (``exploration.bonus``: Bellemare et al. 2016; Ostrovski et al. 2017): the adder scores the
+newest frame of every observation the env returns (``preprocess_frames(next_obs[:, -1])``: 42x42, 8 levels, no
+second emulator call) with a :class:`~worldmodels.density.PseudoCount` and adds ``beta / sqrt(N + 0.01)`` to the
+clipped extrinsic reward before the n-step (and Monte Carlo) return: ``r + bonus`` as in the papers.
+
+- Reset frames: the first frame of every game (at ``reset`` and on a NextStep autoreset step) is learned by the
+  density model, since the agent sees it, but its bonus is dropped: no transition ends in it, and it must not
+  be credited to the game that just ended.
+- Density per actor (``exploration.shared_density: false``, the default): each actor process owns one model
+  that learns the frames of all its envs in env order (A3C+ had one per thread). Shared (``true``, Ray mode): a
+  :class:`DensityServer` Ray actor holds one model for all actors; each vector step is one round trip to it.
+- Checkpoints: the density models live in the actor processes and are *not* checkpointed; a resumed run (or a
+  restarted actor) starts with fresh models, so bonuses are high again for a while. (CTS reaches ~200 MB per
+  model after 100k frames; shipping that to the driver at every checkpoint is not worth it at our budgets.)
 """
 
 from __future__ import annotations
@@ -15,7 +30,9 @@ import torch
 from agents.dqn.config import ExplorationConfig, TrainConfig
 from agents.dqn.networks import QNetwork
 from agents.runtime.nstep import NStepBuilder
-from envs import make_env
+from envs import TOY_GAMES, make_env, resolve_game
+from envs.montezuma import RoomTracker, is_montezuma
+from worldmodels.density import PseudoCount, ostrovski_gain_decay, preprocess_frames
 
 
 def linear_epsilon(frames: int, exploration: ExplorationConfig, learning_starts_frames: int = 0) -> float:
@@ -74,24 +91,137 @@ class EpsilonGreedyPolicy:
         return {"epsilon": self.epsilon(frames)}
 
 
-class NStepAdder:
-    """Clips rewards (if configured) and feeds :class:`agents.runtime.nstep.NStepBuilder` with the newest
-    frame of each observation, so replay receives each frame once."""
+def make_pseudo_count(bonus: str, beta: float) -> PseudoCount:
+    """The papers' bonus machinery: ``"cts"`` (Bellemare et al. 2016, raw prediction gain) or ``"pixelcnn"``
+    (Ostrovski et al. 2017, prediction gain decayed by ``0.1 n^-1/2``), on 42x42 frames of 8 levels."""
+    from envs.wrappers import make_density_model
 
-    def __init__(self, builder: NStepBuilder, clip_rewards: bool) -> None:
+    if bonus not in ("cts", "pixelcnn"):
+        raise ValueError(f"exploration.bonus={bonus!r} has no density model; choose 'cts' or 'pixelcnn'")
+    decay = ostrovski_gain_decay(0.1) if bonus == "pixelcnn" else None
+    return PseudoCount(make_density_model(bonus), beta=beta, prediction_gain_decay=decay)
+
+
+class DensityServer:
+    """One density model shared by all actors (``exploration.shared_density: true``); run as a Ray actor.
+
+    :param bonus: "cts" or "pixelcnn". :param beta: bonus scale.
+    """
+
+    def __init__(self, bonus: str, beta: float) -> None:
+        self.pseudo_count = make_pseudo_count(bonus, beta)
+
+    def score(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Learn ``frames`` (uint8 [B, 42, 42], quantised) in order; return (bonus, pseudo-count) float64 [B]."""
+        bonus = self.pseudo_count(frames)
+        return bonus, self.pseudo_count.last_counts
+
+    def num_frames(self) -> int:
+        """Frames learned so far."""
+        return self.pseudo_count.num_updates
+
+
+class BonusStats:
+    """Episode tracker (see :class:`agents.runtime.actor.EpisodeTracker`) of the exploration bonus: per game
+    ``charts/intrinsic_return`` (the undiscounted sum of the bonuses added to its rewards); per chunk
+    ``explore/pseudo_count_mean`` (finite pseudo-counts of the real steps; a frame without prediction gain has
+    an infinite count and is left out), ``explore/intrinsic_reward_mean`` and ``explore/density_frames``."""
+
+    def __init__(self, num_envs: int) -> None:
+        self._episode = np.zeros(num_envs, np.float64)
+        self._bonus_sum = 0.0
+        self._count_sum = 0.0
+        self._num = 0
+        self._num_finite = 0
+        self.frames_learned = 0
+
+    def record(self, bonus: np.ndarray, counts: np.ndarray, live: np.ndarray) -> None:
+        """Bonuses and pseudo-counts float64 [N] of one vector step; ``live`` bool [N] marks real steps."""
+        self._episode += np.where(live, bonus, 0.0)
+        self._bonus_sum += float(bonus[live].sum())
+        finite = counts[live][np.isfinite(counts[live])]
+        self._count_sum += float(finite.sum())
+        self._num += int(live.sum())
+        self._num_finite += len(finite)
+        self.frames_learned += len(bonus)
+
+    def on_reset(self, info: dict[str, Any]) -> None:
+        self._episode[:] = 0.0
+
+    def on_step(self, info: dict[str, Any], live: np.ndarray) -> None:
+        pass  # the adder records the bonus of each step itself
+
+    def end_episode(self, env_index: int) -> dict[str, float]:
+        value = float(self._episode[env_index])
+        self._episode[env_index] = 0.0
+        return {"charts/intrinsic_return": value}
+
+    def flush(self) -> tuple[dict[str, float], dict[str, list[int]]]:
+        scalars = {"explore/density_frames": float(self.frames_learned)}
+        if self._num:
+            scalars["explore/intrinsic_reward_mean"] = self._bonus_sum / self._num
+        if self._num_finite:
+            scalars["explore/pseudo_count_mean"] = self._count_sum / self._num_finite
+        self._bonus_sum = self._count_sum = 0.0
+        self._num = self._num_finite = 0
+        return scalars, {}
+
+
+class NStepAdder:
+    """Clips rewards (if configured), adds the exploration bonus (if any) and feeds
+    :class:`agents.runtime.nstep.NStepBuilder` with the newest frame of each observation, so replay receives
+    each frame once.
+
+    :param builder: the n-step (and Monte Carlo) transition builder.
+    :param clip_rewards: clip extrinsic rewards to [-1, 1] (before the bonus is added).
+    :param pseudo_count: a local :class:`~worldmodels.density.PseudoCount`, or None.
+    :param density_server: a Ray actor handle of a :class:`DensityServer` (shared model), or None.
+    """
+
+    def __init__(self, builder: NStepBuilder, clip_rewards: bool, pseudo_count: PseudoCount | None = None,
+                 density_server: Any = None) -> None:
+        if pseudo_count is not None and density_server is not None:
+            raise ValueError("give the adder a local pseudo_count or a shared density_server, not both")
         self.builder = builder
         self.clip_rewards = clip_rewards
+        self.pseudo_count = pseudo_count
+        self.density_server = density_server
+        has_bonus = pseudo_count is not None or density_server is not None
+        self.stats: BonusStats | None = BonusStats(builder.num_envs) if has_bonus else None
+        self._resetting = np.zeros(builder.num_envs, bool)
+
+    def _score(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bonus and pseudo-count float64 [N] of the newest frames of ``obs`` [N, S, 84, 84] (learned in order)."""
+        frames = preprocess_frames(obs[:, -1])
+        if self.density_server is not None:
+            import ray
+
+            return ray.get(self.density_server.score.remote(frames))
+        bonus = self.pseudo_count(frames)
+        return bonus, self.pseudo_count.last_counts
 
     def reset(self, obs: np.ndarray) -> None:
         self.builder.reset(obs[:, -1])
+        self._resetting[:] = False
+        if self.stats is not None:
+            self._score(obs)  # the first frames are seen, hence learned; no reward carries their bonus
+            self.stats.frames_learned += len(obs)
 
     def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
             terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
         rewards = np.asarray(rewards, dtype=np.float32)
         if self.clip_rewards:
             rewards = np.clip(rewards, -1.0, 1.0)
+        if self.stats is not None:
+            bonus, counts = self._score(next_obs)
+            live = ~self._resetting  # an autoreset step's frame starts a new game: learned, bonus dropped
+            rewards = rewards + np.where(live, bonus, 0.0).astype(np.float32)
+            self.stats.record(bonus, counts, live)
+        game_over = info.get("game_over")
         self.builder.step(actions, extras.get("q"), rewards, terminated, truncated, next_obs[:, -1],
-                          game_over=info.get("game_over"))
+                          game_over=game_over)
+        ended = np.asarray(terminated | truncated if game_over is None else game_over, bool)
+        self._resetting = ended & ~self._resetting
 
     def flush(self) -> Any:
         return self.builder.flush()
@@ -101,11 +231,20 @@ def actor_seed(cfg: TrainConfig, actor_id: int) -> int:
     return cfg.run.seed + 1000 * (actor_id + 1)
 
 
-def make_dqn_parts(cfg: TrainConfig, actor_id: int) -> tuple[Any, EpsilonGreedyPolicy, NStepAdder]:
-    """Build one actor's vector env, policy and adder (runs inside the actor's process)."""
+def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
+                   ) -> tuple[Any, EpsilonGreedyPolicy, NStepAdder, list[Any]]:
+    """Build one actor's vector env, policy, adder and episode trackers (runs inside the actor's process).
+
+    :param density_server: Ray handle of a shared :class:`DensityServer` (``exploration.shared_density``), bound
+        with ``functools.partial`` by the driver; None builds a density model in this actor if a bonus is set.
+
+    Trackers: the bonus statistics if a bonus is set; rooms visited on Montezuma's Revenge with the
+    ``gymnasium`` backend (the only one that exposes the RAM).
+    """
     seed = actor_seed(cfg, actor_id)
+    backend = {} if cfg.env.game in TOY_GAMES else {"backend": cfg.env.backend}
     env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=cfg.env.num_envs, seed=seed,
-                   num_threads=cfg.env.num_threads)
+                   num_threads=cfg.env.num_threads, **backend)
     num_actions = int(env.single_action_space.n)
     torch.manual_seed(seed)
     network = QNetwork(num_actions, hidden=cfg.network.hidden, dueling=cfg.network.dueling)
@@ -113,5 +252,14 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int) -> tuple[Any, EpsilonGreedyP
     # seed=None: the builder's incarnation id must differ after an actor restart or a resume (the replay
     # tells a restarted actor from a duplicated chunk by it); it never influences training.
     builder = NStepBuilder(cfg.env.num_envs, n=cfg.agent.n_step, gamma=cfg.agent.gamma, actor_id=actor_id,
-                           seed=None)
-    return env, policy, NStepAdder(builder, cfg.agent.clip_rewards)
+                           seed=None, mc_returns=cfg.agent.mc_mix > 0)
+    ex = cfg.exploration
+    pseudo_count = None
+    if ex.bonus != "none" and density_server is None:
+        pseudo_count = make_pseudo_count(ex.bonus, ex.beta)
+    adder = NStepAdder(builder, cfg.agent.clip_rewards, pseudo_count=pseudo_count,
+                       density_server=density_server if ex.bonus != "none" else None)
+    trackers: list[Any] = [] if adder.stats is None else [adder.stats]
+    if cfg.env.backend == "gymnasium" and is_montezuma(resolve_game(cfg.env.game)):
+        trackers.append(RoomTracker(cfg.env.num_envs))
+    return env, policy, adder, trackers

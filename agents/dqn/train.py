@@ -11,6 +11,7 @@ never updates faster than the data allows. Algorithms that come later (actor-cri
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import signal
@@ -25,7 +26,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.dqn.actor import make_dqn_parts
+from agents.dqn.actor import DensityServer, make_dqn_parts
 from agents.dqn.config import TrainConfig, validate
 from agents.dqn.evaluate import evaluate_policy
 from agents.dqn.learning import DQNLearner
@@ -56,7 +57,12 @@ class TrainState:
     """Games finished."""
     returns: list[float] = field(default_factory=list)
     """Raw score of every finished game, in order of arrival."""
+    discovered: dict[str, set[int]] = field(default_factory=dict)
+    """Union over actors of what their trackers discovered, by TensorBoard tag (``explore/rooms_total``: rooms)."""
     runtime: Any = None
+    """The LocalRuntime / RayRuntime (hooks may inspect or kill actors)."""
+    replay: Any = None
+    """The replay (hooks may inspect its contents)."""
     frame_skip: int = 4
 
     @property
@@ -97,17 +103,42 @@ def _num_actions(cfg: TrainConfig) -> int:
 
 
 def make_runtime(cfg: TrainConfig) -> Any:
-    """Local mode for ``num_actors == 0``, else Ray actors (starting or joining Ray)."""
+    """Local mode for ``num_actors == 0``, else Ray actors (starting or joining Ray).
+
+    With ``exploration.shared_density`` in Ray mode, a :class:`DensityServer` Ray actor is started first and its
+    handle bound into every actor's parts function; it is ``runtime.density_server`` (killed by :func:`train`).
+    """
     steps_per_chunk = cfg.runtime.chunk_steps * cfg.env.num_envs
     if cfg.runtime.num_actors == 0:
         return LocalRuntime(make_dqn_parts, cfg, seed=cfg.run.seed + 1000, chunk_steps=cfg.runtime.chunk_steps,
                             torch_threads=cfg.runtime.torch_threads)
+    import ray
+
     from agents.runtime.ray_runtime import RayRuntime, init_ray
 
     init_ray(cfg.runtime.ray_address)
-    return RayRuntime(make_dqn_parts, cfg, cfg.runtime.num_actors, seed=cfg.run.seed,
-                      chunk_steps=cfg.runtime.chunk_steps, steps_per_chunk=steps_per_chunk,
-                      torch_threads=cfg.runtime.torch_threads, max_restarts=cfg.runtime.max_actor_restarts)
+    parts_fn: Any = make_dqn_parts
+    server = None
+    if cfg.exploration.bonus != "none" and cfg.exploration.shared_density:
+        # num_cpus=0: on a small machine a reserved CPU would keep an actor from being placed; the server's
+        # work (about 1 ms per CTS frame) then competes with the actors for cores.
+        server = ray.remote(num_cpus=0, max_restarts=0)(DensityServer).remote(
+            cfg.exploration.bonus, cfg.exploration.beta)
+        parts_fn = functools.partial(make_dqn_parts, density_server=server)
+    runtime = RayRuntime(parts_fn, cfg, cfg.runtime.num_actors, seed=cfg.run.seed,
+                         chunk_steps=cfg.runtime.chunk_steps, steps_per_chunk=steps_per_chunk,
+                         torch_threads=cfg.runtime.torch_threads, max_restarts=cfg.runtime.max_actor_restarts)
+    runtime.density_server = server
+    return runtime
+
+
+def _close_runtime(runtime: Any) -> None:
+    runtime.close()
+    server = getattr(runtime, "density_server", None)
+    if server is not None:
+        import ray
+
+        ray.kill(server)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False,
@@ -139,7 +170,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     replay = PrioritizedReplay(cfg.replay.capacity, num_shards=max(1, cfg.runtime.num_actors),
                                alpha=cfg.replay.alpha, beta=cfg.replay.beta_start,
                                prioritized=cfg.replay.prioritized, seed=cfg.run.seed)
-    state = TrainState(frame_skip=frame_skip)
+    state = TrainState(frame_skip=frame_skip, replay=replay)
     if resume:
         ckpt = load_checkpoint(find_checkpoint(path))
         learner.load_state_dict(ckpt["learner"])
@@ -190,14 +221,22 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             for out in outputs:
                 replay.add(out.payload)
                 state.steps += out.env_steps
-                for ret, length in zip(out.episode_returns, out.episode_lengths):
+                episode_stats = out.episode_stats or [{}] * len(out.episode_returns)
+                for ret, length, extra in zip(out.episode_returns, out.episode_lengths, episode_stats):
                     state.episodes += 1
                     state.returns.append(ret)
                     writer.add_scalar("charts/episodic_return", ret, state.frames)
                     writer.add_scalar("charts/episodic_length", length, state.frames)
+                    for tag, value in extra.items():
+                        writer.add_scalar(tag, value, state.frames)
+                for tag, items in out.discovered.items():
+                    union = state.discovered.setdefault(tag, set())
+                    if not union.issuperset(items):
+                        union.update(items)
+                        writer.add_scalar(tag, len(union), state.frames)
                 actor_scalars.update(out.extras)
             if outputs:
-                bar.update(state.frames - bar.n)
+                bar.update(min(state.frames, cfg.run.total_frames) - bar.n)
                 if state.returns:
                     bar.set_postfix(ret=f"{np.mean(state.returns[-20:]):.1f}", upd=state.updates, refresh=False)
                 for hook in hooks:
@@ -213,7 +252,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
                 stats = learner.step(
                     torch.from_numpy(batch.obs), torch.from_numpy(batch.actions), torch.from_numpy(batch.returns),
                     torch.from_numpy(batch.discounts), torch.from_numpy(batch.next_obs),
-                    torch.from_numpy(batch.weights))
+                    torch.from_numpy(batch.weights), torch.from_numpy(batch.mc_returns))
                 if cfg.replay.prioritized:
                     replay.update_priorities(batch.indices, stats.td_abs, batch.generations)
                 state.updates += 1
@@ -233,7 +272,9 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
                 writer.add_scalar("charts/replay_size", len(replay), state.frames)
                 writer.add_scalar("charts/actor_restarts", runtime.restarts, state.frames)
                 for key, value in actor_scalars.items():
-                    writer.add_scalar(f"charts/{key}", value, state.frames)
+                    writer.add_scalar(key if "/" in key else f"charts/{key}", value, state.frames)
+                for tag, union in state.discovered.items():
+                    writer.add_scalar(tag, len(union), state.frames)
                 if window["loss"]:
                     writer.add_scalar("losses/td_loss", float(np.mean(window["loss"])), state.frames)
                     writer.add_scalar("losses/q_values", float(np.mean(window["q"])), state.frames)
@@ -246,14 +287,14 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
         bar.close()
         saved = checkpoint()
         log.warning("interrupted at %d frames; last checkpoint %s", state.frames, saved)
-        runtime.close()
+        _close_runtime(runtime)
         writer.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
         raise
     signal.signal(signal.SIGTERM, previous_sigterm)
     bar.close()
     checkpoint()
-    runtime.close()
+    _close_runtime(runtime)
     if cfg.run.eval_episodes > 0:
         result = evaluate_policy(cfg, learner.get_weights(), cfg.run.eval_episodes, seed=cfg.run.seed + 99991)
         writer.add_scalar("eval/mean_return", result.mean, state.frames)

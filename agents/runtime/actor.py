@@ -4,6 +4,10 @@ An :class:`EnvActor` owns a vector env, a :class:`Policy` (how to act; weights p
 :class:`Adder` (how experience becomes the learner's payload: n-step transitions for DQN, trajectories for
 an actor-critic learner, (embedding, return) pairs for episodic control). The same object runs in-process
 (local mode) and as a Ray actor, so algorithms never see the difference.
+
+Optional :class:`EpisodeTracker` s add statistics without touching the loop: per finished game (e.g. the
+intrinsic return of an exploration bonus, the rooms visited in Montezuma's Revenge), per chunk (e.g. the mean
+pseudo-count), and sets of things discovered (e.g. rooms), which the driver unions over actors.
 """
 
 from __future__ import annotations
@@ -42,9 +46,30 @@ class Adder(Protocol):
         """Everything ready since the last flush."""
 
 
-#: Builds (vector env, policy, adder) inside the actor's process. Must be a module-level function (Ray
-#: pickles it by reference) taking the algorithm's config and the actor index.
-PartsFn = Callable[[Any, int], tuple[Any, Policy, Adder]]
+class EpisodeTracker(Protocol):
+    """Statistics beside the adder: per game, per chunk, and discoveries that the driver unions over actors.
+
+    Tags are TensorBoard tags (``"charts/intrinsic_return"``, ``"explore/rooms_visited"``).
+    """
+
+    def on_reset(self, info: dict[str, Any]) -> None:
+        """After ``env.reset()``, with its info."""
+
+    def on_step(self, info: dict[str, Any], live: np.ndarray) -> None:
+        """After each vector step (after the adder saw it). ``live``: bool [N], False for autoreset steps."""
+
+    def end_episode(self, env_index: int) -> dict[str, float]:
+        """Env ``env_index``'s game ended at the last step: its statistics (tag -> value); start a new game."""
+
+    def flush(self) -> tuple[dict[str, float], dict[str, list[int]]]:
+        """Per-chunk scalars (tag -> value) and the items first seen since the last flush (tag of the driver's
+        running count -> items)."""
+
+
+#: Builds (vector env, policy, adder) or (vector env, policy, adder, trackers) inside the actor's process. Must be
+#: pickleable by reference (a module-level function, or a functools.partial of one) and take the algorithm's
+#: config and the actor index.
+PartsFn = Callable[[Any, int], "tuple[Any, Policy, Adder] | tuple[Any, Policy, Adder, list[EpisodeTracker]]"]
 
 
 @dataclass
@@ -62,7 +87,13 @@ class ActorOutput:
     seconds: float = 0.0
     """Wall time the chunk took in the actor."""
     extras: dict[str, float] = field(default_factory=dict)
-    """Algorithm-specific scalars for logging (e.g. the actor's epsilon)."""
+    """Scalars for logging, e.g. the actor's epsilon; a key with a "/" is a full TensorBoard tag
+    (``explore/pseudo_count_mean``), other keys are logged under ``charts/``."""
+    episode_stats: list[dict[str, float]] = field(default_factory=list)
+    """Per game that ended in this chunk (aligned with ``episode_returns``): tracker statistics, tag -> value."""
+    discovered: dict[str, list[int]] = field(default_factory=dict)
+    """Items this actor saw for the first time during this chunk, keyed by the TensorBoard tag of the run's
+    running count (``{"explore/rooms_total": [2]}``); the driver unions them over actors."""
 
 
 class EnvActor:
@@ -80,9 +111,13 @@ class EnvActor:
 
         torch.set_num_threads(torch_threads)
         self.actor_id = actor_id
-        self.env, self.policy, self.adder = parts_fn(cfg, actor_id)
-        self.obs, _ = self.env.reset(seed=seed)
+        parts = parts_fn(cfg, actor_id)
+        self.env, self.policy, self.adder = parts[:3]
+        self.trackers: list[EpisodeTracker] = list(parts[3]) if len(parts) > 3 else []
+        self.obs, info = self.env.reset(seed=seed)
         self.adder.reset(self.obs)
+        for tracker in self.trackers:
+            tracker.on_reset(info)
         n = self.obs.shape[0]
         self._ep_return = np.zeros(n, dtype=np.float64)
         self._ep_length = np.zeros(n, dtype=np.int64)
@@ -119,12 +154,15 @@ class EnvActor:
             self.policy.set_weights(weights)
         returns: list[float] = []
         lengths: list[int] = []
+        stats: list[dict[str, float]] = []
         env_steps = 0
         for _ in range(num_steps):
             actions, extras = self.policy.act(self.obs, frames)
             next_obs, rewards, terminated, truncated, info = self.env.step(actions)
             self.adder.add(actions, extras, rewards, terminated, truncated, next_obs, info)
             live = ~self._resetting
+            for tracker in self.trackers:
+                tracker.on_step(info, live)
             env_steps += int(live.sum())
             self._ep_return += np.where(live, info.get("raw_reward", rewards), 0.0)
             self._ep_length += live
@@ -135,13 +173,23 @@ class EnvActor:
             for i in np.flatnonzero(game_over):
                 returns.append(float(self._ep_return[i]))
                 lengths.append(int(self._ep_length[i]))
+                episode: dict[str, float] = {}
+                for tracker in self.trackers:
+                    episode.update(tracker.end_episode(int(i)))
+                stats.append(episode)
                 self._ep_return[i] = 0.0
                 self._ep_length[i] = 0
             self._resetting = game_over
             self.obs = next_obs
-        extras_out = getattr(self.policy, "log_scalars", lambda f: {})(frames)
+        extras_out = dict(getattr(self.policy, "log_scalars", lambda f: {})(frames))
+        discovered: dict[str, list[int]] = {}
+        for tracker in self.trackers:
+            scalars, found = tracker.flush()
+            extras_out.update(scalars)
+            for tag, items in found.items():
+                discovered.setdefault(tag, []).extend(items)
         return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
-                           time.perf_counter() - start, extras_out)
+                           time.perf_counter() - start, extras_out, stats, discovered)
 
     def close(self) -> None:
         self.env.close()

@@ -1,0 +1,65 @@
+"""Training with the exploration bonus and the mixed Monte Carlo return, end to end: local mode (rewards in replay,
+TensorBoard tags) and Ray mode with one density model shared by two actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.dqn.config import TrainConfig
+from agents.dqn.train import TrainState, train
+from launch.config import load_config
+
+
+def _catch(tmp_path: Path, name: str, *overrides: str) -> TrainConfig:
+    return load_config(TrainConfig, ["dqn_catch"], [
+        "run.total_frames=3000", "run.eval_episodes=0", "run.progress=false", "agent.learning_starts_frames=800",
+        "agent.batch_size=8", "network.hidden=32", "run.log_every_frames=1000", "agent.n_step=1",
+        "exploration.bonus=cts", "exploration.beta=0.05", f"run.runs_dir={tmp_path}", f"run.name={name}",
+        *overrides])
+
+
+def _scalars(run: Path, tag: str) -> np.ndarray:
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    return np.array([e.value for e in acc.Scalars(tag)])
+
+
+def test_local_bonus_run_logs_intrinsic_returns_and_replay_rewards_exceed_extrinsic(tmp_path: Path) -> None:
+    seen: dict[str, object] = {}
+    state = train(_catch(tmp_path, "cts", "agent.mc_mix=0.1"), hooks=[lambda s: seen.update(replay=s.replay)])
+    assert state.updates > 0
+    run = tmp_path / "cts"
+    intrinsic = _scalars(run, "charts/intrinsic_return")
+    assert len(intrinsic) == state.episodes and (intrinsic > 0).all()
+    assert len(_scalars(run, "explore/pseudo_count_mean")) > 0
+    # Catch's extrinsic 1-step rewards are -1, 0 or +1 and the bonus lies in (0, 10 * beta] = (0, 0.5]: each
+    # stored reward is its extrinsic reward plus the bonus of the frame it led to.
+    replay = seen["replay"]
+    rewards = replay.sample(512).returns.astype(np.float64)
+    bonus = rewards - np.floor(rewards)  # extrinsic in {-1, 0, 1}, bonus in (0, 0.5]
+    assert (bonus > 0).all() and (bonus <= 0.5 + 1e-6).all()
+    mc = replay.sample(512).mc_returns
+    assert np.isfinite(mc).mean() > 0.99  # Catch episodes always end; only the last cut could leave NaN
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
+    import ray
+
+    learned: list[int] = []
+
+    def count_frames(state: TrainState) -> None:
+        learned.append(ray.get(state.runtime.density_server.num_frames.remote()))
+
+    cfg = _catch(tmp_path, "shared", "runtime.num_actors=2", "env.num_envs=4", "exploration.shared_density=true",
+                 "run.total_frames=2000")
+    state = train(cfg, hooks=[count_frames])
+    # The server learned every frame both actors saw: their steps plus one reset frame per game started.
+    assert learned[-1] >= state.steps + 8 and learned == sorted(learned)
+    intrinsic = _scalars(tmp_path / "shared", "charts/intrinsic_return")
+    assert len(intrinsic) == state.episodes > 0 and (intrinsic > 0).all()
+    assert state.runtime.density_server is not None
