@@ -1,0 +1,109 @@
+"""The trajectory dataset format shared by every model trained on recorded play (binary VAE, video prediction).
+
+A dataset is a folder::
+
+    DIR/manifest.json            what the data is and where it lies (written atomically, last)
+    DIR/train/shard_00000.npz    whole episodes used for training
+    DIR/heldout/shard_00000.npz  whole episodes kept for evaluation, never for training
+
+Each shard is an ``.npz`` of aligned arrays, one row per stored frame (each frame stored once, not four times
+in stacks); rows of one episode are contiguous and an episode never spans two shards:
+
+- ``frames``: uint8 ``[T, H, W]``, the newest frame of each observation (``obs[..., -1, :, :]``), luminance;
+- ``actions``: int64 ``[T]``, the action taken at that frame; ``-1`` at the last frame of an episode that
+  ended (no action follows a game over);
+- ``rewards``: float32 ``[T]``, the raw game-score change caused by that action (``info["raw_reward"]``,
+  unclipped); 0 where the action is -1;
+- ``terminals``: bool ``[T]``, True at the last frame of an episode that ended by game over or the
+  emulator's frame cap; an episode cut short by the end of collection has no terminal;
+- ``episode_ids``: int64 ``[T]``, the episode each frame belongs to (unique across the dataset).
+
+So frame ``t + 1`` is the observation after taking ``actions[t]`` in frame ``t`` whenever both rows have the
+same episode id. The manifest's ``shards`` list gives, per shard, its split, frame and episode counts, the
+episode ids and the SHA-256 of the file: a reader checks it before using a shard, so a truncated or corrupt
+shard is reported by name, never silently read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "reverie-trajectories-v1"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "heldout")
+FIELDS: dict[str, str] = {
+    "frames": "uint8 [T, H, W]: newest frame of each observation (luminance)",
+    "actions": "int64 [T]: action taken at the frame; -1 at the last frame of an ended episode",
+    "rewards": "float32 [T]: raw (unclipped) score change caused by the action",
+    "terminals": "bool [T]: last frame of an episode that ended (game over or frame cap)",
+    "episode_ids": "int64 [T]: episode of the frame (unique in the dataset)",
+}
+
+
+class DatasetError(ValueError):
+    """A dataset folder, manifest or shard that cannot be used; the message names the file and the fix."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, then ``os.replace`` (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """Load and sanity-check ``DIR/manifest.json``.
+
+    :raises DatasetError: no folder, no manifest, unparsable JSON or another format.
+    """
+    root = Path(root)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist: create one with `reverie collect GAME --out DIR`.")
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing: {root} is not a Reverie dataset (or its collection never "
+                           f"finished a shard); collect one with `reverie collect GAME --out DIR`.")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{path} is unreadable ({err}); re-run `reverie collect`.") from err
+    if manifest.get("format") != FORMAT:
+        raise DatasetError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}.")
+    return manifest
+
+
+def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Check the shard invariants (fields present, aligned lengths, dtypes).
+
+    :raises DatasetError: naming ``where`` and the broken field.
+    """
+    missing = [k for k in FIELDS if k not in arrays]
+    if missing:
+        raise DatasetError(f"{where}: missing field(s) {missing}; expected {list(FIELDS)}.")
+    n = len(arrays["frames"])
+    if arrays["frames"].dtype != np.uint8 or arrays["frames"].ndim != 3:
+        raise DatasetError(f"{where}: frames must be uint8 [T, H, W], got {arrays['frames'].dtype} "
+                           f"{arrays['frames'].shape}.")
+    for key in FIELDS:
+        if len(arrays[key]) != n:
+            raise DatasetError(f"{where}: field {key} has {len(arrays[key])} rows, frames has {n}.")
