@@ -1,0 +1,160 @@
+"""Every setting of a binary-VAE run, as one typed tree of dataclasses (loaded by ``launch.config``).
+
+Presets live in ``configs/vae_*.yaml``; ``key=value`` overrides apply on top. Units: ``*_frames`` count
+dataset frames (binarised frames the model trains on), not emulator frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of :class:`worldmodels.vae.network.VAENetwork`."""
+
+    image_size: int = 42
+    """Side of the binarised frame (42 or 84; see :mod:`worldmodels.data.binarize`)."""
+    latent_dim: int = 64
+    """Binary latent units z (the prior and posterior are autoregressive over them)."""
+    encoder_channels: int = 32
+    """Channels of the first stride-2 convolution of the encoder of x (the second has twice as many)."""
+    encoder_hidden: int = 256
+    """Width of the encoding of x that conditions the posterior MADE."""
+    made_hidden: int = 256
+    """Width of each hidden masked layer of the prior and posterior MADEs."""
+    made_layers: int = 1
+    """Hidden masked layers of each MADE."""
+    decoder: str = "pixelcnn"
+    """"pixelcnn": autoregressive Bernoulli p(x | z) (masked convolutions, each pixel sees the pixels above and
+    to its left, and z); "factorised": independent Bernoulli pixels given z (faster, weaker)."""
+    decoder_channels: int = 16
+    """Feature planes of the decoder's masked convolutions."""
+    decoder_layers: int = 2
+    """Residual 3x3 type-B masked convolution layers after the first (type-A) layer."""
+    decoder_kernel: int = 5
+    """Side of the first, type-A masked convolution."""
+    cond_channels: int = 16
+    """Channels of the spatial map computed from z that conditions every decoder layer."""
+
+
+@dataclass
+class EstimatorConfig:
+    """How the gradient of the bound with respect to the posterior q(z|x) is estimated."""
+
+    name: str = "nvil"
+    """"nvil" (Mnih & Gregor 2014), "vimco" (Mnih & Rezende 2016), "reinforce" (no control variate; with
+    samples > 1 on the multi-sample bound) or "relaxed" (straight-through Gumbel-sigmoid, pathwise)."""
+    samples: int = 1
+    """Posterior samples per frame: the K of the multi-sample bound for vimco (>= 2) and reinforce."""
+    nvil_alpha: float = 0.8
+    """NVIL: decay of the running mean and variance of the learning signal (the paper's alpha = 0.8)."""
+    nvil_hidden: int = 100
+    """NVIL: hidden tanh units of the input-dependent baseline C(x) (the paper used 100)."""
+    nvil_normalise: bool = True
+    """NVIL: divide the learning signal by max(1, running standard deviation)."""
+    temperature: float = 0.5
+    """relaxed: temperature of the Gumbel-sigmoid (binary Concrete) relaxation."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    """Adam learning rate of the model (prior, posterior, decoder, encoder)."""
+    baseline_lr: float = 3e-3
+    """Adam learning rate of NVIL's input-dependent baseline."""
+    batch_size: int = 32
+    """Frames per update."""
+    max_grad_norm: float = 100.0
+    """Gradient-norm clip (0 disables): guards against the rare huge score-function gradient."""
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/pong"
+    """Dataset folder written by `reverie collect` (manifest.json + shards)."""
+    threshold: int = 24
+    """Binarisation: grey levels a pixel must differ from the per-pixel background mode to be on."""
+    skip_corrupt: bool = False
+    """Skip (with a warning naming it) a shard whose checksum does not match, instead of stopping."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "vae"
+    """Run name: the run directory is runs_dir/name unless --run-dir is given."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+    seed: int = 0
+    """Seeds torch, numpy and the data order."""
+    total_frames: int = 1_000_000
+    """Training frames (dataset frames consumed, counting repeats over epochs) to train for."""
+    max_seconds: float = 0.0
+    """Wall-clock budget in seconds (0: none); training stops at whichever limit comes first."""
+    checkpoint_every_frames: int = 100_000
+    """Frames between atomic checkpoints (a last one is always written at the end or on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk (oldest deleted first)."""
+    log_every_frames: int = 5_000
+    """Frames between scalar summaries (ELBO, KL, frames/s)."""
+    grad_var_every_frames: int = 50_000
+    """Frames between measurements of the estimator's gradient variance (0: never)."""
+    grad_var_repeats: int = 8
+    """Independent gradient estimates on one batch used to measure the variance."""
+    eval_frames: int = 256
+    """Held-out frames for the ELBO and IWAE bounds logged at each checkpoint (0: none)."""
+    torch_threads: int = 1
+    """Torch threads (one per process on a shared machine)."""
+    progress: bool = True
+    """Show a progress bar with frames/s."""
+
+
+@dataclass
+class VAEFitConfig:
+    """The whole `reverie fit-vae` config."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+ESTIMATORS = ("nvil", "vimco", "reinforce", "relaxed")
+DECODERS = ("pixelcnn", "factorised")
+
+
+def validate(cfg: VAEFitConfig) -> None:
+    """Check choices and ranges OmegaConf's type checks cannot.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    m, e = cfg.model, cfg.estimator
+    if m.image_size not in (42, 84):
+        raise ValueError(f"model.image_size={m.image_size} is not supported: use 42 or 84.")
+    if m.decoder not in DECODERS:
+        raise ValueError(f"model.decoder={m.decoder!r}: choose one of {', '.join(DECODERS)}.")
+    if e.name not in ESTIMATORS:
+        raise ValueError(f"estimator.name={e.name!r}: choose one of {', '.join(ESTIMATORS)}.")
+    if e.name == "vimco" and e.samples < 2:
+        raise ValueError(f"estimator.samples={e.samples}: VIMCO's leave-one-out baseline needs at least 2.")
+    if e.name in ("nvil", "relaxed") and e.samples != 1:
+        raise ValueError(f"estimator.samples={e.samples}: {e.name} uses one sample per frame; set it to 1.")
+    if m.decoder_kernel % 2 == 0 or m.decoder_kernel < 3:
+        raise ValueError(f"model.decoder_kernel={m.decoder_kernel} must be an odd number >= 3.")
+    positive = {"model.latent_dim": m.latent_dim, "model.encoder_channels": m.encoder_channels,
+                "model.encoder_hidden": m.encoder_hidden, "model.made_hidden": m.made_hidden,
+                "model.made_layers": m.made_layers, "model.decoder_channels": m.decoder_channels,
+                "model.cond_channels": m.cond_channels, "estimator.samples": e.samples,
+                "estimator.temperature": e.temperature, "optim.lr": cfg.optim.lr,
+                "optim.batch_size": cfg.optim.batch_size, "run.total_frames": cfg.run.total_frames,
+                "run.checkpoint_every_frames": cfg.run.checkpoint_every_frames,
+                "run.log_every_frames": cfg.run.log_every_frames, "run.keep_checkpoints": cfg.run.keep_checkpoints,
+                "run.torch_threads": cfg.run.torch_threads, "run.grad_var_repeats": cfg.run.grad_var_repeats}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ValueError(f"{key}={value} must be positive.")
+    if m.decoder_layers < 0:
+        raise ValueError(f"model.decoder_layers={m.decoder_layers} must be 0 or more.")
+    if not 0.0 <= e.nvil_alpha < 1.0:
+        raise ValueError(f"estimator.nvil_alpha={e.nvil_alpha} must lie in [0, 1).")
