@@ -113,6 +113,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_density_bench(frames=args.frames)
         print(json.dumps(result) if args.json else format_density_table(result))
+    elif args.name == "vae":
+        from launch.bench_vae import format_vae_table, run_vae_bench
+
+        result = run_vae_bench(seconds=args.seconds)
+        print(json.dumps(result) if args.json else format_vae_table(result))
     return 0
 
 
@@ -148,10 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, density",
+    from launch.vae_cli import register
+
+    register(sub)
+
+    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae",
                        description="Side-by-side benchmarks that print a table (or --json).")
-    p.add_argument("name", choices=["throughput", "density"])
-    p.add_argument("--seconds", type=float, default=20.0, help="seconds per throughput measurement")
+    p.add_argument("name", choices=["throughput", "density", "vae"])
+    p.add_argument("--seconds", type=float, default=20.0, help="seconds per throughput (or vae) measurement")
     p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
     p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
     p.add_argument("--json", action="store_true", help="print one JSON object")
