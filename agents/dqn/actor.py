@@ -235,8 +235,10 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
                    ) -> tuple[Any, EpsilonGreedyPolicy, NStepAdder, list[Any]]:
     """Build one actor's vector env, policy, adder and episode trackers (runs inside the actor's process).
 
-    :param density_server: Ray handle of a shared :class:`DensityServer` (``exploration.shared_density``), bound
-        with ``functools.partial`` by the driver; None builds a density model in this actor if a bonus is set.
+    :param density_server: name (or handle) of the Ray actor holding the shared :class:`DensityServer`
+        (``exploration.shared_density``), bound with ``functools.partial`` by the driver; None builds a density
+        model in this actor if a bonus is set. A name keeps the actor's constructor arguments small (Ray cannot
+        guarantee restarts of actors whose arguments live in the object store, as a handle's do).
 
     Trackers: the bonus statistics if a bonus is set; rooms visited on Montezuma's Revenge with the
     ``gymnasium`` backend (the only one that exposes the RAM).
@@ -254,6 +256,10 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
     builder = NStepBuilder(cfg.env.num_envs, n=cfg.agent.n_step, gamma=cfg.agent.gamma, actor_id=actor_id,
                            seed=None, mc_returns=cfg.agent.mc_mix > 0)
     ex = cfg.exploration
+    if isinstance(density_server, str):
+        import ray
+
+        density_server = ray.get_actor(density_server)
     pseudo_count = None
     if ex.bonus != "none" and density_server is None:
         pseudo_count = make_pseudo_count(ex.bonus, ex.beta)

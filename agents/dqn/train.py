@@ -16,6 +16,7 @@ import logging
 import random
 import signal
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,9 +123,10 @@ def make_runtime(cfg: TrainConfig) -> Any:
     if cfg.exploration.bonus != "none" and cfg.exploration.shared_density:
         # num_cpus=0: on a small machine a reserved CPU would keep an actor from being placed; the server's
         # work (about 1 ms per CTS frame) then competes with the actors for cores.
-        server = ray.remote(num_cpus=0, max_restarts=0)(DensityServer).remote(
+        name = f"reverie-density-{uuid.uuid4().hex[:12]}"  # unique: several runs may share a cluster
+        server = ray.remote(num_cpus=0, max_restarts=0)(DensityServer).options(name=name).remote(
             cfg.exploration.bonus, cfg.exploration.beta)
-        parts_fn = functools.partial(make_dqn_parts, density_server=server)
+        parts_fn = functools.partial(make_dqn_parts, density_server=name)
     runtime = RayRuntime(parts_fn, cfg, cfg.runtime.num_actors, seed=cfg.run.seed,
                          chunk_steps=cfg.runtime.chunk_steps, steps_per_chunk=steps_per_chunk,
                          torch_threads=cfg.runtime.torch_threads, max_restarts=cfg.runtime.max_actor_restarts)
