@@ -3,6 +3,8 @@ and the learner's mixed target, all against hand-computed numbers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -210,3 +212,54 @@ def test_replay_stores_and_samples_mc_returns() -> None:
     again = PrioritizedReplay(64, prioritized=False, seed=0)
     again.load_state_dict(state)
     assert np.isnan(again.sample(8).mc_returns).all()
+
+
+def _reference_mc(env: Any, key: bytes, gamma: float) -> float:
+    """Monte Carlo return from observation ``key`` to its learning episode's end, recomputed from the log of
+    ``env`` (test_replay's AleLikeEnv):
+    0 after a terminal, ``max_a Q(s_T, a)`` (the fake Q of the final observation) after a truncation."""
+    from tests.unit.test_replay import q_of
+
+    g, k, cur = 0.0, 0, key
+    while True:
+        _, r, te, tr, nxt = env.steps[cur]
+        g += gamma**k * r
+        k += 1
+        if te:
+            return g
+        if tr:
+            return g + gamma**k * float(q_of(env.shown[nxt][None]).max())
+        cur = nxt
+
+
+@pytest.mark.parametrize("margin", [64, 0])
+def test_held_transitions_reach_a_wrapping_replay_consistently(margin: int) -> None:
+    """Random episodes with terminals, truncations and life losses; transitions arrive in the replay only when
+    their episode ends, so they refer to older frames than usual. Every live transition must still show the
+    env's frames, the n-step target and the exact Monte Carlo return; with no frame margin, transitions whose
+    frames were overwritten while they were held are dropped or evicted, never corrupted."""
+    from tests.unit.test_replay import NUM_ACTIONS, SHAPE, AleLikeEnv, check_against_env, q_of
+
+    n, gamma = 2, 0.8
+    env = AleLikeEnv(num_envs=4, seed=5, end_prob=0.08)
+    b = NStepBuilder(4, n=n, gamma=gamma, frame_shape=SHAPE, seed=1, mc_returns=True)
+    replay = PrioritizedReplay(120, frame_shape=SHAPE, frame_margin=margin, seed=1)
+    rng = np.random.default_rng(0)
+    obs = env.reset()
+    b.reset(obs[:, -1])
+    for t in range(500):
+        actions = rng.integers(0, NUM_ACTIONS, 4)
+        q = q_of(obs)
+        obs, r, te, tr, go = env.step(actions)
+        b.step(actions, q, r, te, tr, obs[:, -1], game_over=go)
+        if t % 3 == 2:
+            replay.add(b.flush())
+    live = np.flatnonzero(replay._t["valid"])
+    assert len(live) > 60 and replay.num_added > 4 * 120
+    frames = replay._frames[replay._t["obs_ref"][live]]
+    check_against_env(env, frames, replay._t["actions"][live], replay._t["returns"][live],
+                      replay._t["discounts"][live], replay._frames[replay._t["next_ref"][live]], n, gamma)
+    want = [_reference_mc(env, f[-1].tobytes(), gamma) for f in frames]
+    np.testing.assert_allclose(replay._t["mc_returns"][live], want, rtol=1e-5, atol=1e-5)
+    if margin == 0:
+        assert replay.num_dropped + replay.num_evicted > 0
