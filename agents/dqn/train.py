@@ -180,11 +180,13 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
         set_rng_state(ckpt["rng"])
         if "replay" in ckpt:
             replay.load_state_dict(ckpt["replay"])
+        state.discovered = {tag: set(items) for tag, items in ckpt.get("discovered", {}).items()}
         log.info("resumed %s at %d frames", path, state.frames)
 
     def checkpoint() -> Path:
         payload = {"learner": learner.state_dict(), "steps": state.steps, "updates": state.updates,
-                   "episodes": state.episodes, "rng": rng_state(), "config": config_yaml}
+                   "episodes": state.episodes, "rng": rng_state(), "config": config_yaml,
+                   "discovered": {tag: sorted(items) for tag, items in state.discovered.items()}}
         if cfg.replay.save_in_checkpoint:
             payload["replay"] = replay.state_dict()
         return save_checkpoint(path / "checkpoints", state.frames, payload, keep=cfg.run.keep_checkpoints)

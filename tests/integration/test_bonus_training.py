@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.dqn.config import TrainConfig
@@ -63,3 +64,28 @@ def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
     intrinsic = _scalars(tmp_path / "shared", "charts/intrinsic_return")
     assert len(intrinsic) == state.episodes > 0 and (intrinsic > 0).all()
     assert state.runtime.density_server is not None
+
+
+def test_montezuma_rooms_are_logged_checkpointed_and_resumed(tmp_path: Path) -> None:
+    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
+    from launch.config import to_yaml
+
+    def cfg(frames: int) -> TrainConfig:
+        return load_config(TrainConfig, ["dqn_montezuma"], [
+            f"run.total_frames={frames}", "run.eval_episodes=0", "run.progress=false", "runtime.num_actors=0",
+            "env.num_envs=2", "network.hidden=16", "agent.batch_size=4", "agent.learning_starts_frames=256",
+            "replay.capacity=4096", "run.log_every_frames=256", "run.checkpoint_every_frames=100000",
+            f"run.runs_dir={tmp_path}", "run.name=mz"])
+
+    first = train(cfg(512), config_yaml=to_yaml(cfg(512)))
+    assert first.discovered == {"explore/rooms_total": {1}}  # the start room
+    run = tmp_path / "mz"
+    path = find_checkpoint(run)
+    ckpt = load_checkpoint(path)
+    assert ckpt["discovered"] == {"explore/rooms_total": [1]}
+    assert (_scalars(run, "explore/rooms_total") == 1).all()
+    ckpt["discovered"]["explore/rooms_total"].append(7)  # as if an earlier stretch of the run had reached room 7
+    torch.save(ckpt, path)
+    again = train(cfg(1024), run_dir=run, resume=True)
+    assert again.discovered == {"explore/rooms_total": {1, 7}} and again.frames >= 1024
+    assert _scalars(run, "explore/rooms_total")[-1] == 2
