@@ -96,7 +96,15 @@ def fit_vae(cfg: Any, run_dir: str | Path | None = None, resume: bool = False, c
     size = cfg.model.image_size
 
     if resume:
-        vae = BinaryVAE.from_state_dict(ckpt["vae"])
+        from dataclasses import asdict
+
+        saved = ckpt["vae"]
+        for key, mine in (("model", asdict(cfg.model)), ("estimator", asdict(cfg.estimator))):
+            if saved[f"{key}_config"] != mine:
+                diff = sorted(k for k in mine if mine[k] != saved[f"{key}_config"].get(k))
+                raise ValueError(f"--resume {path}: {key}.{', '.join(diff)} differ from the run's saved settings; "
+                                 f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
+        vae = BinaryVAE.from_state_dict(saved)
         set_rng_state(ckpt["rng"])
         frames, elapsed = int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))
     else:

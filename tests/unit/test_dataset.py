@@ -148,3 +148,41 @@ def test_collector_stitches_catch_episodes(tmp_path: Path) -> None:
         # The first frame shows the paddle (128) in the middle column (12-pixel cells: columns 36..47).
         assert np.all(frames[0, 72:84, 36:48] >= 128)
     assert complete >= 6
+
+
+def test_collect_with_a_dqn_run_as_policy(tmp_path: Path) -> None:
+    from agents.dqn.config import TrainConfig
+    from agents.dqn.networks import QNetwork
+    from agents.runtime.checkpoint import save_checkpoint
+    from launch.collect import collect
+    from launch.config import to_yaml
+
+    cfg = TrainConfig()
+    cfg.env.game = "toy/catch"
+    cfg.network.hidden = 16
+    net = QNetwork(3, hidden=16)
+    save_checkpoint(tmp_path / "run" / "checkpoints", 400, {"learner": {"online": net.state_dict()}, "steps": 100,
+                                                             "config": to_yaml(cfg)})
+    m = collect("toy/catch", tmp_path / "d", 64, policy=str(tmp_path / "run"), actors=0, envs_per_actor=2,
+                chunk_steps=8, epsilon=0.0, progress=False)
+    assert m["policy"]["kind"] == "dqn" and m["policy"]["frames_trained"] == 400 and m["policy"]["epsilon"] == 0.0
+    # epsilon 0: every stored action is the network's greedy choice for the observation rebuilt from the stored
+    # frames (the 4 newest of its episode, zero-padded at the start), which also checks frame/action alignment.
+    import torch
+
+    windows = [w for s in ("train", "heldout") for w in TrajectoryDataset(tmp_path / "d", s)]
+    ids, acts = np.concatenate([w["episode_ids"] for w in windows]), np.concatenate([w["actions"] for w in windows])
+    frames = np.concatenate([w["frames"] for w in windows])
+    assert len(acts) == 64
+    checked = 0
+    for e in np.unique(ids):
+        f, a = frames[ids == e], acts[ids == e]
+        padded = np.concatenate([np.zeros((3, 84, 84), np.uint8), f])
+        for t in np.flatnonzero(a >= 0):
+            with torch.no_grad():
+                greedy = int(net(torch.from_numpy(padded[t: t + 4][None])).argmax())
+            assert greedy == a[t]
+            checked += 1
+    assert checked >= 60
+    with pytest.raises(ValueError, match="trained on 'toy/catch', not 'Pong'"):
+        collect("Pong", tmp_path / "e", 10, policy=str(tmp_path / "run"), actors=0, progress=False)

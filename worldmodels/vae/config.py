@@ -65,8 +65,9 @@ class OptimConfig:
     """Adam learning rate of NVIL's input-dependent baseline."""
     batch_size: int = 32
     """Frames per update."""
-    max_grad_norm: float = 100.0
-    """Gradient-norm clip (0 disables): guards against the rare huge score-function gradient."""
+    max_grad_norm: float = 0.0
+    """Global gradient-norm clip (0 disables, the default): Adam's per-coordinate scaling already bounds each
+    step, and one global clip would let the posterior's huge score-function gradients shrink the decoder's."""
 
 
 @dataclass
