@@ -10,7 +10,6 @@ from agents.dqn.config import TrainConfig, validate
 from agents.dqn.train import RunExistsError, prepare_run_dir
 from launch.config import CONFIG_DIR, ConfigError, load_config, to_yaml
 
-
 DQN_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("vae_"))
 
 
