@@ -7,11 +7,9 @@ good one was. Loading errors name the file and say what to do instead of surfaci
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,31 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldmodels.atomic import atomic_write
+
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or not ours."""
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temp file next to ``path``, fsync it, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is as readable as any other output
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def rng_state() -> dict[str, Any]:
@@ -61,7 +41,7 @@ def save_checkpoint(ckpt_dir: Path, frames: int, state: dict[str, Any], keep: in
     """Write ``state`` as ``ckpt_<frames>.pt`` atomically and keep only the ``keep`` newest checkpoints."""
     ckpt_dir = Path(ckpt_dir)
     path = ckpt_dir / f"ckpt_{frames:012d}.pt"
-    atomic_write_bytes(path, lambda f: torch.save({"format": "reverie-checkpoint-v1", **state}, f))
+    atomic_write(path, lambda f: torch.save({"format": "reverie-checkpoint-v1", **state}, f))
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from worldmodels.data.format import FIELDS, FORMAT, MANIFEST, SPLITS, DatasetError, atomic_write, sha256_bytes
+from worldmodels.atomic import atomic_write
+from worldmodels.data.format import FIELDS, FORMAT, MANIFEST, SPLITS, DatasetError, sha256_bytes
 
 
 class DatasetWriter:
