@@ -15,6 +15,7 @@ from launch.config import load_config
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_dqn_learns_catch(tmp_path: Path) -> None:
     cfg = load_config(TrainConfig, ["dqn_catch"], [f"run.runs_dir={tmp_path}", "run.progress=false"])
     state = train(cfg)
