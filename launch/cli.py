@@ -122,6 +122,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from launch.config import add_config_arguments
+
     parser = argparse.ArgumentParser(prog="reverie", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,10 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent from a YAML preset",
                        description="Train an agent. CONFIG is a YAML path or a preset name in configs/ "
                                    "(demo, smoke, dqn_pong, dqn_nature); key=value pairs override it.")
-    p.add_argument("config", help="YAML file or preset name")
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. runtime.num_actors=2")
-    p.add_argument("--run-dir", help="run directory (default runs/<run.name>); must not exist yet")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
+    add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint under the Machado protocol",
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     # Overrides may follow options (`train smoke --resume RUN k=v`): argparse leaves those over.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides += extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -7,6 +7,7 @@ inside a YAML file, or several files on the command line), like DreamerV3's ``--
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 from pathlib import Path
@@ -120,3 +121,11 @@ def to_yaml(cfg: Any) -> str:
 def load_saved(schema_cls: type[T], path: str | Path) -> T:
     """Read back a run directory's ``config.yaml``."""
     return load_config(schema_cls, [Path(path)])
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every config-driven command shares: CONFIG, ``key=value`` overrides, --run-dir, --resume."""
+    parser.add_argument("config", help="YAML file or preset name in configs/")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. run.seed=3")
+    parser.add_argument("--run-dir", help="run directory (default runs/<run.name>); must not exist yet")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")

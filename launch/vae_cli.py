@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from launch.config import add_config_arguments
+
 log = logging.getLogger(__name__)
 
 TB = {"elbo": "worldmodel/elbo", "kl": "worldmodel/kl", "log_lik": "worldmodel/log_lik",
@@ -312,10 +314,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train worldmodels.vae.BinaryVAE. CONFIG is a YAML path or a preset name "
                                    "(vae_atari, vae_tiny); key=value pairs override it, e.g. estimator.name=vimco "
                                    "estimator.samples=5 data.path=data/pong.")
-    p.add_argument("config", help="YAML file or preset name")
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-    p.add_argument("--run-dir", help="run directory (default runs/<run.name>); must not exist yet")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
+    add_config_arguments(p)
     p.set_defaults(func=cmd_fit_vae)
 
     p = sub.add_parser("evaluate-vae", help="held-out ELBO and IWAE bounds, samples and reconstructions",
