@@ -118,11 +118,6 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def load_saved(schema_cls: type[T], path: str | Path) -> T:
-    """Read back a run directory's ``config.yaml``."""
-    return load_config(schema_cls, [Path(path)])
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every config-driven command shares: CONFIG, ``key=value`` overrides, --run-dir, --resume."""
     parser.add_argument("config", help="YAML file or preset name in configs/")
