@@ -1,0 +1,126 @@
+"""Frame-comparison metrics for imagined rollouts: MSE, PSNR and SSIM, per frame and per horizon step.
+
+Every metric works on the [0, 1] scale: uint8 frames are divided by 255 first, float frames are taken as
+they are. Frames are single-channel ``[..., H, W]`` (Reverie's luminance frames); any leading axes are kept.
+
+- **MSE**: mean over pixels of the squared difference.
+- **PSNR**: ``10 log10(1 / mse)`` dB with a data range of 1. Per horizon step it is computed from the *mean*
+  MSE over rollouts (not the mean of per-frame PSNRs, which a few perfect frames would send to infinity);
+  identical inputs give ``inf``.
+- **SSIM**: Wang, Bovik, Sheikh and Simoncelli (2004): local statistics under an 11x11 Gaussian window of
+  standard deviation 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with ``L = 1``, population (biased)
+  variances, averaged over the window positions that lie wholly inside the image (the paper's ``valid``
+  filtering, as its reference MATLAB code and ``skimage.metrics.structural_similarity(...,
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` do).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["C1", "C2", "SSIM_SIGMA", "SSIM_WINDOW", "finite_or_none", "gaussian_window", "mse", "per_step_metrics",
+           "psnr", "psnr_from_mse", "ssim", "to_unit"]
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+C1 = 0.01 ** 2
+C2 = 0.03 ** 2
+
+
+def to_unit(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Frames as float64 on the [0, 1] scale: uint8 is divided by 255, floats are kept as they are.
+
+    float64 because SSIM subtracts nearly equal local moments; float32 loses about 1e-4 of it.
+    """
+    t = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+    if t.dtype == torch.uint8:
+        return t.to(torch.float64) / 255.0
+    return t.to(torch.float64)
+
+
+def mse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Mean squared error per frame.
+
+    :param a: frames ``[..., H, W]``, uint8 or floats on [0, 1].
+    :param b: frames broadcastable to ``a`` (e.g. one mean frame ``[H, W]``).
+    :return: float64 ``[...]`` (the leading axes of the broadcast shape), on the [0, 1] scale.
+    """
+    d = to_unit(a) - to_unit(b)
+    return (d * d).mean(dim=(-2, -1)).numpy()
+
+
+def psnr_from_mse(value: float | np.ndarray) -> float | np.ndarray:
+    """PSNR in dB for a data range of 1: ``10 log10(1 / mse)``; ``inf`` where ``mse == 0``."""
+    arr = np.asarray(value, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = 10.0 * np.log10(1.0 / arr)
+    return float(out) if out.ndim == 0 else out
+
+
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """PSNR in dB of all frames together, from their mean MSE (see the module docstring)."""
+    return float(psnr_from_mse(float(mse(a, b).mean())))
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian weights, float64 ``[size]`` (the 2-D window is its outer product)."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian filtering of ``[N, 1, H, W]`` with ``valid`` borders -> ``[N, 1, H-10, W-10]``."""
+    x = F.conv2d(x, g.view(1, 1, -1, 1))
+    return F.conv2d(x, g.view(1, 1, 1, -1))
+
+
+def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Mean structural similarity per frame (Wang et al. 2004; constants in the module docstring).
+
+    :param a: frames ``[..., H, W]`` with ``H, W >= 11``, uint8 or floats on [0, 1].
+    :param b: frames of the same shape as ``a``, or broadcastable to it.
+    :return: float64 ``[...]``, 1 for identical frames, in [-1, 1].
+    """
+    x, y = torch.broadcast_tensors(to_unit(a), to_unit(b))
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    if h < SSIM_WINDOW or w < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}.")
+    x = x.reshape(-1, 1, h, w)
+    y = y.reshape(-1, 1, h, w)
+    g = gaussian_window()
+    mu_x, mu_y = _blur(x, g), _blur(y, g)
+    # Population moments under the window: E[xy] - E[x]E[y] (the paper's definition, no n/(n-1)).
+    var_x = _blur(x * x, g) - mu_x * mu_x
+    var_y = _blur(y * y, g) - mu_y * mu_y
+    cov = _blur(x * y, g) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + C1) * (2 * cov + C2)
+    den = (mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)
+    return (num / den).mean(dim=(-3, -2, -1)).reshape(lead).numpy()
+
+
+def per_step_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.Tensor,
+                     with_ssim: bool = True) -> dict[str, list[float]]:
+    """Metrics of ``N`` rollouts at each of their ``T`` steps.
+
+    :param pred: predicted frames ``[N, T, H, W]`` (or a mean frame ``[H, W]`` broadcast over them).
+    :param real: real frames ``[N, T, H, W]``.
+    :return: ``{"mse": [T], "psnr": [T], "ssim": [T]}``: per step, the mean MSE over rollouts, the PSNR of
+        that mean MSE (dB), and the mean SSIM over rollouts; plain Python floats.
+    """
+    real_t = to_unit(real)
+    pred_t = to_unit(pred).expand_as(real_t)
+    m = mse(pred_t, real_t).mean(axis=0)
+    out = {"mse": [float(v) for v in m], "psnr": [float(psnr_from_mse(float(v))) for v in m]}
+    if with_ssim:
+        out["ssim"] = [float(v) for v in ssim(pred_t, real_t).mean(axis=0)]
+    return out
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value`` unless it is inf/nan (strict JSON has neither), then ``None``."""
+    return value if math.isfinite(value) else None
