@@ -27,6 +27,7 @@ from envs.atari import (
     make_atari,
     num_actions,
 )
+from envs.imagined import ImaginedEnv as ImaginedEnv  # "as": an explicit re-export
 from envs.names import display_name, list_games, resolve_game
 from envs.toy import CatchEnv, CatchVectorEnv
 
