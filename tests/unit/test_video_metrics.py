@@ -65,6 +65,8 @@ def test_ssim_matches_the_paper_written_as_loops() -> None:
     assert ssim(a, b) == pytest.approx(_ssim_loops(a, b), rel=1e-10)
     assert ssim(a, b) == pytest.approx(ssim(b, a), rel=1e-12)  # symmetric
     assert ssim(a, 1 - a) < 0  # anticorrelated structure
+    batch = rng.random((5, 2, 18, 17))
+    assert np.array_equal(ssim(batch, batch[::-1], chunk=3), ssim(batch, batch[::-1]))
     assert ssim(a, b) < ssim(a, (a + b) / 2) < 1
 
 

@@ -36,7 +36,8 @@ def to_unit(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     float64 because SSIM subtracts nearly equal local moments; float32 loses about 1e-4 of it.
     """
-    t = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+    # ascontiguousarray: torch refuses numpy views with negative strides (e.g. frames[::-1]).
+    t = frames if isinstance(frames, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(frames))
     if t.dtype == torch.uint8:
         return t.to(torch.float64) / 255.0
     return t.to(torch.float64)
@@ -79,11 +80,12 @@ def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1))
 
 
-def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int = 128) -> np.ndarray:
     """Mean structural similarity per frame (Wang et al. 2004; constants in the module docstring).
 
     :param a: frames ``[..., H, W]`` with ``H, W >= 11``, uint8 or floats on [0, 1].
     :param b: frames of the same shape as ``a``, or broadcastable to it.
+    :param chunk: frames filtered at once (memory only; the result does not depend on it).
     :return: float64 ``[...]``, 1 for identical frames, in [-1, 1].
     """
     x, y = torch.broadcast_tensors(to_unit(a), to_unit(b))
@@ -93,14 +95,19 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarr
     x = x.reshape(-1, 1, h, w)
     y = y.reshape(-1, 1, h, w)
     g = gaussian_window()
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    # Population moments under the window: E[xy] - E[x]E[y] (the paper's definition, no n/(n-1)).
-    var_x = _blur(x * x, g) - mu_x * mu_x
-    var_y = _blur(y * y, g) - mu_y * mu_y
-    cov = _blur(x * y, g) - mu_x * mu_y
-    num = (2 * mu_x * mu_y + C1) * (2 * cov + C2)
-    den = (mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)
-    return (num / den).mean(dim=(-3, -2, -1)).reshape(lead).numpy()
+    out = []
+    # Chunks bound the memory of the ~10 float64 maps per frame (a 32 x 20 rollout evaluation is 640 frames).
+    for i in range(0, len(x), chunk):
+        xc, yc = x[i: i + chunk], y[i: i + chunk]
+        mu_x, mu_y = _blur(xc, g), _blur(yc, g)
+        # Population moments under the window: E[xy] - E[x]E[y] (the paper's definition, no n/(n-1)).
+        var_x = _blur(xc * xc, g) - mu_x * mu_x
+        var_y = _blur(yc * yc, g) - mu_y * mu_y
+        cov = _blur(xc * yc, g) - mu_x * mu_y
+        num = (2 * mu_x * mu_y + C1) * (2 * cov + C2)
+        den = (mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)
+        out.append((num / den).mean(dim=(-3, -2, -1)))
+    return torch.cat(out).reshape(lead).numpy()
 
 
 def per_step_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.Tensor,
