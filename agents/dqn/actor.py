@@ -244,6 +244,10 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
         model in this actor if a bonus is set. A name keeps the actor's constructor arguments small (Ray cannot
         guarantee restarts of actors whose arguments live in the object store, as a handle's do).
 
+    The policy is epsilon-greedy, or with ``exploration.strategy == "informed"`` an
+    :class:`~agents.dqn.informed.InformedExplorationPolicy` whose world model is loaded here from
+    ``exploration.world_model``.
+
     Trackers: the bonus statistics if a bonus is set; rooms visited on Montezuma's Revenge with the
     ``gymnasium`` backend (the only one that exposes the RAM).
     """
@@ -254,7 +258,14 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
     num_actions = int(env.single_action_space.n)
     torch.manual_seed(seed)
     network = QNetwork(num_actions, hidden=cfg.network.hidden, dueling=cfg.network.dueling)
-    policy = EpsilonGreedyPolicy(network, cfg, actor_id, seed)
+    policy: EpsilonGreedyPolicy
+    if cfg.exploration.strategy == "informed":
+        # Loaded here, in the actor's own process: Ray actors get the config (the path), never the model.
+        from agents.dqn.informed import InformedExplorationPolicy, load_informed_world_model
+
+        policy = InformedExplorationPolicy(network, load_informed_world_model(cfg), cfg, actor_id, seed)
+    else:
+        policy = EpsilonGreedyPolicy(network, cfg, actor_id, seed)
     # seed=None: the builder's incarnation id must differ after an actor restart or a resume (the replay
     # tells a restarted actor from a duplicated chunk by it); it never influences training.
     builder = NStepBuilder(cfg.env.num_envs, n=cfg.agent.n_step, gamma=cfg.agent.gamma, actor_id=actor_id,

@@ -119,6 +119,22 @@ class ExplorationConfig:
     model per thread). True: one model in a Ray actor learns every actor's frames (a Ray round trip per vector
     step, and that one process caps the frames per second of all actors together; in local mode the single
     actor's model is already the only one)."""
+    strategy: str = "epsilon_greedy"
+    """What an exploring step does (it happens with probability epsilon, on the schedule above):
+    "epsilon_greedy", a uniformly random action; or "informed" (Oh et al. 2015, Sec. 4.3; agents/dqn/informed.py),
+    the action whose next frame, as predicted by ``world_model``, is least like the env's last ``informed_history``
+    frames (kernel visit count). Evaluation is always epsilon-greedy with ``eval_eps``."""
+    world_model: str = ""
+    """Run directory or checkpoint of a trained world model (``reverie fit-world-model``) of the same game and action
+    set, loaded with ``worldmodels.video.load_world_model`` inside each actor. Required by, and only used by,
+    strategy "informed"."""
+    informed_history: int = 20
+    """d: frames of each env's recent trajectory the visit count sums over (the paper: 20)."""
+    informed_sigma: float = 100.0
+    """sigma of the kernel exp(-sum_j min(max((x_j - y_j)^2 - delta, 0), 1) / sigma), pixels on the [0, 1] scale
+    (the paper: 100; our reading, see agents/dqn/informed.py)."""
+    informed_delta: float = 0.0
+    """delta of that kernel: squared per-pixel differences below it count as equal (the paper: 0)."""
 
 
 @dataclass
@@ -180,6 +196,9 @@ class TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     """Check the values OmegaConf's type checks cannot: choices, ranges and impossible sizes.
 
+    Checks that need files are left to the start of training: ``exploration.world_model`` must exist and fit
+    ``env.game`` and its action set (:func:`agents.dqn.informed.load_informed_world_model`, called by ``train``).
+
     :raises ValueError: naming the key, the bad value and what would be valid.
     """
     choices = {
@@ -188,6 +207,7 @@ def validate(cfg: TrainConfig) -> None:
         "agent.optimizer": (cfg.agent.optimizer, ("adam", "rmsprop")),
         "exploration.schedule": (cfg.exploration.schedule, ("linear", "apex")),
         "exploration.bonus": (cfg.exploration.bonus, ("none", "cts", "pixelcnn")),
+        "exploration.strategy": (cfg.exploration.strategy, ("epsilon_greedy", "informed")),
         "env.backend": (cfg.env.backend, ("ale_vector", "gymnasium")),
         "algo": (cfg.algo, ("dqn",)),
     }
@@ -229,6 +249,18 @@ def validate(cfg: TrainConfig) -> None:
                      ("exploration.eps_base", ex.eps_base), ("exploration.eval_eps", ex.eval_eps)):
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"{key}={eps} must lie in [0, 1].")
+    if ex.strategy == "informed":
+        if not ex.world_model:
+            raise ValueError("exploration.strategy='informed' needs exploration.world_model: the run directory or "
+                             "checkpoint of a world model trained on env.game (reverie fit-world-model).")
+        if ex.informed_history < 1:
+            raise ValueError(f"exploration.informed_history={ex.informed_history} must be at least 1 (the paper: 20).")
+        if not (ex.informed_sigma > 0.0 and math.isfinite(ex.informed_sigma)):
+            raise ValueError(f"exploration.informed_sigma={ex.informed_sigma} must be a finite number > 0 "
+                             "(the paper: 100).")
+        if not (ex.informed_delta >= 0.0 and math.isfinite(ex.informed_delta)):
+            raise ValueError(f"exploration.informed_delta={ex.informed_delta} must be a finite number >= 0 "
+                             "(the paper: 0).")
     num_shards = max(1, cfg.runtime.num_actors)
     per_chunk = cfg.env.num_envs * cfg.runtime.chunk_steps
     if cfg.replay.capacity // num_shards < 4 * per_chunk:

@@ -155,6 +155,13 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     :param config_yaml: the config as YAML, saved as ``config.yaml``.
     """
     validate(cfg)
+    if cfg.exploration.strategy == "informed":
+        from agents.dqn.informed import load_informed_world_model
+
+        # Fail here, before any actor starts, if the world model is missing or fits another game; actors (Ray
+        # workers may start in another directory) get the absolute path.
+        load_informed_world_model(cfg)
+        cfg.exploration.world_model = str(Path(cfg.exploration.world_model).resolve())
     path = prepare_run_dir(cfg, run_dir, resume)
     if config_yaml is not None:
         (path / "config.yaml").write_text(config_yaml)
