@@ -9,9 +9,10 @@ from __future__ import annotations
 from worldmodels.data.binarize import SIZES, Binarizer, resize_frames
 from worldmodels.data.format import FIELDS, FORMAT, SPLITS, DatasetError, read_manifest
 from worldmodels.data.reader import TrajectoryDataset
+from worldmodels.data.sampler import WindowSampler
 from worldmodels.data.writer import DatasetWriter
 
 __all__ = [
     "FIELDS", "FORMAT", "SIZES", "SPLITS", "Binarizer", "DatasetError", "DatasetWriter", "TrajectoryDataset",
-    "read_manifest", "resize_frames",
+    "WindowSampler", "read_manifest", "resize_frames",
 ]
