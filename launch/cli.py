@@ -152,9 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
     p.set_defaults(func=cmd_plot)
 
-    from launch.vae_cli import register
+    from launch import imagine_cli, vae_cli, video_cli
 
-    register(sub)
+    vae_cli.register(sub)
+    video_cli.register(sub)
+    imagine_cli.register(sub)
 
     p = sub.add_parser("bench", help="benchmarks: throughput, density, vae",
                        description="Side-by-side benchmarks that print a table (or --json).")

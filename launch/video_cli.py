@@ -1,0 +1,35 @@
+"""``reverie fit-world-model``: train an action-conditional video predictor (:mod:`worldmodels.video`).
+
+:func:`register` adds the command to the CLI; the training loop is :func:`worldmodels.video.train.fit_world_model`.
+``reverie imagine`` (evaluation of imagined rollouts) is in :mod:`launch.imagine_cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from launch.config import add_config_arguments
+
+
+def cmd_fit_world_model(args: argparse.Namespace) -> int:
+    from launch.config import load_config, to_yaml
+    from worldmodels.video import VideoFitConfig
+    from worldmodels.video.train import fit_world_model
+
+    cfg = load_config(VideoFitConfig, [args.config], args.overrides)
+    summary = fit_world_model(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
+                              config_yaml=to_yaml(cfg))
+    print(json.dumps(summary))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``fit-world-model`` to the ``reverie`` subparsers."""
+    p = sub.add_parser("fit-world-model", help="train an action-conditional video predictor on a dataset",
+                       description="Train worldmodels.video.VideoPredictor (Oh et al. 2015) with the 1-, 3-, 5-step "
+                                   "curriculum. CONFIG is a YAML path or a preset name (video_cpu_ff, video_cpu_rnn, "
+                                   "video_paper_ff, video_paper_rnn, video_tiny); key=value pairs override it, e.g. "
+                                   "data.path=data/pong optim.phases.0.updates=500.")
+    add_config_arguments(p)
+    p.set_defaults(func=cmd_fit_world_model)

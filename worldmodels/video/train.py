@@ -1,0 +1,230 @@
+"""`reverie fit-world-model`: train a :class:`VideoPredictor` on a trajectory dataset with the paper's curriculum.
+
+Reads top to bottom: load the train split into memory (:class:`worldmodels.data.WindowSampler`; held-out
+episodes are never read here except for the periodic evaluation), build the model (the mean training frame
+is its input normalisation), then run the curriculum of Oh et al. 2015, Sec. 3.4: stage by stage, K-step
+objectives (K = 1, then 3, then 5 in the paper) whose steps 2..K read the model's own predictions, each
+stage with its own Adam learning rate and batch size. Every stage ends after its ``updates`` or its
+``cpu_minutes`` (CPU time of this process), whichever comes first.
+
+Logged to TensorBoard: ``losses/mse`` (per pixel, [0, 1] scale, averaged over the K steps),
+``losses/mse_step<k>``, ``losses/reward_head``, ``charts/frames_per_s`` (predicted frames per second of
+training), ``charts/phase`` and ``charts/steps``; at each evaluation ``eval/mse_step<k>`` and
+``eval/copy_last_mse_step<k>`` on fixed held-out windows, and an image ``eval/predictions`` (rows: real,
+imagined, absolute error). Checkpoints are atomic and carry the optimiser, the curriculum position and the
+RNG state, so ``--resume`` continues where the run stopped (Ctrl-C and SIGTERM write a last one).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodels.video.config import VideoFitConfig, validate
+from worldmodels.video.model import VideoPredictor
+
+log = logging.getLogger(__name__)
+
+
+def heldout_windows(path: str, length: int, count: int, seed: int, skip_corrupt: bool = False
+                    ) -> dict[str, np.ndarray] | None:
+    """``count`` held-out windows of ``length`` frames, drawn once with ``seed`` (None if the split is too short)."""
+    from worldmodels.data import DatasetError, WindowSampler
+
+    try:
+        sampler = WindowSampler(path, "heldout", length, seed=seed, on_corrupt="skip" if skip_corrupt else "error")
+    except DatasetError as err:
+        log.warning("no held-out evaluation: %s", err)
+        return None
+    return sampler.sample(count)
+
+
+def prediction_strip(real: np.ndarray, imagined: np.ndarray, steps: int = 8) -> np.ndarray:
+    """One grey image: real frames (top row), imagined (middle), absolute error (bottom), ``steps`` columns.
+
+    :param real: uint8 ``[T, H, W]``. :param imagined: uint8 ``[T, H, W]``. :return: uint8 ``[3 H + 4, n (W + 2)]``.
+    """
+    n = min(steps, len(real))
+    err = np.abs(real[:n].astype(np.int16) - imagined[:n].astype(np.int16)).astype(np.uint8)
+    rows = [np.concatenate([np.pad(f, ((0, 0), (1, 1)), constant_values=128) for f in r], 1)
+            for r in (real[:n], imagined[:n], err)]
+    return np.concatenate([np.pad(r, ((1, 1), (0, 0)), constant_values=128) for r in rows], 0)[: 3 * real.shape[1] + 4]
+
+
+def evaluate(model: VideoPredictor, windows: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per-step MSE ([0, 1] scale) of the model and of copy-last on held-out windows; plus one strip image."""
+    k = model.context
+    frames, actions = windows["frames"], windows["actions"]
+    horizon = frames.shape[1] - k
+    was_training = model.training
+    model.eval()
+    imagined = model.imagine(frames[:, :k], actions[:, k - 1: k - 1 + horizon])
+    model.train(was_training)
+    real = frames[:, k:].astype(np.float32) / 255.0
+    mse = ((imagined.astype(np.float32) / 255.0 - real) ** 2).mean(axis=(0, 2, 3))
+    copy = ((frames[:, k - 1: k].astype(np.float32) / 255.0 - real) ** 2).mean(axis=(0, 2, 3))
+    return {"mse": mse.tolist(), "copy_last_mse": copy.tolist(),
+            "strip": prediction_strip(frames[0, k:], imagined[0])}
+
+
+def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resume: bool = False,
+                    config_yaml: str = "") -> dict[str, Any]:
+    """Train per ``cfg``; returns a summary (run dir, checkpoint, updates, frames/s, last held-out MSEs).
+
+    :raises FileExistsError: a non-empty run directory without ``resume``.
+    :raises ValueError: bad settings, or a resumed run whose model settings differ.
+    :raises worldmodels.data.DatasetError: a bad dataset (named).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from worldmodels.data import DatasetError, WindowSampler
+
+    validate(cfg)
+    m = cfg.model
+    path = Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(find_checkpoint(path))
+        if "world_model" not in ckpt:
+            raise ValueError(f"--resume {path}: its checkpoint is not a fit-world-model checkpoint.")
+        saved = ckpt["world_model"]["model_config"]
+        diff = sorted(k for k, v in asdict(m).items() if saved.get(k) != v)
+        if diff:
+            raise ValueError(f"--resume {path}: model.{', model.'.join(diff)} differ from the run's saved settings; "
+                             f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
+    elif path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"run directory {path} already exists: continue it with --resume {path}, "
+                              f"or choose another --run-dir / run.name.")
+    torch.set_num_threads(cfg.run.torch_threads)
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+    phases = cfg.optim.phases
+    on_corrupt = "skip" if cfg.data.skip_corrupt else "error"
+    sampler = WindowSampler(cfg.data.path, "train", m.context + phases[0].steps, seed=cfg.run.seed,
+                            on_corrupt=on_corrupt)
+    manifest = sampler.manifest
+    shape = sampler.frame_shape
+    want = (m.height, m.width) if m.channels == 1 else (m.height, m.width, m.channels)
+    if shape != want:
+        raise DatasetError(f"{cfg.data.path} holds frames of shape {shape}, the model is built for {want}: set "
+                           f"model.height/model.width/model.channels to match the data, or collect matching data.")
+    num_actions = int(manifest.get("num_actions", 0))
+    if num_actions < 1:
+        raise DatasetError(f"{cfg.data.path}/manifest.json has no num_actions; re-collect the dataset.")
+
+    if ckpt is not None:
+        model = VideoPredictor.from_state_dict_full(ckpt["world_model"])
+        pos = ckpt["curriculum"]
+    else:
+        model = VideoPredictor(m, num_actions, sampler.mean_frame(), game=str(manifest.get("game", "")))
+        pos = {"phase": 0, "phase_updates": 0, "phase_cpu": 0.0, "updates": 0, "frames": 0, "cpu": 0.0}
+    model.train()
+    path.mkdir(parents=True, exist_ok=True)
+    if config_yaml:
+        (path / "config.yaml").write_text(config_yaml)
+    writer = SummaryWriter(str(path))
+    eval_windows = heldout_windows(cfg.data.path, m.context + cfg.run.eval_horizon, cfg.run.eval_rollouts,
+                                   seed=cfg.run.seed + 1, skip_corrupt=cfg.data.skip_corrupt) \
+        if cfg.run.eval_every_updates else None
+
+    def make_optimizer(lr: float) -> torch.optim.Adam:
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2))
+
+    optimizer = make_optimizer(phases[min(pos["phase"], len(phases) - 1)].lr)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        sampler.rng = np.random.default_rng(cfg.run.seed + 7919 * pos["updates"])
+
+    def checkpoint() -> Path:
+        payload = {"world_model": model.state_dict_full(), "optimizer": optimizer.state_dict(),
+                   "curriculum": dict(pos), "rng": rng_state(), "config": config_yaml, "data": str(cfg.data.path)}
+        return save_checkpoint(path / "checkpoints", pos["updates"], payload, keep=cfg.run.keep_checkpoints)
+
+    last_eval: dict[str, Any] = {}
+
+    def run_eval() -> None:
+        nonlocal last_eval
+        if eval_windows is None:
+            return
+        last_eval = evaluate(model, eval_windows)
+        for i, (a, b) in enumerate(zip(last_eval["mse"], last_eval["copy_last_mse"]), start=1):
+            writer.add_scalar(f"eval/mse_step{i}", a, pos["updates"])
+            writer.add_scalar(f"eval/copy_last_mse_step{i}", b, pos["updates"])
+        writer.add_image("eval/predictions", last_eval["strip"][None], pos["updates"])
+
+    def stop(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, stop)
+    total_updates = sum(p.updates for p in phases)
+    bar = tqdm(total=total_updates, initial=sum(p.updates for p in phases[: pos["phase"]]) + pos["phase_updates"],
+               unit="upd", disable=not cfg.run.progress, desc="fit-world-model")
+    window: dict[str, list[float]] = {}
+    log_frames, log_cpu = pos["frames"], pos["cpu"]
+    try:
+        while pos["phase"] < len(phases):
+            phase = phases[pos["phase"]]
+            sampler.set_length(m.context + phase.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = phase.lr
+            budget = phase.cpu_minutes * 60.0
+            while pos["phase_updates"] < phase.updates and not (budget and pos["phase_cpu"] >= budget):
+                c0 = time.process_time()
+                batch = sampler.sample(phase.batch_size)
+                batch["reward_weight"] = cfg.optim.reward_loss_weight
+                out = model.loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                if cfg.optim.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                optimizer.step()
+                spent = time.process_time() - c0
+                pos["phase_cpu"] += spent
+                pos["cpu"] += spent
+                pos["phase_updates"] += 1
+                pos["updates"] += 1
+                pos["frames"] += phase.batch_size * phase.steps
+                bar.update(1)
+                window.setdefault("mse", []).append(float(out["mse"].detach()))
+                for i, v in enumerate(out["step_mse"], start=1):
+                    window.setdefault(f"mse_step{i}", []).append(v)
+                if out["head_loss"] is not None:
+                    window.setdefault("reward_head", []).append(float(out["head_loss"].detach()))
+                if pos["updates"] % cfg.run.log_every_updates == 0:
+                    fps = (pos["frames"] - log_frames) / max(1e-9, pos["cpu"] - log_cpu)
+                    for key, vs in window.items():
+                        writer.add_scalar(f"losses/{key}", float(np.mean(vs)), pos["updates"])
+                    writer.add_scalar("charts/frames_per_s", fps, pos["updates"])
+                    writer.add_scalar("charts/phase", pos["phase"], pos["updates"])
+                    writer.add_scalar("charts/steps", phase.steps, pos["updates"])
+                    bar.set_postfix(K=phase.steps, mse=f"{np.mean(window['mse']):.2e}", fps=f"{fps:.0f}")
+                    window, log_frames, log_cpu = {}, pos["frames"], pos["cpu"]
+                if cfg.run.eval_every_updates and pos["updates"] % cfg.run.eval_every_updates == 0:
+                    run_eval()
+                if pos["updates"] % cfg.run.checkpoint_every_updates == 0:
+                    checkpoint()
+            pos.update(phase=pos["phase"] + 1, phase_updates=0, phase_cpu=0.0)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, old_term)
+        ckpt_path = checkpoint()  # also on Ctrl-C / SIGTERM
+        writer.flush()
+    run_eval()
+    writer.close()
+    summary = {"run_dir": str(path), "checkpoint": str(ckpt_path), "updates": pos["updates"],
+               "frames": pos["frames"], "cpu_seconds": round(pos["cpu"], 1),
+               "frames_per_s": round(pos["frames"] / max(pos["cpu"], 1e-9), 1)}
+    if last_eval:
+        summary["heldout_mse"] = [round(v, 6) for v in last_eval["mse"]]
+        summary["heldout_copy_last_mse"] = [round(v, 6) for v in last_eval["copy_last_mse"]]
+    return summary
