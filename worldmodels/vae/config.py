@@ -6,6 +6,7 @@ dataset frames (binarised frames the model trains on), not emulator frames.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -44,7 +45,7 @@ class EstimatorConfig:
 
     name: str = "nvil"
     """"nvil" (Mnih & Gregor 2014), "vimco" (Mnih & Rezende 2016), "reinforce" (no control variate; with
-    samples > 1 on the multi-sample bound) or "relaxed" (straight-through Gumbel-sigmoid, pathwise)."""
+    samples > 1 on the multi-sample bound) or "relaxed" (binary Concrete / Gumbel-sigmoid, pathwise)."""
     samples: int = 1
     """Posterior samples per frame: the K of the multi-sample bound for vimco (>= 2) and reinforce."""
     nvil_alpha: float = 0.8
@@ -53,8 +54,19 @@ class EstimatorConfig:
     """NVIL: hidden tanh units of the input-dependent baseline C(x) (the paper used 100)."""
     nvil_normalise: bool = True
     """NVIL: divide the learning signal by max(1, running standard deviation)."""
-    temperature: float = 0.5
-    """relaxed: temperature of the Gumbel-sigmoid (binary Concrete) relaxation."""
+    temperature: float = 1.0
+    """relaxed: starting temperature tau_0 of the binary Concrete relaxation."""
+    temperature_min: float = 0.5
+    """relaxed: floor of the annealed temperature, tau = max(temperature_min, temperature exp(-anneal_rate step))
+    (Jang et al. 2017); must not exceed ``temperature``."""
+    anneal_rate: float = 0.0
+    """relaxed: r of the annealing schedule, per update (0: the temperature stays at ``temperature``)."""
+    relaxed_kl: str = "concrete"
+    """relaxed: "concrete" (relaxed log-densities of Maddison et al. 2017, App. C, in logit space: a KL gradient
+    that does not vanish when the posterior saturates) or "analytic" (Bernoulli KL of each unit's conditional
+    given the relaxed prefix: tends to the ELBO's KL as tau -> 0, but lets the posterior saturate at lr 1e-3)."""
+    straight_through: bool = False
+    """relaxed: feed the hard sample 1[a + L > 0] forward and differentiate the relaxed one (analytic KL only)."""
 
 
 @dataclass
@@ -68,6 +80,14 @@ class OptimConfig:
     max_grad_norm: float = 0.0
     """Global gradient-norm clip (0 disables, the default): Adam's per-coordinate scaling already bounds each
     step, and one global clip would let the posterior's huge score-function gradients shrink the decoder's."""
+    kl_warmup_steps: int = 0
+    """KL warm-up: the KL weight rises linearly from 0 to 1 over this many updates (0: weight 1 throughout;
+    Bowman et al. 2016, Sonderby et al. 2016). Every estimator uses the weighted objective."""
+    free_bits: float = 0.0
+    """Free bits (Kingma et al. 2016): nats per group of ``free_bits_group`` latent units whose KL is not
+    penalised (0: off). Must be below the group's maximum KL, free_bits_group * log 2."""
+    free_bits_group: int = 1
+    """Latent units per free-bits group (contiguous; must divide ``model.latent_dim``)."""
 
 
 @dataclass
@@ -157,5 +177,24 @@ def validate(cfg: VAEFitConfig) -> None:
             raise ValueError(f"{key}={value} must be positive.")
     if m.decoder_layers < 0:
         raise ValueError(f"model.decoder_layers={m.decoder_layers} must be 0 or more.")
+    if e.relaxed_kl not in ("analytic", "concrete"):
+        raise ValueError(f"estimator.relaxed_kl={e.relaxed_kl!r}: choose one of analytic, concrete.")
+    if e.relaxed_kl == "concrete" and e.straight_through:
+        raise ValueError("estimator.relaxed_kl=concrete needs the relaxed sample: "
+                         "set estimator.straight_through=false.")
+    if not 0.0 < e.temperature_min <= e.temperature:
+        raise ValueError(f"estimator.temperature_min={e.temperature_min} must lie in (0, estimator.temperature="
+                         f"{e.temperature}].")
+    o = cfg.optim
+    if e.anneal_rate < 0 or o.kl_warmup_steps < 0 or o.free_bits < 0:
+        raise ValueError(f"estimator.anneal_rate={e.anneal_rate}, optim.kl_warmup_steps={o.kl_warmup_steps} and "
+                         f"optim.free_bits={o.free_bits} must be 0 or more.")
+    if o.free_bits_group <= 0 or m.latent_dim % o.free_bits_group:
+        raise ValueError(f"optim.free_bits_group={o.free_bits_group} must be a positive divisor of "
+                         f"model.latent_dim={m.latent_dim}.")
+    if o.free_bits >= o.free_bits_group * math.log(2):
+        raise ValueError(f"optim.free_bits={o.free_bits} nats is not below the most a group of "
+                         f"{o.free_bits_group} binary units can hold ({o.free_bits_group * math.log(2):.3f} nats): "
+                         f"its KL would never be penalised. Lower it or raise optim.free_bits_group.")
     if not 0.0 <= e.nvil_alpha < 1.0:
         raise ValueError(f"estimator.nvil_alpha={e.nvil_alpha} must lie in [0, 1).")

@@ -75,7 +75,11 @@ class MADE(nn.Module):
 
     def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """log p(z) in nats, float32 ``[N]`` for binary z ``[N, D]``."""
-        return -F.binary_cross_entropy_with_logits(self(z, context), z, reduction="none").sum(-1)
+        return self.log_prob_units(z, context).sum(-1)
+
+    def log_prob_units(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(z_i | z_<i) of each unit in nats, float32 ``[N, D]`` for binary z ``[N, D]`` (sums to log p(z))."""
+        return -F.binary_cross_entropy_with_logits(self(z, context), z, reduction="none")
 
     @torch.no_grad()
     def sample(self, n: int, context: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -31,7 +31,7 @@ import torch
 
 from worldmodels.data.binarize import Binarizer
 from worldmodels.vae.config import EstimatorConfig, ModelConfig, OptimConfig
-from worldmodels.vae.estimators import Estimator, make_estimator
+from worldmodels.vae.estimators import Estimator, KLPenalty, make_estimator
 from worldmodels.vae.network import VAENetwork
 
 FORMAT = "reverie-binary-vae-v1"
@@ -71,7 +71,9 @@ class BinaryVAE:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.net = VAENetwork(self.model_cfg)
-            self.estimator: Estimator = make_estimator(self.estimator_cfg, self.size * self.size)
+            o = self.optim_cfg
+            penalty = KLPenalty(o.kl_warmup_steps, o.free_bits, o.free_bits_group)
+            self.estimator: Estimator = make_estimator(self.estimator_cfg, self.size * self.size, penalty)
         groups = [{"params": list(self.net.parameters()), "lr": self.optim_cfg.lr}]
         if list(self.estimator.parameters()):
             groups.append({"params": list(self.estimator.parameters()), "lr": self.optim_cfg.baseline_lr})
@@ -112,7 +114,7 @@ class BinaryVAE:
         """
         x = self.to_tensor(frames)
         self.net.train()
-        loss, out = self.estimator.surrogate(self.net, x)
+        loss, out = self.estimator.surrogate(self.net, x, step=self.steps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -134,7 +136,7 @@ class BinaryVAE:
         params = self.net.inference_parameters()
         grads = []
         for _ in range(repeats):
-            loss, _ = self.estimator.surrogate(self.net, x, update_stats=False)
+            loss, _ = self.estimator.surrogate(self.net, x, update_stats=False, step=self.steps)
             g = torch.autograd.grad(loss, params, allow_unused=True)
             grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).flatten()
                                     for gi, p in zip(g, params)]))

@@ -79,6 +79,14 @@ class VAENetwork(nn.Module):
         """log p(z), float32 ``[N]``."""
         return self.prior.log_prob(z)
 
+    def log_q_units(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """log q(z_i | z_<i, x) of each unit, float32 ``[N, D]``."""
+        return self.posterior.log_prob_units(z, h)
+
+    def log_prior_units(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z_i | z_<i) of each unit, float32 ``[N, D]``."""
+        return self.prior.log_prob_units(z)
+
     def log_lik(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z), float32 ``[N]``."""
         return self.decoder.log_prob(x, z)

@@ -9,8 +9,9 @@ The score-function estimator of the ELBO with variance reduction:
 
 C_psi is a one-hidden-layer tanh network of the binary frame (100 units in the paper). Neither c nor C_psi
 depends on z, so the estimator of the (scaled) gradient is unbiased; dividing by max(1, sqrt(v)) only
-rescales the step while the signal is large. The paper's "local learning signals" for multi-layer belief
-networks do not apply: our model has one stochastic layer.
+rescales the step while the signal is large. Under KL warm-up or free bits (:class:`KLPenalty`) l and the
+theta term use the weighted log-weight instead of log p(x, z) - log q(z | x). The paper's "local learning
+signals" for multi-layer belief networks do not apply: our model has one stochastic layer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class NVIL(Estimator):
     :param normalise: divide the signal by max(1, sqrt(v))."""
 
     def __init__(self, pixels: int, hidden: int = 100, alpha: float = 0.8, normalise: bool = True) -> None:
-        super().__init__()
+        super().__init__()  # the KL penalty is set by make_estimator (default: plain ELBO)
         self.baseline = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.alpha, self.normalise = alpha, normalise
         self.register_buffer("c", torch.zeros(()))
@@ -37,10 +38,11 @@ class NVIL(Estimator):
         self.register_buffer("started", torch.zeros((), dtype=torch.bool))
 
     def surrogate(self, net: VAENetwork, x: torch.Tensor, update_stats: bool = True,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator | None = None, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         s = draw(net, x, 1, generator)
+        w = self.penalty.unit_weights(s.kl_units, step)
         baseline = self.baseline(x * 2.0 - 1.0).squeeze(-1)  # [B]
-        l = (s.log_w[0] - baseline).detach()
+        l = (s.weighted_log_w(w)[0] - baseline).detach()
         if update_stats:
             with torch.no_grad():
                 if not bool(self.started):
@@ -56,8 +58,8 @@ class NVIL(Estimator):
         signal = l - self.c
         if self.normalise:
             signal = signal / torch.clamp(self.v.sqrt(), min=1.0)
-        model = (s.log_lik + s.log_prior)[0]
+        model = s.log_lik[0] + (s.log_prior_units[0] * w).sum(-1)  # theta: pathwise gradient of the weighted bound
         loss = -(model + signal * s.log_q[0] + signal * baseline).mean()
-        out = stats(s)
+        out = stats(s, weights=w)
         out["baseline"] = baseline.mean().item()
         return loss, out

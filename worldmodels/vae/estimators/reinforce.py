@@ -7,7 +7,8 @@ With K = 1 it estimates the ELBO's gradient as
 (the last term has mean zero). With K > 1 it is the naive estimator of the K-sample bound
 L_K = E[log (1/K) sum_k w_k] of Mnih & Rezende (2016, eq. 5): every sample's learning signal is the whole
 bound estimate, ``L_hat grad log q(z_k | x)``, plus the pathwise term ``sum_k w~_k grad log w_k``; it is what
-VIMCO improves on with the same samples. Generative parameters get the pathwise gradient in both cases.
+VIMCO improves on with the same samples. Generative parameters get the pathwise gradient in both cases. Under
+KL warm-up or free bits the log-weights are the weighted ones of :class:`~.base.KLPenalty` throughout.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class Reinforce(Estimator):
         self.samples = samples
 
     def surrogate(self, net: VAENetwork, x: torch.Tensor, update_stats: bool = True,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator | None = None, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         s = draw(net, x, self.samples, generator)
-        bound = multi_sample_bound(s.log_w)  # [B]
-        score = (bound.detach()[None] * s.log_q).sum(0)
-        return -(bound + score).mean(), stats(s, bound)
+        w = self.penalty.unit_weights(s.kl_units, step)
+        objective = multi_sample_bound(s.weighted_log_w(w))  # [B]
+        score = (objective.detach()[None] * s.log_q).sum(0)
+        return -(objective + score).mean(), stats(s, multi_sample_bound(s.log_w.detach()), w)

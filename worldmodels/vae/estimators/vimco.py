@@ -8,7 +8,8 @@ The gradient estimate (their eq. 8-10) is
 with w~_k = w_k / sum_j w_j and the leave-one-out baseline L_hat_{-k}: the bound with w_k replaced by the
 geometric mean of the other weights, exp(mean_{j != k} log w_j). The baseline of sample k does not depend
 on z_k, so the estimator stays unbiased, and each sample is credited only with what it adds to the bound.
-No learned parameters; K >= 2.
+No learned parameters; K >= 2. Under KL warm-up or free bits the log-weights (in the bound and in the
+signals) are the weighted ones of :class:`~.base.KLPenalty`.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class VIMCO(Estimator):
         self.samples = samples
 
     def surrogate(self, net: VAENetwork, x: torch.Tensor, update_stats: bool = True,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator | None = None, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         s = draw(net, x, self.samples, generator)
-        bound = multi_sample_bound(s.log_w)
-        signal = leave_one_out_signal(s.log_w.detach())
-        return -(bound + (signal * s.log_q).sum(0)).mean(), stats(s, bound)
+        w = self.penalty.unit_weights(s.kl_units, step)
+        log_w = s.weighted_log_w(w)
+        objective = multi_sample_bound(log_w)
+        signal = leave_one_out_signal(log_w.detach())
+        return -(objective + (signal * s.log_q).sum(0)).mean(), stats(s, multi_sample_bound(s.log_w.detach()), w)
