@@ -104,3 +104,14 @@ def test_state_round_trip_and_generation() -> None:
     assert rec.shape == x.shape and rec.max() <= 1
     gv = vae.gradient_variance(x, repeats=3)
     assert gv["grad_var"] > 0 and gv["grad_snr"] > 0
+
+
+def test_kl_warmup_and_free_bits_reach_the_estimator_from_the_config() -> None:
+    """optim.kl_warmup_steps drives the KL weight by the model's update count (so it resumes with the model)."""
+    vae = BinaryVAE(SMALL, EstimatorConfig(name="nvil"), OptimConfig(kl_warmup_steps=4), seed=0)
+    weights = [vae.train_step(_frames(4, i))["kl_weight"] for i in range(6)]
+    assert weights == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    # A free-bits threshold no group of 8 units can reach at initialisation closes every gate.
+    vae = BinaryVAE(SMALL, EstimatorConfig(name="relaxed"), OptimConfig(free_bits=5.0, free_bits_group=8), seed=0)
+    assert vae.train_step(_frames(4, 0))["kl_weight"] == 0.0
+    assert BinaryVAE(SMALL, seed=0).train_step(_frames(4, 0))["kl_weight"] == 1.0  # defaults: the plain ELBO
