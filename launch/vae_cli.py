@@ -100,10 +100,15 @@ def fit_vae(cfg: Any, run_dir: str | Path | None = None, resume: bool = False, c
     if resume:
         from dataclasses import asdict
 
+        from worldmodels.vae import EstimatorConfig, ModelConfig
+
         saved = ckpt["vae"]
-        for key, mine in (("model", asdict(cfg.model)), ("estimator", asdict(cfg.estimator))):
-            if saved[f"{key}_config"] != mine:
-                diff = sorted(k for k in mine if mine[k] != saved[f"{key}_config"].get(k))
+        for key, kind, mine in (("model", ModelConfig, asdict(cfg.model)),
+                                ("estimator", EstimatorConfig, asdict(cfg.estimator))):
+            # Fill settings added since the run was saved with their defaults (what the run used).
+            theirs = asdict(kind(**saved[f"{key}_config"]))
+            if theirs != mine:
+                diff = sorted(k for k in mine if mine[k] != theirs.get(k))
                 raise ValueError(f"--resume {path}: {key}.{', '.join(diff)} differ from the run's saved settings; "
                                  f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
         vae = BinaryVAE.from_state_dict(saved)
