@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +48,8 @@ def _valid_keys(schema: Any, prefix: str = "") -> list[str]:
         value = getattr(schema, f.name)
         if dataclasses.is_dataclass(value):
             keys += _valid_keys(value, f"{prefix}{f.name}.")
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            keys += _valid_keys(value[0], f"{prefix}{f.name}.N.")  # list elements: optim.phases.N.lr
         else:
             keys.append(f"{prefix}{f.name}")
     return keys
@@ -54,15 +57,16 @@ def _valid_keys(schema: Any, prefix: str = "") -> list[str]:
 
 def _explain(err: Exception, schema: Any, where: str) -> ConfigError:
     valid = _valid_keys(schema)
-    key = getattr(err, "full_key", None) or ""
+    full_key = getattr(err, "full_key", None) or ""
+    key = re.sub(r"\[\d+\]", ".N", full_key)  # optim.phases[0].lr -> optim.phases.N.lr, as _valid_keys spells it
     if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
         close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         section = key.rsplit(".", 1)[0] + "." if "." in key else ""
         same = [k for k in valid if k.startswith(section)] if section else valid
-        return ConfigError(f"unknown config key {key!r} in {where}.{hint} Valid keys: {', '.join(same)}.")
+        return ConfigError(f"unknown config key {full_key!r} in {where}.{hint} Valid keys: {', '.join(same)}.")
     msg = str(err).splitlines()[0]
-    return ConfigError(f"bad value for config key {key!r} in {where}: {msg}")
+    return ConfigError(f"bad value for config key {full_key!r} in {where}: {msg}")
 
 
 def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
@@ -106,11 +110,36 @@ def load_config(schema_cls: type[T], presets: list[str | Path] = (), overrides: 
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. run.seed=3).")
+        key, value = item.split("=", 1)
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            if any(part.isdigit() for part in key.split(".")):
+                # A path through a list (optim.phases.1.lr=...): merging a dotlist would turn the list into a
+                # dict, so update the element in place, after checking the index exists.
+                _check_list_path(cfg, key)
+                OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
+            else:
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
             raise _explain(err, schema, f"override {item!r}") from err
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def _check_list_path(cfg: Any, key: str) -> None:
+    """:raises ConfigError: an index past the end of a list on the way to ``key``."""
+    node, walked = cfg, []
+    for part in key.split(".")[:-1]:
+        walked.append(part)
+        if OmegaConf.is_list(node):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key!r}: {'.'.join(walked[:-1])} has {len(node)} entries "
+                                  f"(indices 0..{len(node) - 1}); set the whole list instead, e.g. "
+                                  f"{'.'.join(walked[:-1])}=[...].")
+            node = node[int(part)]
+        else:
+            node = node[part] if part in node else None
+            if node is None:
+                return  # an unknown key: OmegaConf's own error names it
+    return
 
 
 def to_yaml(cfg: Any) -> str:

@@ -65,9 +65,9 @@ def check_imagine_outputs(out: Path, horizon: int, samples: int) -> dict:
 
 
 def test_imagine_with_a_saved_video_predictor(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    video = pytest.importorskip("worldmodels.video")
     import torch
 
+    import worldmodels.video as video
     from agents.runtime.checkpoint import save_checkpoint
 
     torch.manual_seed(0)

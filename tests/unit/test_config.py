@@ -10,7 +10,7 @@ from agents.dqn.config import TrainConfig, validate
 from agents.dqn.train import RunExistsError, prepare_run_dir
 from launch.config import CONFIG_DIR, ConfigError, load_config, to_yaml
 
-DQN_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("vae_"))
+DQN_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith(("vae_", "video_")))
 
 
 @pytest.mark.parametrize("preset", DQN_PRESETS)
@@ -83,3 +83,16 @@ def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
     assert prepare_run_dir(cfg, run, resume=True) == run
     with pytest.raises(FileNotFoundError, match="no run"):
         prepare_run_dir(cfg, tmp_path / "other", resume=True)
+
+
+VIDEO_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("video_*.yaml"))
+
+
+@pytest.mark.parametrize("name", VIDEO_PRESETS)
+def test_every_video_preset_loads_and_validates(name: str) -> None:
+    from worldmodels.video import VideoFitConfig
+    from worldmodels.video.config import validate as validate_video
+
+    cfg = load_config(VideoFitConfig, [name])
+    validate_video(cfg)
+    assert cfg.optim.phases and cfg.model.context >= 1

@@ -126,7 +126,17 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
         pos = ckpt["curriculum"]
     else:
         model = VideoPredictor(m, num_actions, sampler.mean_frame(), game=str(manifest.get("game", "")))
-        pos = {"phase": 0, "phase_updates": 0, "phase_cpu": 0.0, "updates": 0, "frames": 0, "cpu": 0.0}
+        pos = {"phase_updates": [], "phase_cpu": [], "updates": 0, "frames": 0, "cpu": 0.0}
+    # Per-stage counters, so a resumed run may also lengthen a stage or add stages to its curriculum.
+    pos["phase_updates"] += [0] * (len(phases) - len(pos["phase_updates"]))
+    pos["phase_cpu"] += [0.0] * (len(phases) - len(pos["phase_cpu"]))
+
+    def unfinished(i: int) -> bool:
+        p = phases[i]
+        return pos["phase_updates"][i] < p.updates and not (p.cpu_minutes and pos["phase_cpu"][i] >= 60 * p.cpu_minutes)
+
+    def current_phase() -> int:
+        return next((i for i in range(len(phases)) if unfinished(i)), len(phases))
     model.train()
     path.mkdir(parents=True, exist_ok=True)
     if config_yaml:
@@ -139,7 +149,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     def make_optimizer(lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2))
 
-    optimizer = make_optimizer(phases[min(pos["phase"], len(phases) - 1)].lr)
+    optimizer = make_optimizer(phases[min(current_phase(), len(phases) - 1)].lr)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
@@ -157,28 +167,28 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
         if eval_windows is None:
             return
         last_eval = evaluate(model, eval_windows)
-        for i, (a, b) in enumerate(zip(last_eval["mse"], last_eval["copy_last_mse"]), start=1):
-            writer.add_scalar(f"eval/mse_step{i}", a, pos["updates"])
-            writer.add_scalar(f"eval/copy_last_mse_step{i}", b, pos["updates"])
+        for step, (a, b) in enumerate(zip(last_eval["mse"], last_eval["copy_last_mse"]), start=1):
+            writer.add_scalar(f"eval/mse_step{step}", a, pos["updates"])
+            writer.add_scalar(f"eval/copy_last_mse_step{step}", b, pos["updates"])
         writer.add_image("eval/predictions", last_eval["strip"][None], pos["updates"])
 
     def stop(signum: int, _: Any) -> None:
         raise KeyboardInterrupt
 
     old_term = signal.signal(signal.SIGTERM, stop)
-    total_updates = sum(p.updates for p in phases)
-    bar = tqdm(total=total_updates, initial=sum(p.updates for p in phases[: pos["phase"]]) + pos["phase_updates"],
-               unit="upd", disable=not cfg.run.progress, desc="fit-world-model")
+    # With CPU-time budgets the number of updates is not known in advance: the bar then counts without a total.
+    total_updates = None if any(p.cpu_minutes for p in phases) else sum(p.updates for p in phases)
+    bar = tqdm(total=total_updates, initial=sum(pos["phase_updates"][: len(phases)]), unit="upd",
+               disable=not cfg.run.progress, desc="fit-world-model")
     window: dict[str, list[float]] = {}
     log_frames, log_cpu = pos["frames"], pos["cpu"]
     try:
-        while pos["phase"] < len(phases):
-            phase = phases[pos["phase"]]
+        while (i := current_phase()) < len(phases):
+            phase = phases[i]
             sampler.set_length(m.context + phase.steps)
             for group in optimizer.param_groups:
                 group["lr"] = phase.lr
-            budget = phase.cpu_minutes * 60.0
-            while pos["phase_updates"] < phase.updates and not (budget and pos["phase_cpu"] >= budget):
+            while unfinished(i):
                 c0 = time.process_time()
                 batch = sampler.sample(phase.batch_size)
                 batch["reward_weight"] = cfg.optim.reward_loss_weight
@@ -189,15 +199,15 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
                 optimizer.step()
                 spent = time.process_time() - c0
-                pos["phase_cpu"] += spent
+                pos["phase_cpu"][i] += spent
                 pos["cpu"] += spent
-                pos["phase_updates"] += 1
+                pos["phase_updates"][i] += 1
                 pos["updates"] += 1
                 pos["frames"] += phase.batch_size * phase.steps
                 bar.update(1)
                 window.setdefault("mse", []).append(float(out["mse"].detach()))
-                for i, v in enumerate(out["step_mse"], start=1):
-                    window.setdefault(f"mse_step{i}", []).append(v)
+                for step, v in enumerate(out["step_mse"], start=1):
+                    window.setdefault(f"mse_step{step}", []).append(v)
                 if out["head_loss"] is not None:
                     window.setdefault("reward_head", []).append(float(out["head_loss"].detach()))
                 if pos["updates"] % cfg.run.log_every_updates == 0:
@@ -205,15 +215,15 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                     for key, vs in window.items():
                         writer.add_scalar(f"losses/{key}", float(np.mean(vs)), pos["updates"])
                     writer.add_scalar("charts/frames_per_s", fps, pos["updates"])
-                    writer.add_scalar("charts/phase", pos["phase"], pos["updates"])
+                    writer.add_scalar("charts/phase", i, pos["updates"])
                     writer.add_scalar("charts/steps", phase.steps, pos["updates"])
-                    bar.set_postfix(K=phase.steps, mse=f"{np.mean(window['mse']):.2e}", fps=f"{fps:.0f}")
+                    bar.set_postfix(K=phase.steps, mse=f"{np.mean(window['mse']):.2e}", fps=f"{fps:.0f}",
+                                    cpu_min=f"{pos['cpu'] / 60:.1f}")
                     window, log_frames, log_cpu = {}, pos["frames"], pos["cpu"]
                 if cfg.run.eval_every_updates and pos["updates"] % cfg.run.eval_every_updates == 0:
                     run_eval()
                 if pos["updates"] % cfg.run.checkpoint_every_updates == 0:
                     checkpoint()
-            pos.update(phase=pos["phase"] + 1, phase_updates=0, phase_cpu=0.0)
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, old_term)
