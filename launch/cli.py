@@ -106,7 +106,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "throughput":
         from launch.bench import format_throughput_table, run_throughput_bench
 
-        result = run_throughput_bench(seconds=args.seconds, game=args.game)
+        result = run_throughput_bench(seconds=args.seconds or 20.0, game=args.game)
         print(json.dumps(result) if args.json else format_throughput_table(result))
     elif args.name == "density":
         from launch.bench_density import format_density_table, run_density_bench
@@ -116,8 +116,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.name == "vae":
         from launch.bench_vae import format_vae_table, run_vae_bench
 
-        result = run_vae_bench(seconds=args.seconds)
+        result = run_vae_bench(seconds=args.seconds or 20.0)
         print(json.dumps(result) if args.json else format_vae_table(result))
+    elif args.name == "world-model":
+        from launch.bench_video import format_world_model_table, run_world_model_bench
+
+        result = run_world_model_bench(seconds=args.seconds or 5.0)
+        print(json.dumps(result) if args.json else format_world_model_table(result))
     return 0
 
 
@@ -158,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     video_cli.register(sub)
     imagine_cli.register(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae",
+    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model",
                        description="Side-by-side benchmarks that print a table (or --json).")
-    p.add_argument("name", choices=["throughput", "density", "vae"])
-    p.add_argument("--seconds", type=float, default=20.0, help="seconds per throughput (or vae) measurement")
+    p.add_argument("name", choices=["throughput", "density", "vae", "world-model"])
+    p.add_argument("--seconds", type=float, default=None,
+                   help="seconds per measurement (default 20 for throughput and vae, 5 for world-model)")
     p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
     p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -66,3 +66,14 @@ def test_fit_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "Did you mean model.architecture" in capsys.readouterr().err
     assert main(["fit-world-model", "video_tiny", "optim.phases.7.lr=1", "--run-dir", str(tmp_path / "r")]) == 2
     assert "optim.phases has 2 entries" in capsys.readouterr().err
+
+
+def test_world_model_bench_rows() -> None:
+    from launch.bench_video import format_world_model_table, run_world_model_bench
+
+    result = run_world_model_bench(seconds=0.2, rows=[("video_tiny", {}), ("video_cpu_rnn", {})])
+    first, second = result["rows"]
+    assert first["train_ratio"] == 1.0 == first["imagine_ratio"]
+    assert second["architecture"] == "recurrent" and second["parameters"] > first["parameters"]
+    assert all(r["train_frames_per_s"] > 0 and r["imagine_frames_per_s"] > 0 for r in result["rows"])
+    assert "video_cpu_rnn" in format_world_model_table(result)
