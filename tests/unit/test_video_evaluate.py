@@ -26,7 +26,7 @@ SIZE = 24  # small frames keep the tests fast; SSIM needs at least 11x11
 
 
 class _Double:
-    """What evaluation needs of a VideoPredictor (spec/VIDEO_API.md): context, num_actions, frame_shape,
+    """What evaluation needs of a VideoPredictor (see ImaginingModel in worldmodels/video/evaluate.py): context, num_actions, frame_shape,
     mean_frame, game, imagine."""
 
     context, num_actions, game = 4, 3, "Test"

@@ -111,7 +111,9 @@ class RunConfig:
     total_frames: int = 1_000_000
     """Training frames (dataset frames consumed, counting repeats over epochs) to train for."""
     max_seconds: float = 0.0
-    """Wall-clock budget in seconds (0: none); training stops at whichever limit comes first."""
+    """Training budget in CPU seconds of the training steps (0: none; evaluation and logging are not counted);
+    training stops at whichever limit comes first. CPU time, not wall-clock, so that runs sharing the cores get
+    the same compute."""
     checkpoint_every_frames: int = 100_000
     """Frames between atomic checkpoints (a last one is always written at the end or on Ctrl-C)."""
     keep_checkpoints: int = 3

@@ -3,7 +3,7 @@
 :func:`evaluate_rollouts` takes windows of ``k + H`` consecutive frames inside one held-out episode (``k`` =
 ``model.context``), gives the model the first ``k`` real frames and the real actions that followed, and
 compares its ``H`` imagined frames with the real ones at every step ``1 .. H`` (alignment as in
-``spec/VIDEO_API.md``: ``imagine(frames[:k], actions[k-1 : k-1+H])[:, t]`` predicts real frame ``k + t``).
+:meth:`worldmodels.video.VideoPredictor.imagine`: ``imagine(frames[:k], actions[k-1 : k-1+H])[:, t]`` predicts real frame ``k + t``).
 Beside the model it scores three references on the very same windows:
 
 - **copy-last**: the last context frame repeated (a model that predicts no motion);
@@ -17,7 +17,7 @@ constant action sequence (or a few random ones) and reports the mean pairwise MS
 each step. A model that ignores its action input gives exactly 0, which the check flags.
 
 All errors are on the [0, 1] pixel scale (:mod:`worldmodels.video.metrics`). The model is anything with the
-attributes and methods of ``spec/VIDEO_API.md`` (``context``, ``num_actions``, ``frame_shape``,
+attributes and methods of :class:`ImaginingModel` (``context``, ``num_actions``, ``frame_shape``,
 ``mean_frame``, ``game``, ``imagine``).
 """
 
@@ -259,7 +259,7 @@ def evaluate_rollouts(model: ImaginingModel, data_dir: str | Path, horizon: int 
                       progress: bool = False, on_corrupt: Literal["error", "skip"] = "error") -> dict[str, Any]:
     """Score the model's imagined rollouts on held-out episodes against the real frames and three references.
 
-    :param model: a ``VideoPredictor`` (``spec/VIDEO_API.md``) in eval mode.
+    :param model: a :class:`worldmodels.video.VideoPredictor` (or any :class:`ImaginingModel`) in eval mode.
     :param data_dir: a Reverie dataset of the model's game and frame size with a held-out split.
     :param horizon: imagined steps ``H`` per rollout.
     :param episodes: held-out episodes used (drawn with ``seed``; ``None``: all long enough).
