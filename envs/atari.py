@@ -95,18 +95,28 @@ class AtariPreset:
     """If True, press FIRE for one frame at each new game in games that have FIRE (e.g. Breakout needs it
     to launch the ball). Off in both presets: neither paper used it, and agents learn to press FIRE."""
 
+    frame_height: int = FRAME_SIZE
+    """Observation height in pixels after resizing (84; the screen is 210). The DQN networks need 84."""
+
+    frame_width: int = FRAME_SIZE
+    """Observation width in pixels after resizing (84; the screen is 160)."""
+
+    grayscale: bool = True
+    """Luminance frames ``[..., H, W]``; False gives RGB ``[..., H, W, 3]`` (Oh et al. 2015's video prediction
+    input, 210x160 RGB). Frame size and colour apply to the ``ale_vector`` backend only."""
+
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.repeat_action_probability) <= 1.0:
             raise ValueError(
                 f"repeat_action_probability must be in [0, 1], got {self.repeat_action_probability}"
             )
-        for name in ("max_num_frames_per_episode", "frame_skip", "stack"):
+        for name in ("max_num_frames_per_episode", "frame_skip", "stack", "frame_height", "frame_width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if isinstance(self.noop_max, bool) or not isinstance(self.noop_max, int) or self.noop_max < 0:
             raise ValueError(f"noop_max must be an int >= 0, got {self.noop_max!r}")
-        for name in ("terminal_on_life_loss", "clip_rewards", "full_action_space", "use_fire_reset"):
+        for name in ("terminal_on_life_loss", "clip_rewards", "full_action_space", "use_fire_reset", "grayscale"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
@@ -374,6 +384,11 @@ def make_atari(
     settings = get_preset(preset, **overrides)
     if backend not in BACKENDS:
         raise ValueError(f"unknown vector env backend {backend!r}; choose one of {list(BACKENDS)}")
+    if backend == "gymnasium" or num_envs is None:
+        if (settings.frame_height, settings.frame_width, settings.grayscale) != (FRAME_SIZE, FRAME_SIZE, True):
+            raise ValueError(f"frame_height/frame_width/grayscale overrides need the ale_vector backend (a vector "
+                             f"env); the single env and the gymnasium backend give {FRAME_SIZE}x{FRAME_SIZE} "
+                             f"luminance frames.")
     if num_envs is None:
         return _make_single(rom, settings, seed)
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -388,9 +403,9 @@ def make_atari(
         repeat_action_probability=settings.repeat_action_probability,
         full_action_space=settings.full_action_space,
         autoreset_mode="NextStep",
-        img_height=FRAME_SIZE,
-        img_width=FRAME_SIZE,
-        grayscale=True,
+        img_height=settings.frame_height,
+        img_width=settings.frame_width,
+        grayscale=settings.grayscale,
         stack_num=settings.stack,
         frameskip=settings.frame_skip,
         maxpool=True,

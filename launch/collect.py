@@ -66,9 +66,10 @@ class Collector:
     :param spec: policy spec from :func:`policy_spec`.
     """
 
-    def __init__(self, game: str, preset: str, num_envs: int, seed: int, spec: dict[str, Any]) -> None:
+    def __init__(self, game: str, preset: str, num_envs: int, seed: int, spec: dict[str, Any],
+                 frame: dict[str, Any] | None = None) -> None:
         torch.set_num_threads(1)
-        self.env = make_env(game, preset, num_envs=num_envs, seed=seed)
+        self.env = make_env(game, preset, num_envs=num_envs, seed=seed, **(frame or {}))
         self.num_envs = num_envs
         self.frame_skip = int(getattr(self.env, "frame_skip", 4))
         self.num_actions = int(self.env.single_action_space.n)
@@ -80,7 +81,7 @@ class Collector:
 
     def info(self) -> dict[str, int]:
         return {"num_actions": self.num_actions, "frame_skip": self.frame_skip,
-                "frame_shape": list(self.obs.shape[-2:])}
+                "frame_shape": list(self.obs.shape[2:])}  # [H, W] or [H, W, 3]
 
     def run(self, steps: int) -> tuple[list[Segment], int]:
         """Step all envs ``steps`` times.
@@ -181,7 +182,8 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
 def collect(game: str, out: str | Path, frames: int, policy: str = "random", actors: int = 2,
             envs_per_actor: int = 8, seed: int = 0, heldout_fraction: float = 0.1, preset: str = "machado",
             epsilon: float = 0.05, shard_frames: int = 10_000, chunk_steps: int = 64,
-            ray_address: str | None = None, progress: bool = True) -> dict[str, Any]:
+            ray_address: str | None = None, progress: bool = True, frame_size: tuple[int, int] = (84, 84),
+            rgb: bool = False) -> dict[str, Any]:
     """Collect ``frames`` stored frames of ``game`` into the dataset folder ``out``; returns the manifest.
 
     :param frames: frames to store (each observation's newest frame once; emulator frames are
@@ -191,12 +193,19 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     :param seed: actor i seeds its envs with ``seed + 1000 * (i + 1)``.
     :param heldout_fraction: share of frames (whole episodes) kept for evaluation.
     :param chunk_steps: vector-env steps per actor task.
+    :param frame_size: ``(height, width)`` of the stored frames (ale-py resizes the 210x160 screen).
+    :param rgb: store RGB frames ``[T, H, W, 3]`` instead of luminance (the policy must then be random: our
+        DQN reads 84x84 luminance).
     :raises DatasetError: ``out`` is not empty. :raises ValueError: bad arguments.
     """
     if frames < 1 or actors < 0 or envs_per_actor < 1 or chunk_steps < 1:
         raise ValueError(f"--frames ({frames}), --envs-per-actor ({envs_per_actor}) and chunk steps ({chunk_steps}) "
                          f"must be positive and --actors ({actors}) non-negative.")
-    make_env(game, preset, num_envs=1).close()  # fail fast on an unknown game or preset, before Ray starts
+    frame = {"frame_height": int(frame_size[0]), "frame_width": int(frame_size[1]), "grayscale": not rgb}
+    if policy != "random" and (tuple(frame_size) != (84, 84) or rgb):
+        raise ValueError("a DQN policy reads 84x84 luminance frames: collect --frame-size/--rgb data with "
+                         "--policy random, or leave the frame settings at their defaults.")
+    make_env(game, preset, num_envs=1, **frame).close()  # fail fast on a bad game, preset or size, before Ray
     spec, policy_meta = policy_spec(policy, game, epsilon)
     meta = {"game": game, "preset": preset, "policy": policy_meta, "seed": seed, "actors": actors,
             "envs_per_actor": envs_per_actor, "frames_requested": frames}
@@ -205,7 +214,7 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     workers = max(1, actors)
     seeds = [seed + 1000 * (i + 1) for i in range(workers)]
     if actors == 0:
-        local = Collector(game, preset, envs_per_actor, seeds[0], spec)
+        local = Collector(game, preset, envs_per_actor, seeds[0], spec, frame)
         info = local.info()
         submit: Callable[[int], Any] = lambda i: local.run(chunk_steps)  # noqa: E731
         fetch: Callable[[Any], Any] = lambda r: r  # noqa: E731
@@ -217,7 +226,7 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
         started_ray = init_ray(ray_address)
         remote = ray.remote(num_cpus=1, max_restarts=0)(Collector)
         spec_ref = ray.put(spec)
-        handles = [remote.remote(game, preset, envs_per_actor, s, spec_ref) for s in seeds]
+        handles = [remote.remote(game, preset, envs_per_actor, s, spec_ref, frame) for s in seeds]
         info = ray.get(handles[0].info.remote())
         submit = lambda i: handles[i].run.remote(chunk_steps)  # noqa: E731
         fetch = ray.get

@@ -254,13 +254,22 @@ def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10
 
 
 # ------------------------------------------------------------------------------------------- commands
+def _frame_size(text: str) -> tuple[int, int]:
+    """``"84x84"`` -> ``(84, 84)``. :raises ValueError: not HEIGHTxWIDTH with positive sizes."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--frame-size {text!r}: give HEIGHTxWIDTH in pixels, e.g. 84x84 or 210x160.")
+    return int(parts[0]), int(parts[1])
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from launch.collect import collect
 
     manifest = collect(args.game, args.out, args.frames, policy=args.policy, actors=args.actors,
                        envs_per_actor=args.envs_per_actor, seed=args.seed, heldout_fraction=args.heldout_fraction,
                        preset=args.preset, epsilon=args.epsilon, shard_frames=args.shard_frames,
-                       ray_address=args.ray_address, progress=not args.no_progress)
+                       ray_address=args.ray_address, progress=not args.no_progress,
+                       frame_size=_frame_size(args.frame_size), rgb=args.rgb)
     summary = {"out": args.out, "game": manifest["game"], **manifest["counts"], "shards": len(manifest["shards"]),
                "emulator_frames": manifest["emulator_frames"], "wall_seconds": manifest["wall_seconds"]}
     print(json.dumps(summary))
@@ -314,6 +323,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epsilon", type=float, default=0.05, help="exploration of a DQN policy")
     p.add_argument("--shard-frames", type=int, default=10_000, help="frames per shard (whole episodes)")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    p.add_argument("--frame-size", default="84x84", help="HEIGHTxWIDTH of stored frames (210x160: the full screen)")
+    p.add_argument("--rgb", action="store_true", help="store RGB frames [T, H, W, 3] instead of luminance "
+                                                       "(the video-prediction paper's input; random policy only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_collect)
 

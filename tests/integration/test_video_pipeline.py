@@ -77,3 +77,24 @@ def test_world_model_bench_rows() -> None:
     assert second["architecture"] == "recurrent" and second["parameters"] > first["parameters"]
     assert all(r["train_frames_per_s"] > 0 and r["imagine_frames_per_s"] > 0 for r in result["rows"])
     assert "video_cpu_rnn" in format_world_model_table(result)
+
+
+def test_paper_preset_trains_on_rgb_210x160_frames(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper's input: `collect --frame-size 210x160 --rgb`, then the paper preset at 3 channels."""
+    data = tmp_path / "rgb"
+    assert main(["collect", "Pong", "--frames", "120", "--out", str(data), "--actors", "0", "--envs-per-actor", "2",
+                 "--frame-size", "210x160", "--rgb", "--heldout-fraction", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["fit-world-model", "video_paper_ff", f"data.path={data}", "model.channels=3", "model.height=210",
+                 "model.width=160", "model.hidden=64", "model.factors=64",
+                 "optim.phases=[{steps: 2, updates: 2, lr: 1.0e-4, batch_size: 2}]", "run.eval_every_updates=0",
+                 "run.progress=false", "--run-dir", str(tmp_path / "run")]) == 0
+    fit = last_json(capsys)
+    assert fit["updates"] == 2 and fit["frames"] == 8
+    from worldmodels.video import load_world_model
+
+    model = load_world_model(tmp_path / "run")
+    assert model.mean_frame.shape == (210, 160, 3) and model.channels == 3
+    assert main(["collect", "Pong", "--frames", "10", "--out", str(tmp_path / "bad"), "--actors", "0",
+                 "--frame-size", "210by160"]) == 2
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err

@@ -186,3 +186,24 @@ def test_collect_with_a_dqn_run_as_policy(tmp_path: Path) -> None:
     assert checked >= 60
     with pytest.raises(ValueError, match="trained on 'toy/catch', not 'Pong'"):
         collect("Pong", tmp_path / "e", 10, policy=str(tmp_path / "run"), actors=0, progress=False)
+
+
+def test_rgb_frames_round_trip_and_the_binariser_refuses_them(tmp_path: Path) -> None:
+    from worldmodels.data import WindowSampler
+
+    w = DatasetWriter(tmp_path / "rgb", {"game": "test"}, heldout_fraction=0.0, shard_frames=100)
+    frames = np.random.default_rng(0).integers(0, 256, (12, 21, 16, 3), dtype=np.uint8)
+    actions = np.zeros(12, np.int64)
+    actions[-1] = -1
+    w.add_episode(frames, actions, np.zeros(12, np.float32), terminal=True)
+    manifest = w.close()
+    assert manifest["frame_shape"] == [21, 16, 3]
+    s = WindowSampler(tmp_path / "rgb", "train", 12)
+    np.testing.assert_array_equal(s.sample(1)["frames"][0], frames)
+    assert s.mean_frame().shape == (21, 16, 3)
+    with pytest.raises(ValueError, match="without --rgb"):
+        Binarizer.fit([frames], size=42)
+    with pytest.raises(ValueError, match="frame shape"):  # one dataset, one frame shape
+        w2 = DatasetWriter(tmp_path / "mixed", {"game": "test"}, heldout_fraction=0.0)
+        w2.add_episode(frames, actions, np.zeros(12, np.float32), terminal=True)
+        w2.add_episode(frames[..., 0], actions, np.zeros(12, np.float32), terminal=True)

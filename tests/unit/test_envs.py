@@ -503,3 +503,15 @@ def test_room_tracker_counts_rooms_per_game_with_autoreset_frames_in_the_new_gam
     assert t.flush()[1] == {"explore/rooms_total": [0, 1, 2, 4, 6]} and t.rooms_seen == [0, 1, 2, 4, 6]
     with pytest.raises(KeyError, match="gymnasium"):
         t.on_step({}, np.ones(2, bool))
+
+
+def test_frame_size_and_colour_overrides() -> None:
+    env = make_atari("Pong", num_envs=2, frame_height=210, frame_width=160, grayscale=False)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, 4, 210, 160, 3) and obs.dtype == np.uint8
+    assert obs[:, -1].reshape(-1, 3).std(0).min() > 0  # real colour: the channels differ across the screen
+    env.close()
+    with pytest.raises(ValueError, match="need the ale_vector backend"):
+        make_atari("Pong", num_envs=None, grayscale=False)
+    with pytest.raises(ValueError, match="frame_height must be a positive int"):
+        make_atari("Pong", num_envs=1, frame_height=0)

@@ -26,8 +26,8 @@ SIZE = 24  # small frames keep the tests fast; SSIM needs at least 11x11
 
 
 class _Double:
-    """What evaluation needs of a VideoPredictor (see ImaginingModel in worldmodels/video/evaluate.py): context, num_actions, frame_shape,
-    mean_frame, game, imagine."""
+    """What evaluation needs of a VideoPredictor (``ImaginingModel`` in worldmodels/video/evaluate.py): context,
+    num_actions, frame_shape, mean_frame, game, imagine."""
 
     context, num_actions, game = 4, 3, "Test"
     frame_shape = (SIZE, SIZE)

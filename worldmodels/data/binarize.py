@@ -72,6 +72,9 @@ class Binarizer:
         offsets = np.arange(size * size, dtype=np.int64) * 256
         seen = 0
         for batch in frame_batches:
+            if batch.ndim != 3:
+                raise ValueError(f"the binariser reads luminance frames [B, H, W], got {batch.shape}: collect the "
+                                 f"dataset without --rgb.")
             small = resize_frames(batch, size).reshape(-1, size * size).astype(np.int64)
             counts += np.bincount((small + offsets).ravel(), minlength=size * size * 256).reshape(size * size, 256)
             seen += len(small)

@@ -9,7 +9,8 @@ A dataset is a folder::
 Each shard is an ``.npz`` of aligned arrays, one row per stored frame (each frame stored once, not four times
 in stacks); rows of one episode are contiguous and an episode never spans two shards:
 
-- ``frames``: uint8 ``[T, H, W]``, the newest frame of each observation (``obs[..., -1, :, :]``), luminance;
+- ``frames``: uint8 ``[T, H, W]``, the newest frame of each observation (``obs[:, -1]``), luminance; or
+  ``[T, H, W, 3]`` RGB for data collected with ``--rgb`` (``manifest["frame_shape"]`` says which);
 - ``actions``: int64 ``[T]``, the action taken at that frame; ``-1`` at the last frame of an episode that
   ended (no action follows a game over);
 - ``rewards``: float32 ``[T]``, the raw game-score change caused by that action (``info["raw_reward"]``,
@@ -37,7 +38,7 @@ FORMAT = "reverie-trajectories-v1"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "heldout")
 FIELDS: dict[str, str] = {
-    "frames": "uint8 [T, H, W]: newest frame of each observation (luminance)",
+    "frames": "uint8 [T, H, W]: newest frame of each observation (luminance), or [T, H, W, 3] (RGB)",
     "actions": "int64 [T]: action taken at the frame; -1 at the last frame of an ended episode",
     "rewards": "float32 [T]: raw (unclipped) score change caused by the action",
     "terminals": "bool [T]: last frame of an episode that ended (game over or frame cap)",
@@ -83,9 +84,9 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
     if missing:
         raise DatasetError(f"{where}: missing field(s) {missing}; expected {list(FIELDS)}.")
     n = len(arrays["frames"])
-    if arrays["frames"].dtype != np.uint8 or arrays["frames"].ndim != 3:
-        raise DatasetError(f"{where}: frames must be uint8 [T, H, W], got {arrays['frames'].dtype} "
-                           f"{arrays['frames'].shape}.")
+    f = arrays["frames"]
+    if f.dtype != np.uint8 or not (f.ndim == 3 or (f.ndim == 4 and f.shape[-1] == 3)):
+        raise DatasetError(f"{where}: frames must be uint8 [T, H, W] or [T, H, W, 3], got {f.dtype} {f.shape}.")
     for key in FIELDS:
         if len(arrays[key]) != n:
             raise DatasetError(f"{where}: field {key} has {len(arrays[key])} rows, frames has {n}.")

@@ -56,7 +56,7 @@ class DatasetWriter:
         self._next_id = 0
         self._shard_index = dict.fromkeys(SPLITS, 0)
         self._created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.frame_shape: tuple[int, int] | None = None
+        self.frame_shape: tuple[int, ...] | None = None  # (H, W), or (H, W, 3) for RGB
 
     def add_episode(self, frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                     terminal: bool) -> tuple[int, str]:
@@ -72,11 +72,12 @@ class DatasetWriter:
         n = len(frames)
         if n == 0:
             raise ValueError("an episode needs at least one frame.")
-        if frames.ndim != 3 or len(actions) != n or len(rewards) != n:
+        colour = frames.ndim == 4 and frames.shape[-1] == 3
+        if not (frames.ndim == 3 or colour) or len(actions) != n or len(rewards) != n:
             raise ValueError(f"episode arrays disagree: frames {frames.shape}, actions {np.shape(actions)}, "
-                             f"rewards {np.shape(rewards)}; expected [T, H, W], [T], [T].")
+                             f"rewards {np.shape(rewards)}; expected [T, H, W] (or [T, H, W, 3]), [T], [T].")
         if self.frame_shape is None:
-            self.frame_shape = (int(frames.shape[1]), int(frames.shape[2]))
+            self.frame_shape = tuple(int(d) for d in frames.shape[1:])
         elif frames.shape[1:] != self.frame_shape:
             raise ValueError(f"frame shape {frames.shape[1:]} differs from the dataset's {self.frame_shape}.")
         actions = np.asarray(actions, dtype=np.int64)

@@ -3,7 +3,8 @@
 :func:`evaluate_rollouts` takes windows of ``k + H`` consecutive frames inside one held-out episode (``k`` =
 ``model.context``), gives the model the first ``k`` real frames and the real actions that followed, and
 compares its ``H`` imagined frames with the real ones at every step ``1 .. H`` (alignment as in
-:meth:`worldmodels.video.VideoPredictor.imagine`: ``imagine(frames[:k], actions[k-1 : k-1+H])[:, t]`` predicts real frame ``k + t``).
+:meth:`worldmodels.video.VideoPredictor.imagine`: ``imagine(frames[:k], actions[k-1 : k-1+H])[:, t]`` predicts
+real frame ``k + t``).
 Beside the model it scores three references on the very same windows:
 
 - **copy-last**: the last context frame repeated (a model that predicts no motion);
