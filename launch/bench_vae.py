@@ -19,7 +19,8 @@ import torch
 from worldmodels.vae import BinaryVAE, EstimatorConfig, ModelConfig
 
 
-def _timed(fn: Any, frames_per_call: int, seconds: float) -> float:
+def timed(fn: Any, frames_per_call: int, seconds: float) -> float:
+    """Frames per second of ``fn`` (``frames_per_call`` frames per call) over ``seconds`` after one warm-up call."""
     fn()  # warm-up
     done, start = 0, time.perf_counter()
     while True:
@@ -39,13 +40,13 @@ def run_vae_bench(seconds: float = 5.0, batch_size: int = 32, seed: int = 0) -> 
                  ("relaxed", "pixelcnn", 1), ("nvil", "factorised", 1)]
     for name, decoder, k in trainings:
         vae = BinaryVAE(ModelConfig(decoder=decoder), EstimatorConfig(name=name, samples=k), seed=seed)
-        fps = _timed(lambda vae=vae: vae.train_step(frames), batch_size, seconds)
+        fps = timed(lambda vae=vae: vae.train_step(frames), batch_size, seconds)
         rows.append({"what": "train", "estimator": name, "samples": k, "decoder": decoder, "frames_per_s": fps})
     for decoder in ("pixelcnn", "factorised"):
         vae = BinaryVAE(ModelConfig(decoder=decoder), seed=seed)
         for k in (1, 100):
             n = batch_size if k == 1 else 8
-            fps = _timed(lambda vae=vae, k=k, n=n: vae.bounds(frames[:n], (k,)), n, seconds)
+            fps = timed(lambda vae=vae, k=k, n=n: vae.bounds(frames[:n], (k,)), n, seconds)
             rows.append({"what": "log-likelihood", "estimator": f"IWAE K={k}" if k > 1 else "ELBO (K=1)",
                          "samples": k, "decoder": decoder, "frames_per_s": fps})
     return {"rows": rows, "threads": torch.get_num_threads(), "seconds_per_row": seconds, "batch_size": batch_size,

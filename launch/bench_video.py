@@ -15,13 +15,12 @@ Inputs are random frames (seeded): the cost does not depend on the content. Each
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from launch.bench_vae import timed
 from launch.config import load_config
 from worldmodels.video import VideoFitConfig, VideoPredictor
 
@@ -30,17 +29,6 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     ("video_paper_ff", {"channels": 3, "height": 210, "width": 160}),
     ("video_paper_rnn", {"channels": 3, "height": 210, "width": 160}),
 ]
-
-
-def _timed(fn: Callable[[], Any], frames_per_call: int, seconds: float) -> float:
-    fn()  # warm-up
-    done, start = 0, time.perf_counter()
-    while True:
-        fn()
-        done += frames_per_call
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
 
 
 def run_world_model_bench(seconds: float = 5.0, num_actions: int = 6, seed: int = 0,
@@ -66,11 +54,11 @@ def run_world_model_bench(seconds: float = 5.0, num_actions: int = 6, seed: int 
             loss.backward()
             opt.step()
 
-        train_fps = _timed(train_step, batch * steps, seconds)
+        train_fps = timed(train_step, batch * steps, seconds)
         model.eval()
         ctx = rng.integers(0, 256, (32, k, *shape), dtype=np.uint8)
         acts = rng.integers(0, num_actions, (32, 20))
-        imagine_fps = _timed(lambda model=model, ctx=ctx, acts=acts: model.imagine(ctx, acts), 32 * 20, seconds)
+        imagine_fps = timed(lambda model=model, ctx=ctx, acts=acts: model.imagine(ctx, acts), 32 * 20, seconds)
         out.append({"preset": preset, "architecture": cfg.architecture, "body": cfg.body,
                     "frame": f"{cfg.height}x{cfg.width}x{cfg.channels}",
                     "parameters": sum(p.numel() for p in model.parameters()),
