@@ -205,3 +205,26 @@ def test_config_validation_names_the_key() -> None:
     cfg.model.height = 210
     with pytest.raises(ValueError, match="multiples of 4"):
         validate(cfg)
+
+
+def test_action_divergence_flags_the_real_model_when_its_action_weights_are_zero() -> None:
+    from worldmodels.video.evaluate import action_divergence
+
+    model = perturb(VideoPredictor(tiny(), A))
+    ctx = frames(2, 4, seed=6)
+    assert not action_divergence(model, ctx, A, horizon=3)["ignores_actions"]
+    with torch.no_grad():
+        for t in model.transform.transforms:
+            t.act.weight.zero_()
+    result = action_divergence(model, ctx, A, horizon=3)
+    assert result["ignores_actions"] and result["per_step"] == [0.0, 0.0, 0.0]
+
+
+def test_window_sampler_refuses_a_corrupt_shard_by_name(tmp_path: Path) -> None:
+    moving_dot_dataset(tmp_path / "d")
+    shard = sorted((tmp_path / "d" / "train").glob("shard_*.npz"))[0]
+    shard.write_bytes(shard.read_bytes()[:-100])  # truncated
+    with pytest.raises(DatasetError, match=rf"{shard.name}.*truncated or corrupt"):
+        WindowSampler(tmp_path / "d", "train", 5)
+    s = WindowSampler(tmp_path / "d", "train", 5, on_corrupt="skip")
+    assert s.skipped == [str(shard)] and s.num_frames > 0
