@@ -250,14 +250,15 @@ class VideoPredictor(nn.Module):
         reward = (probs[:, 2] - probs[:, 0]).float().numpy()
         return reward, torch.sigmoid(logits[:, 3]).float().numpy()
 
-    def loss(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def loss(self, batch: dict[str, Any], reward_weight: float = 1.0) -> dict[str, Any]:
         """The K-step objective on real windows, K = ``frames.shape[1] - k``.
 
         :param batch: ``frames`` uint8 ``[B, k + K, H, W]``, ``actions`` int64 ``[B, k + K]`` (the action at
             frame ``t`` leads to frame ``t + 1``); optionally ``rewards`` float ``[B, k + K]`` and ``terminals``
             bool ``[B, k + K]`` for the reward head.
-        :return: ``loss`` (what to minimise: per-pixel MSE averaged over the K steps, plus the weighted head
-            loss when ``reward_weight`` is given in the batch), ``mse`` (tensor), ``step_mse`` (float list,
+        :param reward_weight: weight of the reward/game-over head's cross-entropy in ``loss``.
+        :return: ``loss`` (what to minimise: per-pixel MSE averaged over the K steps, plus ``reward_weight``
+            times the head's loss when the batch has rewards), ``mse`` (tensor), ``step_mse`` (float list,
             length K), ``head_loss`` (tensor or None) and ``predictions`` (float ``[B, K, C, H, W]``, detached).
         """
         x = self.frames_in(batch["frames"])
@@ -281,7 +282,7 @@ class VideoPredictor(nn.Module):
                                    + F.binary_cross_entropy_with_logits(logits[:, 3], over))
         mse = torch.stack(step_mse).mean()
         head = torch.stack(head_losses).mean() if head_losses else None
-        loss = mse + (float(batch.get("reward_weight", 1.0)) * head if head is not None else 0.0)
+        loss = mse + (reward_weight * head if head is not None else 0.0)
         return {"loss": loss, "mse": mse, "step_mse": [float(m.detach()) for m in step_mse], "head_loss": head,
                 "predictions": torch.stack(preds, 1)}
 

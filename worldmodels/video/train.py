@@ -190,9 +190,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                 group["lr"] = phase.lr
             while unfinished(i):
                 c0 = time.process_time()
-                batch = sampler.sample(phase.batch_size)
-                batch["reward_weight"] = cfg.optim.reward_loss_weight
-                out = model.loss(batch)
+                out = model.loss(sampler.sample(phase.batch_size), reward_weight=cfg.optim.reward_loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 if cfg.optim.max_grad_norm:
