@@ -59,24 +59,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.dqn.config import TrainConfig
     from agents.dqn.evaluate import evaluate_policy
-    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
-    from launch.config import load_config
+    from launch.config import load_run_config
     from launch.scores import human_normalized
 
-    ckpt_path = find_checkpoint(args.path)
-    ckpt = load_checkpoint(ckpt_path)
-    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-    if ckpt.get("config"):
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(ckpt["config"])
-        cfg = load_config(TrainConfig, [f.name])
-        os.unlink(f.name)
-    elif (run_dir / "config.yaml").is_file():
-        cfg = load_config(TrainConfig, [run_dir / "config.yaml"])
-    else:
-        raise UserError(f"{ckpt_path} carries no config and {run_dir} has no config.yaml.")
+    cfg, ckpt, ckpt_path = load_run_config(TrainConfig, args.path)
     result = evaluate_policy(cfg, ckpt["learner"]["online"], args.episodes, seed=args.seed)
     report = {
         "checkpoint": str(ckpt_path), "game": cfg.env.game, "protocol": "machado", "episodes": args.episodes,

@@ -147,24 +147,10 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
     if policy == "random":
         return {"kind": "random"}, {"kind": "random"}
     from agents.dqn.config import TrainConfig
-    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
     from envs import resolve_game
-    from launch.config import load_config
+    from launch.config import load_run_config
 
-    path = find_checkpoint(policy)
-    ckpt = load_checkpoint(path)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    if ckpt.get("config"):
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(ckpt["config"])
-        cfg = load_config(TrainConfig, [f.name])
-        Path(f.name).unlink()
-    elif (run_dir / "config.yaml").is_file():
-        cfg = load_config(TrainConfig, [run_dir / "config.yaml"])
-    else:
-        raise ValueError(f"{path} carries no config and {run_dir} has no config.yaml: cannot rebuild the network.")
+    cfg, ckpt, path = load_run_config(TrainConfig, policy)
     trained, wanted = cfg.env.game, game
     if not trained.startswith("toy/") and not wanted.startswith("toy/"):
         trained, wanted = resolve_game(trained), resolve_game(wanted)

@@ -142,6 +142,33 @@ def _check_list_path(cfg: Any, key: str) -> None:
     return
 
 
+def load_run_config(schema_cls: type[T], run_or_checkpoint: str | Path) -> tuple[T, dict[str, Any], Path]:
+    """The config a run trained with, its newest checkpoint (or the checkpoint given) and that file's path.
+
+    The config is the one embedded in the checkpoint (exactly what trained those weights), or else the run
+    directory's ``config.yaml``.
+
+    :raises agents.runtime.checkpoint.CheckpointError: no (readable) checkpoint there.
+    :raises ConfigError: neither the checkpoint nor the run directory holds a config, or it does not load.
+    """
+    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
+
+    path = find_checkpoint(run_or_checkpoint)
+    ckpt = load_checkpoint(path)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    text = ckpt.get("config")
+    if text:
+        schema = schema_cls()
+        try:
+            cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(text))
+        except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
+            raise _explain(err, schema, f"the config saved in {path}") from err
+        return OmegaConf.to_object(cfg), ckpt, path  # type: ignore[return-value]
+    if (run_dir / "config.yaml").is_file():
+        return load_config(schema_cls, [run_dir / "config.yaml"]), ckpt, path
+    raise ConfigError(f"{path} carries no config and {run_dir} has no config.yaml: cannot rebuild the network.")
+
+
 def to_yaml(cfg: Any) -> str:
     """The config as YAML, as saved in a run directory."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))

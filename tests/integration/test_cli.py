@@ -47,6 +47,17 @@ def test_smoke_train_checkpoint_evaluate_resume(tmp_path: Path, capsys: pytest.C
     assert report["game"] == "Pong" and report["episodes"] == 1 and len(report["returns"]) == 1
     assert -21 <= report["mean"] <= 21 and report["human_normalized"] is not None
 
+    # The trained network as a data-collection policy (its config comes from the checkpoint).
+    data = tmp_path / "data"
+    assert main(["collect", "Pong", "--policy", str(run), "--epsilon", "0.1", "--frames", "64", "--actors", "0",
+                 "--envs-per-actor", "2", "--no-progress", "--out", str(data)]) == 0
+    capsys.readouterr()
+    policy = json.loads((data / "manifest.json").read_text())["policy"]
+    assert policy["kind"] == "dqn" and policy["epsilon"] == 0.1 and policy["checkpoint"] == str(ckpts[-1])
+    assert main(["collect", "Breakout", "--policy", str(run), "--frames", "8", "--actors", "0", "--out",
+                 str(tmp_path / "other")]) == 2
+    assert "trained on 'Pong', not 'Breakout'" in capsys.readouterr().err
+
     # Resume: the frame and update counters continue from the checkpoint, not from zero.
     assert main(["train", "smoke", "--resume", str(run), "run.total_frames=6144"]) == 0
     resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
