@@ -131,10 +131,12 @@ class ExplorationConfig:
     informed_history: int = 20
     """d: frames of each env's recent trajectory the visit count sums over (the paper: 20)."""
     informed_sigma: float = 100.0
-    """sigma of the kernel exp(-sum_j min(max((x_j - y_j)^2 - delta, 0), 1) / sigma), pixels on the [0, 1] scale
-    (the paper: 100; our reading, see agents/dqn/informed.py)."""
+    """sigma of the kernel exp(-sum_j min(max((x_j - y_j)^2 - delta, 0), 1) / sigma) (the paper: 100)."""
     informed_delta: float = 0.0
     """delta of that kernel: squared per-pixel differences below it count as equal (the paper: 0)."""
+    informed_pixel_scale: float = 255.0
+    """Pixels enter the kernel on the [0, informed_pixel_scale] scale: 255 (grey levels) makes the kernel's sum a
+    count of differing pixels, our reading of the paper; 1 is the [0, 1] scale (see agents/dqn/informed.py)."""
 
 
 @dataclass
@@ -258,6 +260,9 @@ def validate(cfg: TrainConfig) -> None:
         if not (ex.informed_sigma > 0.0 and math.isfinite(ex.informed_sigma)):
             raise ValueError(f"exploration.informed_sigma={ex.informed_sigma} must be a finite number > 0 "
                              "(the paper: 100).")
+        if not (ex.informed_pixel_scale > 0.0 and math.isfinite(ex.informed_pixel_scale)):
+            raise ValueError(f"exploration.informed_pixel_scale={ex.informed_pixel_scale} must be a finite number > 0 "
+                             f"(255: grey levels, our reading of the paper; 1: the [0, 1] scale).")
         if not (ex.informed_delta >= 0.0 and math.isfinite(ex.informed_delta)):
             raise ValueError(f"exploration.informed_delta={ex.informed_delta} must be a finite number >= 0 "
                              "(the paper: 0).")

@@ -242,3 +242,15 @@ def test_train_checks_the_world_model_first_and_runs_informed(fake_loader: Path,
     cfg = catch_cfg(*base, f"exploration.world_model={fake_loader.name}")   # relative to the working directory
     state = train(cfg)
     assert state.frames >= 1600 and cfg.exploration.world_model == str(fake_loader.resolve())
+
+
+def test_grey_level_scale_counts_differing_pixels() -> None:
+    a = np.zeros((1, 1, 4, 4), np.uint8)
+    b = a.copy()
+    b[0, 0, 0, :3] = (1, 40, 255)                 # three pixels differ, by 1, 40 and 255 grey levels
+    valid = np.ones((1, 1), bool)
+    # Grey levels (the default): every differing pixel contributes exactly 1, however small the difference.
+    assert visit_counts(a, b, valid, sigma=100.0)[0, 0] == pytest.approx(np.exp(-3 / 100))
+    # The [0, 1] scale: squared differences, (1/255)^2 + (40/255)^2 + 1.
+    expected = np.exp(-((1 / 255) ** 2 + (40 / 255) ** 2 + 1.0) / 100)
+    assert visit_counts(a, b, valid, sigma=100.0, scale=1.0)[0, 0] == pytest.approx(expected, rel=1e-6)
