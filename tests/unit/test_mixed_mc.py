@@ -238,22 +238,14 @@ def test_held_transitions_reach_a_wrapping_replay_consistently(margin: int) -> N
     their episode ends, so they refer to older frames than usual. Every live transition must still show the
     env's frames, the n-step target and the exact Monte Carlo return; with no frame margin, transitions whose
     frames were overwritten while they were held are dropped or evicted, never corrupted."""
-    from tests.unit.test_replay import NUM_ACTIONS, SHAPE, AleLikeEnv, check_against_env, q_of
+    from tests.unit.test_replay import SHAPE, AleLikeEnv, check_against_env, drive
 
     n, gamma = 2, 0.8
     env = AleLikeEnv(num_envs=4, seed=5, end_prob=0.08)
     b = NStepBuilder(4, n=n, gamma=gamma, frame_shape=SHAPE, seed=1, mc_returns=True)
     replay = PrioritizedReplay(120, frame_shape=SHAPE, frame_margin=margin, seed=1)
-    rng = np.random.default_rng(0)
-    obs = env.reset()
-    b.reset(obs[:, -1])
-    for t in range(500):
-        actions = rng.integers(0, NUM_ACTIONS, 4)
-        q = q_of(obs)
-        obs, r, te, tr, go = env.step(actions)
-        b.step(actions, q, r, te, tr, obs[:, -1], game_over=go)
-        if t % 3 == 2:
-            replay.add(b.flush())
+    for chunk in drive(env, b, 500):
+        replay.add(chunk)
     live = np.flatnonzero(replay._t["valid"])
     assert len(live) > 60 and replay.num_added > 4 * 120
     frames = replay._frames[replay._t["obs_ref"][live]]

@@ -4,6 +4,7 @@ proportional sampling, importance weights, eviction, actor restarts, checkpoints
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -165,6 +166,21 @@ def test_builder_and_replay_reproduce_the_env_pixel_by_pixel() -> None:
         assert b.obs.dtype == np.uint8 and b.obs.shape == (64, 4, *SHAPE) and b.weights.dtype == np.float32
 
 
+def drive(env: AleLikeEnv, builder: NStepBuilder, steps: int, flush_every: int = 3) -> Iterator[Chunk]:
+    """Play ``env`` with seeded random actions through ``builder`` for ``steps`` vector steps; yield the chunk
+    the builder flushes every ``flush_every`` steps."""
+    rng = np.random.default_rng(0)
+    obs = env.reset()
+    builder.reset(obs[:, -1])
+    for t in range(steps):
+        actions = rng.integers(0, NUM_ACTIONS, len(obs))
+        q = q_of(obs)
+        obs, r, te, tr, go = env.step(actions)
+        builder.step(actions, q, r, te, tr, obs[:, -1], game_over=go)
+        if t % flush_every == flush_every - 1:
+            yield builder.flush()
+
+
 @pytest.mark.parametrize(("end_prob", "margin"), [(0.1, 8), (0.6, 0)])
 def test_wrapping_and_eviction_keep_every_sample_consistent(end_prob: float, margin: int) -> None:
     """Many wraps of a small ring; with short episodes (many reset frames) and no margin the frame ring is the
@@ -173,21 +189,13 @@ def test_wrapping_and_eviction_keep_every_sample_consistent(end_prob: float, mar
     env = AleLikeEnv(num_envs=4, seed=5, end_prob=end_prob)
     builder = NStepBuilder(4, n=n, gamma=gamma, frame_shape=SHAPE, seed=1)
     replay = PrioritizedReplay(60, frame_shape=SHAPE, frame_margin=margin, seed=1)
-    rng = np.random.default_rng(0)
-    obs = env.reset()
-    builder.reset(obs[:, -1])
-    for t in range(400):
-        actions = rng.integers(0, NUM_ACTIONS, 4)
-        q = q_of(obs)
-        obs, r, te, tr, go = env.step(actions)
-        builder.step(actions, q, r, te, tr, obs[:, -1], game_over=go)
-        if t % 3 == 2:
-            replay.add(builder.flush())
-            assert 0 < len(replay) <= 60
-            b = replay.sample(16)
-            check_against_env(env, b.obs, b.actions, b.returns, b.discounts, b.next_obs, n, gamma)
-            # Evicted (invalid) slots have priority 0 and are never sampled.
-            assert replay._t["valid"][b.indices].all()
+    for chunk in drive(env, builder, 400):
+        replay.add(chunk)
+        assert 0 < len(replay) <= 60
+        b = replay.sample(16)
+        check_against_env(env, b.obs, b.actions, b.returns, b.discounts, b.next_obs, n, gamma)
+        # Evicted (invalid) slots have priority 0 and are never sampled.
+        assert replay._t["valid"][b.indices].all()
     assert replay.num_added > 10 * 60
     if margin == 0:
         assert replay.num_evicted > 0  # the frame ring, not the transition ring, was the limit
