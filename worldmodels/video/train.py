@@ -146,10 +146,9 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                                    seed=cfg.run.seed + 1, skip_corrupt=cfg.data.skip_corrupt) \
         if cfg.run.eval_every_updates else None
 
-    def make_optimizer(lr: float) -> torch.optim.Adam:
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2))
-
-    optimizer = make_optimizer(phases[min(current_phase(), len(phases) - 1)].lr)
+    # One Adam for the whole curriculum (each stage only sets its learning rate), so its moments carry over.
+    optimizer = torch.optim.Adam(model.parameters(), lr=phases[0].lr,
+                                 betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2))
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
