@@ -175,9 +175,15 @@ def plot_action_grid(grid: np.ndarray, divergence: dict[str, Any], frame_shape: 
 # ------------------------------------------------------------------------------------------------ outputs
 def log_tensorboard(report: dict[str, Any], tb_dir: str | Path, action_grid: np.ndarray | None = None,
                     video: np.ndarray | None = None) -> None:
-    """Per-step scalars ``imagine/<key>`` at global step = horizon step, and the pictures."""
+    """Per-step scalars ``imagine/<key>`` at global step = horizon step, and the pictures.
+
+    Events of an earlier ``reverie imagine`` into the same folder are replaced, like its report and pictures:
+    two event files would show every step twice in TensorBoard.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
+    for old in Path(tb_dir).glob("events.out.tfevents.*"):
+        old.unlink()
     writer = SummaryWriter(str(tb_dir))
     try:
         for key in TB_KEYS:

@@ -251,6 +251,15 @@ def test_imagine_command_writes_video_plot_report_and_tensorboard(data: Path, tm
     assert "imagine/psnr" not in acc.Tags()["scalars"]  # all inf for a perfect model: nothing plottable
     assert "imagine/action_conditioning" in acc.Tags()["images"]
 
+    # Running again into the same folder replaces the events, as it replaces the report: each step shows once.
+    assert _cli(["imagine", str(run), "--data", str(data), "--horizon", "6", "--samples", "3", "--no-progress"],
+                ShiftByAction(), monkeypatch) == 0
+    capsys.readouterr()
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
+    acc = event_accumulator.EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("imagine/copy_last_mse")] == [1, 2, 3, 4, 5, 6]
+
     # --json prints the report and takes --out.
     assert _cli(["imagine", str(run), "--data", str(data), "--horizon", "3", "--json", "--out",
                  str(tmp_path / "o"), "--episodes", "1", "--starts-per-episode", "2"], CopyLast(), monkeypatch) == 0
