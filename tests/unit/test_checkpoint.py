@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.runtime.checkpoint import (
+from worldmodels.common.checkpoint import (
     CheckpointError,
     find_checkpoint,
     list_checkpoints,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodels.atomic import atomic_write
+from worldmodels.common.atomic import atomic_write
 from worldmodels.data.format import FIELDS, FORMAT, MANIFEST, SPLITS, DatasetError, sha256_bytes
 
 

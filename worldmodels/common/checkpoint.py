@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.atomic import atomic_write
+from worldmodels.common.atomic import atomic_write
 
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
 

@@ -1,0 +1,200 @@
+"""One run scaffold for every trainer: DQN and every agent on the runtime, ``fit-vae``, ``fit-world-model``.
+
+A training run needs the same frame around its loop whatever it trains::
+
+    with RunScaffold(path, resume=False, config_yaml=yaml_text, total=cfg.run.total_frames) as run:
+        run.on_interrupt(checkpoint)          # SIGINT / SIGTERM: write a last checkpoint, then stop
+        run.add_cleanup(runtime.close)        # runs on *any* exit: success, Ctrl-C, any exception
+        while ...:
+            ...
+            run.advance(frames)               # progress bar with frames/s
+            run.rates.log(run.writer, frames)  # charts/frames_per_s (wall clock), charts/cpu_frames_per_s
+
+- The run directory is refused if it already holds a run (:class:`RunExistsError`), unless resuming;
+  ``config.yaml`` is written there; one TensorBoard writer and one tqdm bar are opened.
+- SIGTERM (a cluster scheduler) is turned into ``KeyboardInterrupt`` like Ctrl-C; on either, the callback given to
+  :meth:`RunScaffold.on_interrupt` writes a last checkpoint before the interrupt propagates.
+- Cleanup (actors, servers, the writer, the bar, the signal handler) happens in ``__exit__`` for every way out,
+  not only KeyboardInterrupt, in reverse order of registration; a failing cleanup is logged and never hides the
+  error that ended the run.
+- ``charts/frames_per_s`` means one thing everywhere: wall-clock frames (or the trainer's unit) per second.
+  CPU-time rates have their own tag, ``charts/cpu_frames_per_s``.
+
+Lives in ``worldmodels.common`` so that every package (agents, worldmodels, launch) may use it: imports point
+``launch -> agents -> worldmodels``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class RunExistsError(FileExistsError):
+    """A run directory that holds a run already."""
+
+
+class StopRun(Exception):
+    """Raised by a hook to end training early and cleanly (final checkpoint written, everything closed)."""
+
+
+def prepare_run_dir(path: str | Path, resume: bool) -> Path:
+    """The run's directory: an existing run to resume, or a new (empty or absent) folder, created.
+
+    :raises FileNotFoundError: ``resume`` and ``path`` holds no run (no ``config.yaml``).
+    :raises RunExistsError: a new run whose directory already holds files.
+    """
+    path = Path(path)
+    if resume:
+        if not (path / "config.yaml").is_file():
+            raise FileNotFoundError(f"cannot resume: {path} holds no run (no config.yaml).")
+        return path
+    if path.exists() and any(path.iterdir()):
+        raise RunExistsError(f"run directory {path} already exists; pass --resume {path} to continue it, or "
+                             f"choose a new name (run.name=... or --run-dir ...).")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_yaml(cfg: Any) -> str:
+    """A config dataclass as YAML: what a run directory's ``config.yaml`` and every checkpoint hold (Enums as their
+    names, which load back)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+class Rates:
+    """Frames (or the trainer's unit) per second over the last logging window, by wall clock and by CPU time.
+
+    :param count: the count at the window's start (e.g. the frames a resumed run starts from).
+    """
+
+    def __init__(self, count: float = 0.0) -> None:
+        self.reset(count)
+
+    def reset(self, count: float) -> None:
+        self._wall, self._cpu, self._count = time.perf_counter(), time.process_time(), count
+
+    def measure(self, count: float) -> tuple[float, float, float]:
+        """(wall rate, CPU rate, wall seconds) since the window started; starts a new window."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        dw, dc, dn = max(wall - self._wall, 1e-9), max(cpu - self._cpu, 1e-9), count - self._count
+        self._wall, self._cpu, self._count = wall, cpu, count
+        return dn / dw, dn / dc, dw
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+class RunScaffold:
+    """The frame around a training loop; a context manager (see the module docstring).
+
+    :param path: run directory (refused if it holds a run, unless ``resume``).
+    :param resume: continue the run in ``path``.
+    :param config_yaml: the merged config, written as ``config.yaml`` (None: leave the folder's file alone).
+    :param total: the progress bar's total (None: count without a total).
+    :param initial: where the bar starts (a resumed run's count).
+    :param unit: the bar's unit ("frame", "upd").
+    :param progress: show the bar.
+    :param desc: the bar's label (default: the run directory's name).
+    """
+
+    def __init__(self, path: str | Path, resume: bool = False, config_yaml: str | None = None,
+                 total: int | None = None, initial: int = 0, unit: str = "frame", progress: bool = True,
+                 desc: str | None = None) -> None:
+        self.path = prepare_run_dir(path, resume)
+        if config_yaml:
+            (self.path / "config.yaml").write_text(config_yaml)
+        self._bar_args = {"total": total, "initial": initial, "unit": unit, "unit_scale": True,
+                          "disable": not progress, "dynamic_ncols": True, "desc": desc or self.path.name}
+        self._cleanups: list[Callable[[], Any]] = []
+        self._interrupt: Callable[[], Any] | None = None
+        self._error: Callable[[], Any] | None = None
+        self._previous_sigterm: Any = None
+        self.writer: Any = None
+        self.bar: Any = None
+        self.last_checkpoint: Path | None = None
+
+    def __enter__(self) -> RunScaffold:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        self.writer = SummaryWriter(log_dir=str(self.path))
+        self.bar = tqdm(**self._bar_args)
+        # Handlers can only be installed from the main thread (a trainer run from a worker thread keeps Python's).
+        try:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+        except ValueError:
+            self._previous_sigterm = None
+        return self
+
+    def on_interrupt(self, write_checkpoint: Callable[[], Any]) -> None:
+        """What to do on Ctrl-C or SIGTERM before the interrupt propagates: write a last checkpoint."""
+        self._interrupt = write_checkpoint
+
+    def on_error(self, write_checkpoint: Callable[[], Any]) -> None:
+        """What to do when any other exception ends the run, before it propagates: keep what the run learnt since
+        its last checkpoint (write it as one that pushes no older checkpoint out: the state after an error may be
+        worse than the last good one). A failure here is logged, never raised over the error that ended the run."""
+        self._error = write_checkpoint
+
+    def add_cleanup(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` when the run ends, however it ends (last registered, first run)."""
+        self._cleanups.append(fn)
+
+    def advance(self, count: int, **postfix: Any) -> None:
+        """Move the bar to ``count`` (absolute, capped at the total) and show ``postfix`` beside frames/s."""
+        total = self.bar.total
+        self.bar.update((min(count, total) if total else count) - self.bar.n)
+        if postfix:
+            self.bar.set_postfix(refresh=False, **postfix)
+
+    def log_rates(self, rates: Rates, count: float, step: int, prefix: str = "frames") -> float:
+        """Log ``charts/<prefix>_per_s`` (wall clock) and ``charts/cpu_<prefix>_per_s`` at ``step``; the wall rate."""
+        wall, cpu, _ = rates.measure(count)
+        self.writer.add_scalar(f"charts/{prefix}_per_s", wall, step)
+        self.writer.add_scalar(f"charts/cpu_{prefix}_per_s", cpu, step)
+        return wall
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self._interrupt is not None:
+                if self.bar is not None:
+                    self.bar.close()
+                self.last_checkpoint = self._interrupt()
+                log.warning("interrupted; last checkpoint %s", self.last_checkpoint)
+            elif exc_type is not None and issubclass(exc_type, Exception) and self._error is not None:
+                try:
+                    self.last_checkpoint = self._error()
+                    log.warning("training stopped by an error; last checkpoint %s", self.last_checkpoint)
+                except Exception:
+                    log.exception("could not write a checkpoint after the error")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the bar, run the cleanups (newest first), close the writer, restore SIGTERM; idempotent."""
+        if self.bar is not None:
+            self.bar.close()
+        while self._cleanups:
+            fn = self._cleanups.pop()
+            try:
+                fn()
+            except Exception:  # a failing cleanup must not hide the error that ended the run
+                log.exception("cleanup %r failed", fn)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
