@@ -1,34 +1,47 @@
-"""Environments: Atari (ale-py) with explicit presets, and Catch, a tiny pixel game for tests.
+"""Environments: Atari (ale-py) with explicit presets, MinAtar (Young & Tian 2019), and Catch, a tiny pixel
+game for tests.
 
-Every env here speaks the same language: observations uint8 [S, 84, 84] per env (S = 4 frames, oldest
-first, newest last, zero-padded at episode start; the newest frame is ``latest_frame(obs)``), NextStep
-autoreset for vector envs, and ``info["raw_reward"]`` / ``info["game_over"]`` on every step.
+Every env here speaks the same language: NextStep autoreset for vector envs, ``info["raw_reward"]`` /
+``info["game_over"]`` on every step, and an observation made of ``stack`` frames of shape ``frame_shape``
+(attributes of every vector env, with ``frame_skip``); the newest frames are
+``newest_frames(obs, env.stack, env.frame_shape)``:
+
+- Atari and Catch: uint8 [S, 84, 84] per env (S = 4 frames, oldest first, newest last, zero-padded at episode
+  start; ``frame_shape = (84, 84)``);
+- MinAtar: uint8 [C, 10, 10] per env, one frame of C 0/1 channels (``stack = 1``, ``frame_shape = (C, 10, 10)``).
 
     env = make_env("Pong")                          # AtariVector, 8 envs, machado preset
     env = make_env("Breakout", preset="nature")     # life-loss terminals, clipped rewards
     env = make_env("Pong", num_envs=None)           # one Gymnasium env
     env = make_env("toy/catch", num_envs=8)         # CatchVectorEnv
+    env = make_env("minatar/breakout", num_envs=8)  # MinAtarVector
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from envs.atari import (
     PRESETS,
     AtariEpisode,
     AtariPreset,
     AtariVector,
-    action_meanings,
+    atari_action_meanings,
+    atari_num_actions,
     get_preset,
     latest_frame,
     make_atari,
-    num_actions,
 )
 from envs.imagined import ImaginedEnv as ImaginedEnv  # "as": an explicit re-export
+from envs.minatar import ACTION_MEANINGS as MINATAR_ACTION_MEANINGS
+from envs.minatar import MINATAR_GAMES, MinAtarEnv, MinAtarVector, minatar_game
+from envs.minatar import SETTINGS as MINATAR_SETTINGS
 from envs.names import display_name, list_games, resolve_game
+from envs.toy import ACTION_MEANINGS as CATCH_ACTION_MEANINGS
 from envs.toy import CatchEnv, CatchVectorEnv
 
 TOY_GAMES = ("toy/catch",)
@@ -41,13 +54,29 @@ def make_env(
     seed: int = 0,
     num_threads: int = 1,
     **overrides: Any,
-) -> AtariVector | CatchVectorEnv | gym.Env:
-    """Build any environment by name: ``"toy/catch"`` or an Atari game (see :func:`make_atari`).
+) -> AtariVector | CatchVectorEnv | MinAtarVector | gym.Env:
+    """Build any environment by name: ``"toy/catch"``, ``"minatar/<game>"`` or an Atari game (see
+    :func:`make_atari`).
 
     For ``"toy/catch"`` the preset (with ``overrides``, validated the same way) only supplies ``stack`` and
     ``frame_skip`` (frame-count bookkeeping); ``num_threads`` is ignored. ``num_envs=None`` gives the
     single Gymnasium env (:class:`CatchEnv` or the wrapped Atari env).
+
+    For MinAtar (``MINATAR_GAMES``: ``"minatar/asterix"``, ``"minatar/breakout"``, ``"minatar/freeway"``,
+    ``"minatar/seaquest"``, ``"minatar/space_invaders"``) the Atari preset does not apply and is ignored (MinAtar
+    has its own protocol, see :mod:`envs.minatar`), as is ``num_threads``; ``overrides`` may only be MinAtar's
+    ``sticky_action_prob`` (0.1) and ``difficulty_ramping`` (True). ``num_envs=None`` gives :class:`MinAtarEnv`.
+
+    :raises ValueError: unknown game (for ``"minatar/<x>"`` the message lists the five games), preset or setting.
     """
+    if game.startswith("minatar/"):
+        name = minatar_game(game)
+        unknown = sorted(set(overrides) - set(MINATAR_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown MinAtar setting(s) {unknown}; valid settings: {list(MINATAR_SETTINGS)}")
+        if num_envs is None:
+            return MinAtarEnv(name, seed, **overrides)
+        return MinAtarVector(name, num_envs, seed, **overrides)
     if game in TOY_GAMES:
         settings = get_preset(preset, **overrides)
         if num_envs is None:
@@ -58,7 +87,73 @@ def make_env(
     return make_atari(game, preset, num_envs=num_envs, seed=seed, num_threads=num_threads, **overrides)
 
 
+def action_meanings(game: str, full_action_space: bool = False) -> list[str]:
+    """Names of the game's actions in index order, e.g. Breakout: ``["NOOP", "FIRE", "RIGHT", "LEFT"]``;
+    ``"toy/catch"``: ``["LEFT", "STAY", "RIGHT"]``; MinAtar (all 6 actions):
+    ``["NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE"]``."""
+    if game in TOY_GAMES:
+        return list(CATCH_ACTION_MEANINGS)
+    if game.startswith("minatar/"):
+        minatar_game(game)  # validates the name
+        return list(MINATAR_ACTION_MEANINGS)
+    return atari_action_meanings(game, full_action_space)
+
+
+def num_actions(game: str, preset: str | AtariPreset = "machado", **overrides: Any) -> int:
+    """Size of the Discrete action space :func:`make_env` gives for this game and preset (3 for ``"toy/catch"``,
+    6 for MinAtar, whose preset is ignored)."""
+    if game in TOY_GAMES:
+        get_preset(preset, **overrides)  # same validation as make_env
+        return len(CATCH_ACTION_MEANINGS)
+    if game.startswith("minatar/"):
+        minatar_game(game)  # validates the name
+        return len(MINATAR_ACTION_MEANINGS)
+    return atari_num_actions(game, preset, **overrides)
+
+
+def newest_frames(obs: np.ndarray, stack: int, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """The newest frame of each observation of a batch: ``obs.reshape(N, stack, *frame_shape)[:, -1]``.
+
+    :param obs: uint8 [N, *observation shape]: Atari/Catch [N, S, 84, 84], MinAtar [N, C, 10, 10].
+    :param stack: frames per observation (``env.stack``: 4 for Atari, 1 for MinAtar).
+    :param frame_shape: shape of one frame (``env.frame_shape``: (84, 84), or (C, 10, 10) for MinAtar).
+    :returns: [N, *frame_shape], a view into ``obs`` when its layout allows (always for contiguous obs):
+        Atari [N, 84, 84] (= ``obs[:, -1]``), MinAtar [N, C, 10, 10] (= ``obs``).
+    :raises ValueError: ``obs`` does not hold ``stack`` frames of ``frame_shape`` per row.
+    """
+    if obs.ndim < 2 or math.prod(obs.shape[1:]) != stack * math.prod(frame_shape):
+        raise ValueError(
+            f"observations of shape {tuple(obs.shape)} do not hold stack={stack} frames of shape "
+            f"{tuple(frame_shape)} each"
+        )
+    return obs.reshape(obs.shape[0], stack, *frame_shape)[:, -1]
+
+
+def observation_to_rgb(obs: np.ndarray, stack: int, frame_shape: tuple[int, ...], scale: int = 4) -> np.ndarray:
+    """One observation as a picture people can look at: uint8 ``[H * scale, W * scale, 3]``.
+
+    Atari and Catch: the newest grey frame. MinAtar: each of the C 0/1 channels in its own colour (a fixed
+    palette; where objects overlap, the later channel wins) on black, as MinAtar's own display does.
+
+    :param obs: one observation (``[S, 84, 84]`` or ``[C, 10, 10]``). :param scale: pixel repeat per axis.
+    """
+    frame = newest_frames(obs[None], stack, frame_shape)[0]
+    if frame.ndim == 2:
+        rgb = np.repeat(frame[..., None], 3, axis=2)
+    else:
+        channels = frame.shape[0]
+        # Evenly spaced bright hues: HSV (h, 0.75, 1) for channel h/C, converted to RGB.
+        hues = np.arange(channels) / channels
+        k = (np.array([5.0, 3.0, 1.0]) + hues[:, None] * 6) % 6
+        palette = (255 * (1 - 0.75 * np.clip(np.minimum(k, 4 - k), 0, 1))).astype(np.uint8)
+        rgb = np.zeros((*frame.shape[1:], 3), np.uint8)
+        for c in range(channels):
+            rgb[frame[c] > 0] = palette[c]
+    return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+
+
 __all__ = [
+    "MINATAR_GAMES",
     "PRESETS",
     "TOY_GAMES",
     "AtariEpisode",
@@ -66,6 +161,8 @@ __all__ = [
     "AtariVector",
     "CatchEnv",
     "CatchVectorEnv",
+    "MinAtarEnv",
+    "MinAtarVector",
     "action_meanings",
     "display_name",
     "get_preset",
@@ -73,6 +170,8 @@ __all__ = [
     "list_games",
     "make_atari",
     "make_env",
+    "newest_frames",
+    "observation_to_rgb",
     "num_actions",
     "resolve_game",
 ]

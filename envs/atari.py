@@ -51,7 +51,6 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from envs.names import display_name, resolve_game
-from envs.toy import ACTION_MEANINGS as CATCH_ACTION_MEANINGS
 
 # Every frame the networks see is 84x84 luminance (DQN's preprocessing); not a preset field on purpose.
 FRAME_SIZE = 84
@@ -178,6 +177,9 @@ class AtariVector(VectorWrapper):
     - info: ``env_id``, ``lives``, ``frame_number``, ``episode_frame_number`` (int32 [N], from ale-py),
       ``raw_reward`` (float64 [N], the unclipped score change) and ``game_over`` (bool [N]).
 
+    Attributes shared with the other vector envs of :mod:`envs`: ``stack`` (S), ``frame_shape`` ((H, W), or
+    (H, W, 3) for RGB frames) and ``frame_skip`` (emulator frames per step), all from the preset.
+
     Costs a handful of numpy ops on [N]-sized arrays per step (well under 1% of an emulator step).
     """
 
@@ -187,6 +189,9 @@ class AtariVector(VectorWrapper):
         self.preset = preset
         self.game = game
         self.frame_skip = preset.frame_skip
+        self.stack = preset.stack
+        colour = () if preset.grayscale else (3,)
+        self.frame_shape: tuple[int, ...] = (preset.frame_height, preset.frame_width, *colour)
         self._default_seed: int | None = seed
         self._clip = preset.clip_rewards
         self._life_loss = preset.terminal_on_life_loss
@@ -469,22 +474,13 @@ def _action_set(rom: str, full_action_space: bool) -> tuple[str, ...]:
     return tuple(a.name for a in actions)
 
 
-def action_meanings(game: str, full_action_space: bool = False) -> list[str]:
-    """Names of the game's actions in index order, e.g. Breakout: ``["NOOP", "FIRE", "RIGHT", "LEFT"]``.
-
-    Also answers for ``"toy/catch"``: ``["LEFT", "STAY", "RIGHT"]``.
-    """
-    if game == "toy/catch":
-        return list(CATCH_ACTION_MEANINGS)
+def atari_action_meanings(game: str, full_action_space: bool = False) -> list[str]:
+    """Names of an Atari game's actions in index order, e.g. Breakout: ``["NOOP", "FIRE", "RIGHT", "LEFT"]``
+    (:func:`envs.action_meanings` answers for every env family)."""
     return list(_action_set(resolve_game(game), full_action_space))
 
 
-def num_actions(game: str, preset: str | AtariPreset = "machado", **overrides: Any) -> int:
-    """Size of the Discrete action space :func:`make_atari` gives for this game and preset (cached).
-
-    Also answers for ``"toy/catch"`` (3).
-    """
-    if game == "toy/catch":
-        get_preset(preset, **overrides)  # same validation as make_env
-        return len(CATCH_ACTION_MEANINGS)
+def atari_num_actions(game: str, preset: str | AtariPreset = "machado", **overrides: Any) -> int:
+    """Size of the Discrete action space :func:`make_atari` gives for this game and preset (cached;
+    :func:`envs.num_actions` answers for every env family)."""
     return len(_action_set(resolve_game(game), get_preset(preset, **overrides).full_action_space))

@@ -111,7 +111,7 @@ class CatchVectorEnv(VectorEnv):
     :param seed: seeds the ball columns (also used by the first ``reset()`` without a seed).
     :param rows, columns: grid size; each must divide 84.
     :param drops: balls per episode.
-    :param stack: frames per observation S.
+    :param stack: frames per observation S (attribute ``stack``; ``frame_shape`` is (84, 84)).
     :param frame_skip: emulator frames one step stands for, only for ``frame_number`` bookkeeping.
     """
 
@@ -133,6 +133,7 @@ class CatchVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.frame_skip = frame_skip
         self.stack = stack
+        self.frame_shape = (FRAME_SIZE, FRAME_SIZE)
         self.game = "toy/catch"
         self.core = _CatchCore(num_envs, rows, columns, drops)
         self.single_observation_space = gym.spaces.Box(0, 255, (stack, FRAME_SIZE, FRAME_SIZE), np.uint8)
@@ -251,6 +252,8 @@ class CatchEnv(gym.Env):
             raise ValueError(f"stack must be a positive int, got {stack!r}")
         self.render_mode = render_mode
         self.frame_skip = frame_skip
+        self.stack = stack
+        self.frame_shape = (FRAME_SIZE, FRAME_SIZE)
         self.core = _CatchCore(1, rows, columns, drops)
         self.observation_space = gym.spaces.Box(0, 255, (stack, FRAME_SIZE, FRAME_SIZE), np.uint8)
         self.action_space = gym.spaces.Discrete(3)

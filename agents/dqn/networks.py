@@ -1,7 +1,9 @@
-"""The Nature CNN Q-network (Mnih et al. 2015, Methods: "Model architecture") and the dueling head.
+"""The DQN Q-network: a torso chosen from the observation shape (:mod:`agents.torsos`), then the Q head.
 
-Input: uint8 stacked frames ``[B, 4, 84, 84]``; scaled to [0, 1] inside the network so frames stay uint8 in
-replay and across process boundaries. Output: Q-values ``float32 [B, A]``.
+Atari (default): the Nature CNN (Mnih et al. 2015, Methods: "Model architecture") on uint8 stacked frames
+``[B, 4, 84, 84]``; MinAtar (Young & Tian 2019): one 16 3x3 conv on uint8 0/1 channels ``[B, C, 10, 10]``. The torso
+scales its uint8 input itself (pixels / 255; MinAtar's channels as they are), so observations stay uint8 in replay
+and across process boundaries. Output: Q-values ``float32 [B, A]``; the head is FC hidden -> A, or the dueling head.
 """
 
 from __future__ import annotations
@@ -9,27 +11,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from agents.torsos import make_torso
+
 
 class QNetwork(nn.Module):
-    """Conv 32x8x8/4 -> 64x4x4/2 -> 64x3x3/1 -> FC hidden -> A (or dueling V + A - mean A, Wang et al. 2016).
+    """Torso -> FC hidden -> A (or dueling V + A - mean A, Wang et al. 2016).
+
+    Parameter names: ``torso.*`` (the conv layers, ``torso.0.weight`` first), then ``head.*`` or ``value.*`` and
+    ``advantage.*`` (for the Nature torso the same names and shapes as before the torsos were shared).
 
     :param num_actions: size of the discrete action space A.
-    :param stack: frames per observation (input channels).
-    :param hidden: width of the fully connected layer.
+    :param obs_shape: one observation's shape (C, H, W): (4, 84, 84) for Atari stacks, (C, 10, 10) for MinAtar.
+    :param hidden: width of the fully connected layer (512 in Nature DQN, 128 in MinAtar's example).
     :param dueling: use the dueling head.
+    :param torso: torso kind for :func:`agents.torsos.make_torso` ("auto": MinAtar for 10x10, Nature for 84x84).
+    :param stack: deprecated, for callers written before ``obs_shape``: ``stack=S`` means ``obs_shape=(S, 84, 84)``.
     """
 
-    def __init__(self, num_actions: int, stack: int = 4, hidden: int = 512, dueling: bool = False) -> None:
+    def __init__(self, num_actions: int, obs_shape: tuple[int, ...] = (4, 84, 84), hidden: int = 512,
+                 dueling: bool = False, torso: str = "auto", *, stack: int | None = None) -> None:
         super().__init__()
         self.num_actions = num_actions
         self.dueling = dueling
-        self.torso = nn.Sequential(
-            nn.Conv2d(stack, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-        )
-        torso_out = 64 * 7 * 7  # for 84x84 inputs
+        if stack is not None:
+            if tuple(obs_shape) != (4, 84, 84) and tuple(obs_shape) != (stack, 84, 84):
+                raise ValueError(f"give obs_shape or (deprecated) stack, not both: {tuple(obs_shape)}, {stack}")
+            obs_shape = (int(stack), 84, 84)
+        self.obs_shape = tuple(int(x) for x in obs_shape)
+        self.torso, torso_out = make_torso(self.obs_shape, kind=torso)
         if dueling:
             self.value = nn.Sequential(nn.Linear(torso_out, hidden), nn.ReLU(), nn.Linear(hidden, 1))
             self.advantage = nn.Sequential(nn.Linear(torso_out, hidden), nn.ReLU(), nn.Linear(hidden, num_actions))
@@ -37,8 +46,8 @@ class QNetwork(nn.Module):
             self.head = nn.Sequential(nn.Linear(torso_out, hidden), nn.ReLU(), nn.Linear(hidden, num_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """:param obs: uint8 ``[B, stack, 84, 84]``. :return: float32 Q-values ``[B, A]``."""
-        x = self.torso(obs.float().div_(255.0))
+        """:param obs: uint8 ``[B, *obs_shape]``. :return: float32 Q-values ``[B, A]``."""
+        x = self.torso(obs)
         if not self.dueling:
             return self.head(x)
         adv = self.advantage(x)

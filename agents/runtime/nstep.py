@@ -3,7 +3,8 @@
 Each frame an actor sees gets an actor-local id (consecutive integers per builder) and is sent to the replay
 exactly once. A transition refers to its stacked observations by frame ids (oldest first, -1 for the zero
 padding at the start of an episode), so the replay stores one copy of every 84x84 frame instead of the eight
-copies that (s_t, s_{t+n}) stacks of four would need.
+copies that (s_t, s_{t+n}) stacks of four would need. A frame is ``(H, W)`` (Atari luminance) or channels-first
+``(C, H, W)`` (MinAtar, whose observation is a single such frame: stack 1); the builder only moves whole frames.
 
 Priorities follow Ape-X (Horgan et al. 2018): the actor already computes Q(s_t, .) to pick a_t, so the n-step
 TD error |G + gamma^k max_a Q(s_{t+k}, a) - Q(s_t, a_t)| costs nothing extra. The max over Q(s_{t+k}) only
@@ -45,7 +46,7 @@ class Chunk:
     actor_id: int
     incarnation: int  # random 63-bit id drawn when the builder is created; a new one = the actor restarted
     first_frame_id: int  # actor-local id of frames[0]; ids are consecutive per builder
-    frames: np.ndarray  # uint8 [M, H, W] frames new since the last chunk, in id order
+    frames: np.ndarray  # uint8 [M, *frame_shape] ([M, H, W] or [M, C, H, W]) new frames since the last chunk, id order
     obs_ids: np.ndarray  # int64 [T, S] frame ids of the stacked s_t, oldest first; -1 = zero padding
     next_ids: np.ndarray  # int64 [T, S] ids of s_{t+k} (bootstrap state; k = n, or fewer at episode end)
     actions: np.ndarray  # int64 [T]
@@ -97,7 +98,7 @@ class NStepBuilder:
     :param n: the n of n-step returns (>= 1).
     :param gamma: discount per agent step, in [0, 1].
     :param stack: S, frames per stacked observation (4 for Atari), oldest first.
-    :param frame_shape: (H, W) of one uint8 frame.
+    :param frame_shape: (H, W) of one uint8 frame, or channels-first (C, H, W) (MinAtar: the whole observation).
     :param actor_id: copied into every chunk (the replay shards by it).
     :param seed: seeds the incarnation id. Leave it None in actors that can be restarted (Ray
         ``max_restarts``): a restarted actor must draw a new incarnation, and OS entropy guarantees that,
@@ -107,7 +108,8 @@ class NStepBuilder:
         their episode ends.
 
     Usage per vector-env step: ``obs, r, term, trunc, _ = env.step(a)``, then
-    ``builder.step(a, q, r, term, trunc, obs[:, -1])`` where ``q`` are the Q-values the policy computed on the
+    ``builder.step(a, q, r, term, trunc, obs[:, -1])`` (in general ``envs.newest_frames(obs, stack, frame_shape)``;
+    for MinAtar that is ``obs`` itself) where ``q`` are the Q-values the policy computed on the
     observation in which ``a`` was chosen (or None). ``flush()`` whenever a chunk should go to the replay.
     """
 
@@ -117,7 +119,7 @@ class NStepBuilder:
         n: int,
         gamma: float,
         stack: int = 4,
-        frame_shape: tuple[int, int] = (84, 84),
+        frame_shape: tuple[int, ...] = (84, 84),
         actor_id: int = 0,
         seed: int | None = None,
         mc_returns: bool = False,
@@ -134,7 +136,9 @@ class NStepBuilder:
         self.n = int(n)
         self.gamma = float(gamma)
         self.stack = int(stack)
-        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.frame_shape = tuple(int(x) for x in frame_shape)
+        if len(self.frame_shape) not in (2, 3) or min(self.frame_shape) < 1:
+            raise ValueError(f"frame_shape must be (H, W) or channels-first (C, H, W), got {tuple(frame_shape)}")
         self.actor_id = int(actor_id)
         if seed is None:
             self.incarnation = secrets.randbits(63)
@@ -177,8 +181,8 @@ class NStepBuilder:
         want = (self.num_envs, *self.frame_shape)
         if f.dtype != np.uint8 or f.shape != want:
             raise ValueError(
-                f"{name} must be uint8 {list(want)} (the newest frame of each observation, obs[:, -1]); "
-                f"got {f.dtype} {list(f.shape)}"
+                f"{name} must be uint8 {list(want)} (the newest frame of each observation: obs[:, -1] for Atari "
+                f"stacks); got {f.dtype} {list(f.shape)}"
             )
         return f
 
@@ -198,7 +202,7 @@ class NStepBuilder:
         return int(self._p_active.sum()) + waiting + held
 
     def reset(self, frames: np.ndarray) -> None:
-        """Start N new episodes whose first frames are ``frames`` (uint8 [N, H, W], i.e. obs[:, -1]).
+        """Start N new episodes whose first frames are ``frames`` (uint8 [N, *frame_shape], the newest frames).
 
         Called mid-stream (the caller reset the vector env by hand), the running episodes are cut: their open
         transitions are emitted as truncated at the current observation, with unknown (NaN) priority.
@@ -311,7 +315,8 @@ class NStepBuilder:
         :param rewards: float [N] rewards returned by the env.
         :param terminated: bool [N].
         :param truncated: bool [N].
-        :param next_frames: uint8 [N, H, W] newest frame of the returned observations (obs[:, -1]).
+        :param next_frames: uint8 [N, *frame_shape] newest frame of the returned observations (obs[:, -1] for
+            Atari stacks [N, S, H, W]; the whole observation for MinAtar).
         :param game_over: bool [N], which envs autoreset in the next call (default: terminated | truncated).
             A terminated env whose game goes on (a life-loss terminal, ``info["game_over"]`` False) ends
             its transitions with discount 0, but its next call is a real step whose stack continues the old
@@ -443,8 +448,7 @@ class NStepBuilder:
 
         Frames are sent exactly once; a chunk may carry frames only later chunks' transitions refer to.
         """
-        H, W = self.frame_shape
-        frames = np.concatenate(self._frame_buf) if self._frame_buf else np.empty((0, H, W), np.uint8)
+        frames = np.concatenate(self._frame_buf) if self._frame_buf else np.empty((0, *self.frame_shape), np.uint8)
         parts = self._ready or [_empty_transitions(self.stack)]
         cat = {k: np.concatenate([p[k] for p in parts]) for k in _FIELDS}
         chunk = Chunk(

@@ -57,15 +57,38 @@ _TRANSITION_ARRAYS: dict[str, tuple[str | None, type]] = {
 }
 
 
+def stacked_shape(stack: int, frame_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of one stacked observation, the environment's observation shape: ``(S, H, W)`` for frames ``(H, W)``
+    (Atari luminance), ``(S * C, H, W)`` for channels-first frames ``(C, H, W)`` (MinAtar: S = 1 gives ``(C, H, W)``),
+    the frames' channels concatenated oldest first."""
+    if len(frame_shape) == 2:
+        return (stack, *frame_shape)
+    return (stack * frame_shape[0], *frame_shape[1:])
+
+
+def check_frame_shape(frame_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``frame_shape`` as a tuple of ints, checked: ``(H, W)`` or channels-first ``(C, H, W)``, all positive."""
+    shape = tuple(int(x) for x in frame_shape)
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise ValueError(
+            f"frame_shape must be (H, W) or channels-first (C, H, W) with positive sizes, got {tuple(frame_shape)}"
+        )
+    return shape
+
+
 @dataclass
 class ReplayBatch:
-    """A sampled batch of B transitions (S = stack, H x W = frame shape)."""
+    """A sampled batch of B transitions (S = stack; a frame is (H, W), or (C, H, W) channels first).
 
-    obs: np.ndarray  # uint8 [B, S, H, W] stacked s_t, oldest frame first
+    ``obs`` and ``next_obs`` have the environment's observation shape: ``[B, S, H, W]`` for 2-D frames,
+    ``[B, S * C, H, W]`` for 3-D frames (MinAtar, S = 1: ``[B, C, 10, 10]``); see :func:`stacked_shape`.
+    """
+
+    obs: np.ndarray  # uint8 [B, S, H, W] (or [B, S * C, H, W]) stacked s_t, oldest frame first
     actions: np.ndarray  # int64 [B]
     returns: np.ndarray  # float32 [B] n-step discounted return
     discounts: np.ndarray  # float32 [B] gamma^k, or 0 after termination
-    next_obs: np.ndarray  # uint8 [B, S, H, W] stacked s_{t+k}
+    next_obs: np.ndarray  # uint8 [B, S, H, W] (or [B, S * C, H, W]) stacked s_{t+k}
     weights: np.ndarray  # float32 [B] importance weights (N P(i))^-beta / max over the batch; ones if uniform
     indices: np.ndarray  # int64 [B] replay slots, for update_priorities
     generations: np.ndarray  # int64 [B] slot generations at sampling time, for update_priorities
@@ -113,7 +136,8 @@ class PrioritizedReplay:
     :param capacity: total transition slots (each of ``num_shards`` shards gets ``capacity // num_shards``).
     :param num_shards: shards; actor ``a`` writes to shard ``a % num_shards``. Several actors may share one.
     :param stack: S, frames per stacked observation.
-    :param frame_shape: (H, W) of a uint8 frame.
+    :param frame_shape: (H, W) of a uint8 frame, or (C, H, W) for channels-first frames (MinAtar); sampled
+        observations then come out as [B, S * C, H, W] (see :class:`ReplayBatch`).
     :param alpha: priority exponent: P(i) = p_i^alpha / sum_k p_k^alpha.
     :param beta: default importance-sampling exponent (``sample(beta=...)`` overrides it, e.g. annealed).
     :param eps: added to |TD error| so that no transition gets probability 0.
@@ -127,7 +151,7 @@ class PrioritizedReplay:
         capacity: int,
         num_shards: int = 1,
         stack: int = 4,
-        frame_shape: tuple[int, int] = (84, 84),
+        frame_shape: tuple[int, ...] = (84, 84),
         alpha: float = 0.6,
         beta: float = 0.4,
         eps: float = 1e-6,
@@ -145,7 +169,8 @@ class PrioritizedReplay:
         self.capacity = slots * self.num_shards
         self.frames_per_shard = frames_per_shard
         self.stack = int(stack)
-        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.frame_shape = check_frame_shape(frame_shape)
+        self.obs_shape = stacked_shape(self.stack, self.frame_shape)  # one sampled observation
         self.alpha, self.beta, self.eps = float(alpha), float(beta), float(eps)
         self.prioritized = bool(prioritized)
         self._rng = np.random.default_rng(seed)
@@ -187,13 +212,13 @@ class PrioritizedReplay:
         capacity: int,
         num_shards: int = 1,
         stack: int = 4,
-        frame_shape: tuple[int, int] = (84, 84),
+        frame_shape: tuple[int, ...] = (84, 84),
         frame_margin: int | None = None,
     ) -> int:
         """Bytes of all arrays a replay with these settings allocates (without allocating them)."""
         slots, fps = PrioritizedReplay._sizes(capacity, num_shards, frame_margin)
         cap = slots * num_shards
-        total = (num_shards * fps + 1) * frame_shape[0] * frame_shape[1]
+        total = (num_shards * fps + 1) * int(np.prod(check_frame_shape(frame_shape)))
         for cols, dtype in _TRANSITION_ARRAYS.values():
             total += cap * (stack if cols else 1) * np.dtype(dtype).itemsize
         return int(total + SumTree.bytes_for(cap))
@@ -208,11 +233,11 @@ class PrioritizedReplay:
 
     # --------------------------------------------------------------------------------------------- adding
     def _check_chunk(self, c: Chunk) -> None:
-        H, W = self.frame_shape
         S = self.stack
-        if c.frames.dtype != np.uint8 or c.frames.ndim != 3 or c.frames.shape[1:] != (H, W):
+        if c.frames.dtype != np.uint8 or c.frames.shape[1:] != self.frame_shape:
             raise ValueError(
-                f"chunk.frames must be uint8 [M, {H}, {W}], got {c.frames.dtype} {c.frames.shape}"
+                f"chunk.frames must be uint8 [M, {', '.join(map(str, self.frame_shape))}], got {c.frames.dtype} "
+                f"{c.frames.shape}"
             )
         T = len(c.actions)
         for name, shape in (("obs_ids", (T, S)), ("next_ids", (T, S)), ("actions", (T,)), ("returns", (T,)),
@@ -447,12 +472,13 @@ class PrioritizedReplay:
         else:
             weights = np.ones(B, np.float32)
         t = self._t
+        shape = (B, *self.obs_shape)  # a free reshape of the freshly gathered [B, S, *frame_shape]
         return ReplayBatch(
-            obs=self._frames[t["obs_ref"][idx]],
+            obs=self._frames[t["obs_ref"][idx]].reshape(shape),
             actions=t["actions"][idx],
             returns=t["returns"][idx],
             discounts=t["discounts"][idx],
-            next_obs=self._frames[t["next_ref"][idx]],
+            next_obs=self._frames[t["next_ref"][idx]].reshape(shape),
             weights=weights,
             indices=idx,
             generations=t["generation"][idx],
@@ -501,8 +527,7 @@ class PrioritizedReplay:
             "capacity": self.capacity,
             "num_shards": self.num_shards,
             "stack": self.stack,
-            "frame_height": self.frame_shape[0],
-            "frame_width": self.frame_shape[1],
+            "frame_shape": list(self.frame_shape),
             "frames_per_shard": F,
             "alpha": self.alpha,
             "prioritized": int(self.prioritized),
@@ -541,12 +566,24 @@ class PrioritizedReplay:
         return d
 
     def _frames_per_block(self) -> int:
-        return max(1, 2**30 // (self.frame_shape[0] * self.frame_shape[1]))
+        return max(1, 2**30 // int(np.prod(self.frame_shape)))
 
     def load_state_dict(self, d: dict) -> None:
         """Restore contents saved by :meth:`state_dict` into a replay built with the same settings."""
+        if "frame_shape" in d:
+            saved_shape = tuple(int(x) for x in d["frame_shape"])
+        elif "frame_height" in d and "frame_width" in d:  # checkpoints from before 3-D frames: (H, W) frames
+            saved_shape = (int(d["frame_height"]), int(d["frame_width"]))
+        else:
+            raise ValueError(
+                "replay state_dict lacks 'frame_shape': it was not written by PrioritizedReplay.state_dict"
+            )
+        if saved_shape != self.frame_shape:
+            raise ValueError(
+                f"replay state_dict has frame_shape={saved_shape} but this replay has frame_shape="
+                f"{self.frame_shape}: build the replay with the settings it was saved with"
+            )
         mine = {"capacity": self.capacity, "num_shards": self.num_shards, "stack": self.stack,
-                "frame_height": self.frame_shape[0], "frame_width": self.frame_shape[1],
                 "frames_per_shard": self.frames_per_shard, "alpha": self.alpha,
                 "prioritized": int(self.prioritized)}
         for key, val in mine.items():

@@ -362,7 +362,7 @@ def test_state_dict_round_trip_gives_identical_samples() -> None:
     state = replay.state_dict()
     assert "frames.0.0" not in state  # shard 0 is empty: nothing saved
     assert state["frames.1.0"].shape[0] <= replay.frames_per_shard  # the used part of shard 1's ring
-    buf = io.BytesIO()  # through a checkpoint file, as agents.runtime.checkpoint writes it
+    buf = io.BytesIO()  # through a checkpoint file, as worldmodels.common.checkpoint writes it
     torch.save({"replay": state}, buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=False)["replay"]

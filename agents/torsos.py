@@ -1,0 +1,148 @@
+"""Convolutional torsos shared by every algorithm (DQN now, actor-critic later), chosen from the observation shape.
+
+A torso maps uint8 observations ``[B, C_in, H, W]`` to float32 features ``[B, out_features]`` and scales its input
+itself, so that observations stay uint8 in replay and across process boundaries:
+
+- Atari / Catch pixels (0..255) are divided by 255;
+- MinAtar observations (Young & Tian 2019) are 0/1 channels: they are used as they are (divisor 1).
+
+Only integer input is scaled: a floating-point input is taken as already scaled (e.g. ``obs.float() / 255``).
+
+The architectures (ReLU after every conv, then flatten):
+
+============================  ===============================================  =====================
+:func:`nature_cnn`            Mnih et al. 2015: 32 8x8/4, 64 4x4/2, 64 3x3/1     3136 for 84x84 inputs
+:func:`a3c_cnn`               Mnih et al. 2016 (A3C): 16 8x8/4, 32 4x4/2         2592 for 84x84 inputs
+:func:`minatar_cnn`           MinAtar's DQN example: 16 3x3/1                    1024 for 10x10 inputs
+============================  ===============================================  =====================
+
+:func:`make_torso` picks one from the observation shape (``"auto"``: MinAtar for 10x10, Nature for 84x84).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Torso kinds :func:`make_torso` accepts (besides ``"auto"``).
+TORSO_KINDS = ("nature", "a3c", "minatar")
+PIXEL_DIVISOR = 255.0
+
+
+class Torso(nn.Sequential):
+    """Conv layers (an ``nn.Sequential``: parameter names ``0.weight``, ``2.weight``, ...) that first scale their
+    uint8 input: ``forward(obs)`` is ``layers(obs.float() / input_divisor)``; a floating-point ``obs`` is taken as
+    already scaled and goes in as it is.
+
+    :param layers: the modules, ending in ``nn.Flatten``.
+    :param input_divisor: 255 for pixels, 1 for MinAtar's 0/1 channels.
+    :param in_shape: (C_in, H, W) the torso was sized for; ``out_features`` is its flattened output for that shape.
+    """
+
+    def __init__(self, *layers: nn.Module, input_divisor: float, in_shape: tuple[int, int, int]) -> None:
+        super().__init__(*layers)
+        self.input_divisor = float(input_divisor)
+        self.in_shape = tuple(int(x) for x in in_shape)
+        self.out_features = _flat_size(layers, self.in_shape)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """:param obs: uint8 ``[B, C_in, H, W]`` observations (or float, already scaled).
+        :return: float32 ``[B, out_features]``."""
+        if obs.is_floating_point():
+            return super().forward(obs)
+        x = obs.float()  # a new tensor: dividing in place never touches the caller's
+        if self.input_divisor != 1.0:
+            x = x.div_(self.input_divisor)
+        return super().forward(x)
+
+
+def _flat_size(layers: tuple[nn.Module, ...], in_shape: tuple[int, int, int]) -> int:
+    """Flattened output size of conv layers on an input of ``in_shape`` (computed, no forward pass).
+
+    :raises ValueError: the input is too small for a conv layer.
+    """
+    c, h, w = in_shape
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+            h, w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+            if h < 1 or w < 1:
+                raise ValueError(f"input {in_shape} is too small for the torso's conv layers ({layer})")
+            c = layer.out_channels
+    return c * h * w
+
+
+def nature_cnn(in_channels: int, input_divisor: float = PIXEL_DIVISOR, size: tuple[int, int] = (84, 84)) -> Torso:
+    """Nature DQN torso (Mnih et al. 2015, Methods): conv 32 8x8/4, 64 4x4/2, 64 3x3/1, flatten.
+
+    ``[B, in_channels, 84, 84]`` -> ``[B, 3136]`` (64 x 7 x 7). ``size`` (H, W) only sets ``out_features``.
+    """
+    return Torso(
+        nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+        nn.Flatten(),
+        input_divisor=input_divisor, in_shape=(in_channels, *size),
+    )
+
+
+def a3c_cnn(in_channels: int, input_divisor: float = PIXEL_DIVISOR, size: tuple[int, int] = (84, 84)) -> Torso:
+    """A3C torso (Mnih et al. 2016; the DQN of Mnih et al. 2013): conv 16 8x8/4, 32 4x4/2, flatten.
+
+    ``[B, in_channels, 84, 84]`` -> ``[B, 2592]`` (32 x 9 x 9). ``size`` (H, W) only sets ``out_features``.
+    """
+    return Torso(
+        nn.Conv2d(in_channels, 16, 8, stride=4), nn.ReLU(),
+        nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+        nn.Flatten(),
+        input_divisor=input_divisor, in_shape=(in_channels, *size),
+    )
+
+
+def minatar_cnn(in_channels: int, input_divisor: float = 1.0, size: tuple[int, int] = (10, 10)) -> Torso:
+    """MinAtar torso (Young & Tian 2019, the DQN example of the MinAtar repository): conv 16 3x3/1, flatten.
+
+    ``[B, in_channels, 10, 10]`` -> ``[B, 1024]`` (16 x 8 x 8). ``size`` (H, W) only sets ``out_features``.
+    """
+    return Torso(
+        nn.Conv2d(in_channels, 16, 3, stride=1), nn.ReLU(),
+        nn.Flatten(),
+        input_divisor=input_divisor, in_shape=(in_channels, *size),
+    )
+
+
+_BUILDERS = {"nature": nature_cnn, "a3c": a3c_cnn, "minatar": minatar_cnn}
+
+
+def make_torso(
+    obs_shape: tuple[int, ...], kind: str = "auto", input_divisor: float | None = None
+) -> tuple[Torso, int]:
+    """The torso for observations of ``obs_shape`` (C_in, H, W), and its number of output features.
+
+    :param obs_shape: one observation's shape: (4, 84, 84) for Atari/Catch stacks, (C, 10, 10) for MinAtar (or
+        (S * C, 10, 10) for stacked MinAtar frames).
+    :param kind: "nature", "a3c", "minatar", or "auto": "minatar" for 10x10 inputs, "nature" for 84x84.
+    :param input_divisor: what the uint8 input is divided by; None: 1 for 10x10 inputs (MinAtar's 0/1
+        channels), 255 otherwise (pixels).
+    :returns: ``(torso, out_features)``; ``torso(obs uint8 [B, *obs_shape])`` is float32 ``[B, out_features]``.
+    :raises ValueError: ``obs_shape`` not (C, H, W); unknown kind; "auto" for a size other than 10x10 or 84x84;
+        an input too small for the chosen torso.
+    """
+    shape = tuple(int(x) for x in obs_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"obs_shape must be (C, H, W) with positive sizes, got {tuple(obs_shape)}")
+    size = shape[1:]
+    if kind == "auto":
+        auto = {(10, 10): "minatar", (84, 84): "nature"}
+        if size not in auto:
+            raise ValueError(
+                f"no automatic torso for {size[0]}x{size[1]} inputs (auto knows 10x10: minatar, 84x84: nature); "
+                f"pass kind= one of {list(TORSO_KINDS)}"
+            )
+        kind = auto[size]
+    if kind not in _BUILDERS:
+        raise ValueError(f"unknown torso kind {kind!r}; choose 'auto' or one of {list(TORSO_KINDS)}")
+    if input_divisor is None:
+        input_divisor = 1.0 if size == (10, 10) else PIXEL_DIVISOR
+    torso = _BUILDERS[kind](shape[0], input_divisor=input_divisor, size=size)
+    return torso, torso.out_features
