@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.runtime.checkpoint import list_checkpoints, load_checkpoint
 from launch.cli import main
+from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 from worldmodels.data import TrajectoryDataset, read_manifest
 
 pytestmark = pytest.mark.usefixtures("ray_local")

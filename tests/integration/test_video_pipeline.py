@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.runtime.checkpoint import list_checkpoints, load_checkpoint
 from launch.cli import main
 from tests.integration.test_imagine_cli import check_imagine_outputs
+from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 

@@ -193,9 +193,18 @@ def test_training_beats_copy_last_on_a_moving_dot(tmp_path: Path) -> None:
 
 
 def test_config_validation_names_the_key() -> None:
+    from launch.config import ConfigError, load_config
+
+    # String choices are Enums: OmegaConf refuses a bad one while loading, naming the key and the choices.
+    with pytest.raises(ConfigError, match=r"model\.architecture.*'transformer', expected one of \[feedforward, "
+                                          r"recurrent\]"):
+        load_config(VideoFitConfig, ["video_tiny"], ["model.architecture=transformer"])
+    with pytest.raises(ConfigError, match=r"run\.device.*'tpu', expected one of \[auto, cpu, cuda\]"):
+        load_config(VideoFitConfig, ["video_tiny"], ["run.device=tpu"])
+    assert load_config(VideoFitConfig, ["video_tiny"], ["model.body=paper"]).model.body == "paper"
     cfg = VideoFitConfig()
-    cfg.model.architecture = "transformer"
-    with pytest.raises(ValueError, match="model.architecture='transformer'"):
+    cfg.model.architecture = "transformer"  # a config built in Python: validate checks the choice as well
+    with pytest.raises(ValueError, match="model.architecture='transformer': choose one of feedforward, recurrent"):
         validate(cfg)
     cfg = VideoFitConfig()
     cfg.optim.phases[1].batch_size = 0

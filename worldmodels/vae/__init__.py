@@ -8,7 +8,8 @@
 
 Parts: :mod:`~worldmodels.vae.made` (masked layers), :mod:`~worldmodels.vae.decoder` (masked convolutions),
 :mod:`~worldmodels.vae.network`, :mod:`~worldmodels.vae.estimators` (NVIL, VIMCO, REINFORCE, relaxed),
-:mod:`~worldmodels.vae.model` (``BinaryVAE``), :mod:`~worldmodels.vae.config`.
+:mod:`~worldmodels.vae.model` (``BinaryVAE``), :mod:`~worldmodels.vae.config`; `reverie fit-vae` is
+:func:`worldmodels.vae.train.fit_vae` and `reverie evaluate-vae` :func:`worldmodels.vae.evaluate.evaluate_vae`.
 """
 
 from __future__ import annotations

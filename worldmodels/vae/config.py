@@ -9,6 +9,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from worldmodels.common.checks import Choice, require_nonnegative, require_positive, require_range
+from worldmodels.common.device import DeviceChoice
+
+
+class DecoderChoice(Choice):
+    pixelcnn = "pixelcnn"
+    factorised = "factorised"
+
+
+class EstimatorChoice(Choice):
+    nvil = "nvil"
+    vimco = "vimco"
+    reinforce = "reinforce"
+    relaxed = "relaxed"
+
+
+class RelaxedKLChoice(Choice):
+    concrete = "concrete"
+    analytic = "analytic"
+
 
 @dataclass
 class ModelConfig:
@@ -26,7 +46,7 @@ class ModelConfig:
     """Width of each hidden masked layer of the prior and posterior MADEs."""
     made_layers: int = 1
     """Hidden masked layers of each MADE."""
-    decoder: str = "pixelcnn"
+    decoder: DecoderChoice = DecoderChoice.pixelcnn
     """"pixelcnn": autoregressive Bernoulli p(x | z) (masked convolutions, each pixel sees the pixels above and
     to its left, and z); "factorised": independent Bernoulli pixels given z (faster, weaker)."""
     decoder_channels: int = 16
@@ -43,7 +63,7 @@ class ModelConfig:
 class EstimatorConfig:
     """How the gradient of the bound with respect to the posterior q(z|x) is estimated."""
 
-    name: str = "nvil"
+    name: EstimatorChoice = EstimatorChoice.nvil
     """"nvil" (Mnih & Gregor 2014), "vimco" (Mnih & Rezende 2016), "reinforce" (no control variate; with
     samples > 1 on the multi-sample bound) or "relaxed" (binary Concrete / Gumbel-sigmoid, pathwise)."""
     samples: int = 1
@@ -61,7 +81,7 @@ class EstimatorConfig:
     (Jang et al. 2017); must not exceed ``temperature``."""
     anneal_rate: float = 0.0
     """relaxed: r of the annealing schedule, per update (0: the temperature stays at ``temperature``)."""
-    relaxed_kl: str = "concrete"
+    relaxed_kl: RelaxedKLChoice = RelaxedKLChoice.concrete
     """relaxed: "concrete" (relaxed log-densities of Maddison et al. 2017, App. C, in logit space: a KL gradient
     that does not vanish when the posterior saturates) or "analytic" (Bernoulli KL of each unit's conditional
     given the relaxed prefix: tends to the ELBO's KL as tau -> 0, but lets the posterior saturate at lr 1e-3)."""
@@ -130,6 +150,9 @@ class RunConfig:
     """Torch threads (one per process on a shared machine)."""
     progress: bool = True
     """Show a progress bar with frames/s."""
+    device: DeviceChoice = DeviceChoice.auto
+    """Where the model trains: "auto" (CUDA if torch sees a GPU, else the CPU), "cpu" or "cuda" (an error where
+    there is none). Checkpoints load on the CPU either way; `reverie evaluate-vae` scores on the CPU."""
 
 
 @dataclass
@@ -143,60 +166,48 @@ class VAEFitConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-ESTIMATORS = ("nvil", "vimco", "reinforce", "relaxed")
-DECODERS = ("pixelcnn", "factorised")
-
-
 def validate(cfg: VAEFitConfig) -> None:
-    """Check choices and ranges OmegaConf's type checks cannot.
+    """Check the values OmegaConf's type checks cannot: ranges and combinations (string choices are Enums, which
+    OmegaConf checks while loading; they are checked here again for configs built in Python).
 
     :raises ValueError: naming the key, the bad value and what would be valid.
     """
-    m, e = cfg.model, cfg.estimator
+    m, e, o = cfg.model, cfg.estimator, cfg.optim
+    for key, value, kind in (("model.decoder", m.decoder, DecoderChoice), ("estimator.name", e.name, EstimatorChoice),
+                             ("estimator.relaxed_kl", e.relaxed_kl, RelaxedKLChoice),
+                             ("run.device", cfg.run.device, DeviceChoice)):
+        if str(value) not in kind.__members__:  # a config built in Python (OmegaConf refuses these while loading)
+            raise ValueError(f"{key}={value!r}: choose one of {', '.join(kind.__members__)}.")
     if m.image_size not in (42, 84):
         raise ValueError(f"model.image_size={m.image_size} is not supported: use 42 or 84.")
-    if m.decoder not in DECODERS:
-        raise ValueError(f"model.decoder={m.decoder!r}: choose one of {', '.join(DECODERS)}.")
-    if e.name not in ESTIMATORS:
-        raise ValueError(f"estimator.name={e.name!r}: choose one of {', '.join(ESTIMATORS)}.")
     if e.name == "vimco" and e.samples < 2:
         raise ValueError(f"estimator.samples={e.samples}: VIMCO's leave-one-out baseline needs at least 2.")
     if e.name in ("nvil", "relaxed") and e.samples != 1:
         raise ValueError(f"estimator.samples={e.samples}: {e.name} uses one sample per frame; set it to 1.")
     if m.decoder_kernel % 2 == 0 or m.decoder_kernel < 3:
         raise ValueError(f"model.decoder_kernel={m.decoder_kernel} must be an odd number >= 3.")
-    positive = {"model.latent_dim": m.latent_dim, "model.encoder_channels": m.encoder_channels,
-                "model.encoder_hidden": m.encoder_hidden, "model.made_hidden": m.made_hidden,
-                "model.made_layers": m.made_layers, "model.decoder_channels": m.decoder_channels,
-                "model.cond_channels": m.cond_channels, "estimator.samples": e.samples,
-                "estimator.temperature": e.temperature, "optim.lr": cfg.optim.lr,
-                "optim.batch_size": cfg.optim.batch_size, "run.total_frames": cfg.run.total_frames,
-                "run.checkpoint_every_frames": cfg.run.checkpoint_every_frames,
-                "run.log_every_frames": cfg.run.log_every_frames, "run.keep_checkpoints": cfg.run.keep_checkpoints,
-                "run.torch_threads": cfg.run.torch_threads, "run.grad_var_repeats": cfg.run.grad_var_repeats}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ValueError(f"{key}={value} must be positive.")
-    if m.decoder_layers < 0:
-        raise ValueError(f"model.decoder_layers={m.decoder_layers} must be 0 or more.")
-    if e.relaxed_kl not in ("analytic", "concrete"):
-        raise ValueError(f"estimator.relaxed_kl={e.relaxed_kl!r}: choose one of analytic, concrete.")
+    require_positive({
+        "model.latent_dim": m.latent_dim, "model.encoder_channels": m.encoder_channels,
+        "model.encoder_hidden": m.encoder_hidden, "model.made_hidden": m.made_hidden,
+        "model.made_layers": m.made_layers, "model.decoder_channels": m.decoder_channels,
+        "model.cond_channels": m.cond_channels, "estimator.samples": e.samples,
+        "estimator.temperature": e.temperature, "optim.lr": o.lr, "optim.batch_size": o.batch_size,
+        "optim.free_bits_group": o.free_bits_group, "run.total_frames": cfg.run.total_frames,
+        "run.checkpoint_every_frames": cfg.run.checkpoint_every_frames,
+        "run.log_every_frames": cfg.run.log_every_frames, "run.keep_checkpoints": cfg.run.keep_checkpoints,
+        "run.torch_threads": cfg.run.torch_threads, "run.grad_var_repeats": cfg.run.grad_var_repeats})
+    require_nonnegative({"model.decoder_layers": m.decoder_layers, "estimator.anneal_rate": e.anneal_rate,
+                         "optim.kl_warmup_steps": o.kl_warmup_steps, "optim.free_bits": o.free_bits})
     if e.relaxed_kl == "concrete" and e.straight_through:
         raise ValueError("estimator.relaxed_kl=concrete needs the relaxed sample: "
                          "set estimator.straight_through=false.")
-    if not 0.0 < e.temperature_min <= e.temperature:
-        raise ValueError(f"estimator.temperature_min={e.temperature_min} must lie in (0, estimator.temperature="
-                         f"{e.temperature}].")
-    o = cfg.optim
-    if e.anneal_rate < 0 or o.kl_warmup_steps < 0 or o.free_bits < 0:
-        raise ValueError(f"estimator.anneal_rate={e.anneal_rate}, optim.kl_warmup_steps={o.kl_warmup_steps} and "
-                         f"optim.free_bits={o.free_bits} must be 0 or more.")
-    if o.free_bits_group <= 0 or m.latent_dim % o.free_bits_group:
+    require_range("estimator.temperature_min", e.temperature_min, 0.0, e.temperature, low_open=True,
+                  hint="at most estimator.temperature")
+    if m.latent_dim % o.free_bits_group:
         raise ValueError(f"optim.free_bits_group={o.free_bits_group} must be a positive divisor of "
                          f"model.latent_dim={m.latent_dim}.")
     if o.free_bits >= o.free_bits_group * math.log(2):
         raise ValueError(f"optim.free_bits={o.free_bits} nats is not below the most a group of "
                          f"{o.free_bits_group} binary units can hold ({o.free_bits_group * math.log(2):.3f} nats): "
                          f"its KL would never be penalised. Lower it or raise optim.free_bits_group.")
-    if not 0.0 <= e.nvil_alpha < 1.0:
-        raise ValueError(f"estimator.nvil_alpha={e.nvil_alpha} must lie in [0, 1).")
+    require_range("estimator.nvil_alpha", e.nvil_alpha, 0.0, 1.0, high_open=True)

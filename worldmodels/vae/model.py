@@ -24,11 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict
+from enum import Enum
 from typing import Any
 
 import numpy as np
 import torch
 
+from worldmodels.common.device import to_device
 from worldmodels.data.binarize import Binarizer
 from worldmodels.vae.config import EstimatorConfig, ModelConfig, OptimConfig
 from worldmodels.vae.estimators import Estimator, KLPenalty, make_estimator
@@ -36,6 +38,12 @@ from worldmodels.vae.network import VAENetwork
 
 FORMAT = "reverie-binary-vae-v1"
 EVAL_KS = (1, 10, 100, 1000)
+
+
+def plain_config(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as a dict of plain values (Enum choices as their strings), as saved in state dicts: a
+    checkpoint then unpickles without this package's Enum classes, and compares equal to a config either way."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in asdict(cfg).items()}
 
 
 def _nested(ks: Sequence[int]) -> tuple[int, ...]:
@@ -79,6 +87,19 @@ class BinaryVAE:
             groups.append({"params": list(self.estimator.parameters()), "lr": self.optim_cfg.baseline_lr})
         self.optimizer = torch.optim.Adam(groups)
         self.steps = 0
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> BinaryVAE:
+        """Move the network, the estimator (NVIL's baseline and statistics) and the optimiser's moments to
+        ``device``; frames given to the methods below are moved there too. Returns ``self``."""
+        if torch.device(device) == self.device:
+            return self
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        self.estimator.to(self.device)
+        # Loading its own state re-casts the optimiser's moments to the device of the parameters they belong to.
+        self.optimizer.load_state_dict(self.optimizer.state_dict())
+        return self
 
     # ----------------------------------------------------------------------------------------- shapes
     @property
@@ -103,7 +124,7 @@ class BinaryVAE:
         if x.numel() and int(x.max()) > 1:
             raise ValueError("frames must hold 0/1 values (binarised); got values up to "
                              f"{int(x.max())}: apply vae.binarizer(frames) first.")
-        return x.to(torch.float32).unsqueeze(1)
+        return to_device(x, self.device).to(torch.float32).unsqueeze(1)
 
     # --------------------------------------------------------------------------------------- training
     def train_step(self, frames: np.ndarray) -> dict[str, float]:
@@ -156,7 +177,7 @@ class BinaryVAE:
         """
         x = self.to_tensor(frames)
         self.net.eval()
-        u = torch.rand(k, self.dim, generator=generator)
+        u = torch.rand(k, self.dim, generator=generator).to(self.device)  # drawn on the CPU: same numbers anywhere
         out = []
         chunk = max(1, pairs_per_pass // max(1, len(x)))
         for start in range(0, k, chunk):
@@ -180,7 +201,7 @@ class BinaryVAE:
         out = {}
         for k in ks:
             grouped = lw.view(ks[-1] // k, k, -1)
-            out[k] = (torch.logsumexp(grouped, 1) - math.log(k)).mean(0).numpy()
+            out[k] = (torch.logsumexp(grouped, 1) - math.log(k)).mean(0).cpu().numpy()
         return out
 
     # --------------------------------------------------------------------------- DensityModel protocol
@@ -215,35 +236,36 @@ class BinaryVAE:
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """Posterior bits as float32 ``[B, D]`` of 0/1 (``Representation``)."""
-        return self.codes(frames).numpy().astype(np.float32)
+        return self.codes(frames).cpu().numpy().astype(np.float32)
 
     def hash_keys(self, frames: np.ndarray) -> list[bytes]:
         """The posterior bits of each frame packed into ``ceil(D / 8)`` bytes: equal keys <=> equal codes."""
-        bits = self.codes(frames).numpy().astype(np.uint8)
+        bits = self.codes(frames).cpu().numpy().astype(np.uint8)
         return [row.tobytes() for row in np.packbits(bits, axis=1)]
 
     # ------------------------------------------------------------------------------------- generation
     @torch.no_grad()
     def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
         """n frames from the model: z ~ p(z), x ~ p(x | z); uint8 ``[n, S, S]`` in {0, 1}."""
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(self.device).manual_seed(seed)
         self.net.eval()
         z = self.net.prior.sample(n, generator=gen)
-        return self.net.decoder.sample(z, gen)[:, 0].to(torch.uint8).numpy()
+        return self.net.decoder.sample(z, gen)[:, 0].to(torch.uint8).cpu().numpy()
 
     @torch.no_grad()
     def reconstruct(self, frames: np.ndarray, seed: int = 0) -> np.ndarray:
         """x' ~ p(x | z) with z the greedy posterior code of x; uint8 ``[B, S, S]`` in {0, 1}."""
-        gen = torch.Generator().manual_seed(seed)
-        return self.net.decoder.sample(self.codes(frames), gen)[:, 0].to(torch.uint8).numpy()
+        gen = torch.Generator(self.device).manual_seed(seed)
+        return self.net.decoder.sample(self.codes(frames), gen)[:, 0].to(torch.uint8).cpu().numpy()
 
     # ------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Everything to rebuild the model and continue training: configs, weights, estimator state
         (NVIL's baseline and running statistics), optimiser, binariser, step count."""
         return {
-            "format": FORMAT, "model_config": asdict(self.model_cfg), "estimator_config": asdict(self.estimator_cfg),
-            "optim_config": asdict(self.optim_cfg), "seed": self.seed, "density_samples": self.density_samples,
+            "format": FORMAT, "model_config": plain_config(self.model_cfg),
+            "estimator_config": plain_config(self.estimator_cfg), "optim_config": plain_config(self.optim_cfg),
+            "seed": self.seed, "density_samples": self.density_samples,
             "net": self.net.state_dict(), "estimator": self.estimator.state_dict(),
             "optimizer": self.optimizer.state_dict(), "steps": self.steps,
             "binarizer": self.binarizer.state_dict() if self.binarizer is not None else None,
@@ -253,7 +275,7 @@ class BinaryVAE:
         """Restore from :meth:`state_dict` (the configs must match this object's)."""
         if state.get("format") != FORMAT:
             raise ValueError(f"not a binary-VAE state (format {state.get('format')!r}, expected {FORMAT!r}).")
-        if state["model_config"] != asdict(self.model_cfg):
+        if state["model_config"] != plain_config(self.model_cfg):
             raise ValueError("the saved model config differs from this model's; build it with "
                              "BinaryVAE.from_state_dict(state) instead.")
         self.net.load_state_dict(state["net"])

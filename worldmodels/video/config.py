@@ -10,15 +10,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from worldmodels.common.checks import Choice, require_nonnegative, require_positive
+from worldmodels.common.device import DeviceChoice
+
+
+class ArchitectureChoice(Choice):
+    feedforward = "feedforward"
+    recurrent = "recurrent"
+
+
+class BodyChoice(Choice):
+    paper = "paper"
+    residual = "residual"
+
 
 @dataclass
 class ModelConfig:
     """Sizes of :class:`worldmodels.video.model.VideoPredictor`."""
 
-    architecture: str = "feedforward"
+    architecture: ArchitectureChoice = ArchitectureChoice.feedforward
     """"feedforward" (Sec. 3.1: the last ``context`` frames stacked as channels) or "recurrent" (Sec. 3.2: a
     per-frame encoder and an LSTM that carries the past)."""
-    body: str = "residual"
+    body: BodyChoice = BodyChoice.residual
     """"paper": the paper's dense bottleneck (strided convolutions, a ``hidden``-unit encoding, ``factors``
     factors, mirrored deconvolutions, predicts the frame); "residual": a small spatial network (stride-2
     stem, residual blocks with the same factored multiplicative action transform at every location,
@@ -123,6 +136,10 @@ class RunConfig:
     """Torch threads (one per process on a shared machine)."""
     progress: bool = True
     """Show a progress bar with frames/s."""
+    device: DeviceChoice = DeviceChoice.auto
+    """Where the model trains: "auto" (CUDA if torch sees a GPU, else the CPU), "cpu" or "cuda" (an error where
+    there is none). Checkpoints load on the CPU either way, and imagination (`reverie imagine`, ImaginedEnv, informed
+    exploration) runs the model on the CPU."""
 
 
 @dataclass
@@ -135,20 +152,17 @@ class VideoFitConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-ARCHITECTURES = ("feedforward", "recurrent")
-BODIES = ("paper", "residual")
-
-
 def validate(cfg: VideoFitConfig) -> None:
-    """Check choices and ranges OmegaConf's type checks cannot.
+    """Check the values OmegaConf's type checks cannot: ranges, sizes and combinations (string choices are Enums,
+    which OmegaConf checks while loading; they are checked here again for configs built in Python).
 
     :raises ValueError: naming the key, the bad value and what would be valid.
     """
     m = cfg.model
-    if m.architecture not in ARCHITECTURES:
-        raise ValueError(f"model.architecture={m.architecture!r}: choose one of {', '.join(ARCHITECTURES)}.")
-    if m.body not in BODIES:
-        raise ValueError(f"model.body={m.body!r}: choose one of {', '.join(BODIES)}.")
+    for key, value, kind in (("model.architecture", m.architecture, ArchitectureChoice),
+                             ("model.body", m.body, BodyChoice), ("run.device", cfg.run.device, DeviceChoice)):
+        if str(value) not in kind.__members__:  # a config built in Python (OmegaConf refuses these while loading)
+            raise ValueError(f"{key}={value!r}: choose one of {', '.join(kind.__members__)}.")
     if m.channels not in (1, 3):
         raise ValueError(f"model.channels={m.channels}: use 1 (luminance) or 3 (RGB).")
     n = len(m.conv_channels)
@@ -167,18 +181,12 @@ def validate(cfg: VideoFitConfig) -> None:
                 "run.eval_horizon": cfg.run.eval_horizon}
     positive |= {f"model.conv_channels[{i}]": c for i, c in enumerate(m.conv_channels)}
     positive |= {f"model.conv_kernels[{i}]": c for i, c in enumerate(m.conv_kernels)}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ValueError(f"{key}={value} must be positive.")
-    if m.res_blocks < 0:
-        raise ValueError(f"model.res_blocks={m.res_blocks} must be 0 or more.")
+    require_positive(positive)
+    require_nonnegative({"model.res_blocks": m.res_blocks, "run.eval_every_updates": cfg.run.eval_every_updates,
+                         "optim.max_grad_norm": cfg.optim.max_grad_norm})
     if not cfg.optim.phases:
         raise ValueError("optim.phases is empty: give at least one curriculum stage (steps, updates, lr, batch_size).")
     for i, p in enumerate(cfg.optim.phases):
-        for key in ("steps", "updates", "batch_size"):
-            if getattr(p, key) <= 0:
-                raise ValueError(f"optim.phases[{i}].{key}={getattr(p, key)} must be positive.")
-        if p.lr <= 0 or p.cpu_minutes < 0:
-            raise ValueError(f"optim.phases[{i}]: lr={p.lr} must be positive and cpu_minutes={p.cpu_minutes} >= 0.")
-    if cfg.optim.max_grad_norm < 0:
-        raise ValueError(f"optim.max_grad_norm={cfg.optim.max_grad_norm} must be >= 0 (0 disables clipping).")
+        require_positive({f"optim.phases[{i}].{key}": getattr(p, key) for key in ("steps", "updates", "lr",
+                                                                                  "batch_size")})
+        require_nonnegative({f"optim.phases[{i}].cpu_minutes": p.cpu_minutes})

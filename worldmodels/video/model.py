@@ -29,6 +29,7 @@ whether the game ended at that step; detached so it cannot change the frame pred
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ class VideoPredictor(nn.Module):
     @property
     def mean_frame(self) -> np.ndarray:
         """float32 ``[H, W]`` (``[H, W, C]`` for colour): the mean training frame on the [0, 1] scale."""
-        m = self.mean.numpy()
+        m = self.mean.cpu().numpy()
         return m[0] if self.channels == 1 else m.transpose(1, 2, 0)
 
     def frames_in(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -132,11 +133,12 @@ class VideoPredictor(nn.Module):
             raise ValueError(f"frames of shape {tuple(frames.shape)} do not fit this model, which predicts "
                              f"{self.channels}-channel {self.frame_shape[0]}x{self.frame_shape[1]} frames "
                              f"([B, T, H, W] luminance or [B, T, H, W, C] colour).")
-        return x.float() / 255.0
+        return x.to(self.mean.device).float() / 255.0
 
     def frames_out(self, x: torch.Tensor) -> np.ndarray:
         """float ``[B, C, H, W]`` on [0, 1] -> uint8 ``[B, H, W]`` (``[B, H, W, C]`` for colour), rounded."""
         u8 = (x.clamp(0, 1) * 255.0).round().to(torch.uint8)
+        u8 = u8.cpu()
         return u8[:, 0].numpy() if self.channels == 1 else u8.permute(0, 2, 3, 1).numpy()
 
     def one_hot(self, action: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -145,7 +147,7 @@ class VideoPredictor(nn.Module):
         if a.numel() and (int(a.min()) < 0 or int(a.max()) >= self.num_actions):
             raise ValueError(f"actions must lie in [0, {self.num_actions}); got values from {int(a.min())} to "
                              f"{int(a.max())}.")
-        return F.one_hot(a, self.num_actions).float()
+        return F.one_hot(a, self.num_actions).float().to(self.mean.device)
 
     # ----------------------------------------------------------------------------------- torch rollout
     def start(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -247,8 +249,8 @@ class VideoPredictor(nn.Module):
         if logits is None:
             return np.zeros(batch, np.float32), np.zeros(batch, np.float32)
         probs = logits[:, :3].softmax(1)
-        reward = (probs[:, 2] - probs[:, 0]).float().numpy()
-        return reward, torch.sigmoid(logits[:, 3]).float().numpy()
+        reward = (probs[:, 2] - probs[:, 0]).float().cpu().numpy()
+        return reward, torch.sigmoid(logits[:, 3]).float().cpu().numpy()
 
     def loss(self, batch: dict[str, Any], reward_weight: float = 1.0) -> dict[str, Any]:
         """The K-step objective on real windows, K = ``frames.shape[1] - k``.
@@ -266,7 +268,7 @@ class VideoPredictor(nn.Module):
         steps = total - k
         if steps < 1:
             raise ValueError(f"a training window needs more than {k} frames (context {k} + at least one target).")
-        actions = torch.as_tensor(np.asarray(batch["actions"]), dtype=torch.int64)
+        actions = torch.as_tensor(batch["actions"], dtype=torch.int64)
         state = self.start(x[:, :k])
         step_mse, preds, head_losses = [], [], []
         for j in range(steps):
@@ -276,8 +278,8 @@ class VideoPredictor(nn.Module):
             step_mse.append(F.mse_loss(frame, x[:, k + j]))
             preds.append(frame.detach())
             if logits is not None and "rewards" in batch:
-                sign = torch.sign(torch.as_tensor(np.asarray(batch["rewards"]))[:, k - 1 + j]).long() + 1
-                over = torch.as_tensor(np.asarray(batch["terminals"]))[:, k + j].float()
+                sign = torch.sign(torch.as_tensor(batch["rewards"])[:, k - 1 + j]).long().to(logits.device) + 1
+                over = torch.as_tensor(batch["terminals"])[:, k + j].float().to(logits.device)
                 head_losses.append(F.cross_entropy(logits[:, :3], sign)
                                    + F.binary_cross_entropy_with_logits(logits[:, 3], over))
         mse = torch.stack(step_mse).mean()
@@ -289,7 +291,9 @@ class VideoPredictor(nn.Module):
     # ----------------------------------------------------------------------------------- persistence
     def state_dict_full(self) -> dict[str, Any]:
         """Weights plus everything needed to rebuild the model (config, action count, game)."""
-        return {"format": FORMAT, "model_config": asdict(self.cfg), "num_actions": self.num_actions,
+        # Choices as plain strings: the checkpoint unpickles without this package's Enum classes.
+        config = {k: v.value if isinstance(v, Enum) else v for k, v in asdict(self.cfg).items()}
+        return {"format": FORMAT, "model_config": config, "num_actions": self.num_actions,
                 "game": self.game, "weights": self.state_dict()}
 
     @classmethod
@@ -307,7 +311,7 @@ def load_world_model(run_or_checkpoint: str | Path) -> VideoPredictor:
 
     :raises FileNotFoundError: no run or checkpoint there. :raises ValueError: a checkpoint of another kind.
     """
-    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
     path = find_checkpoint(run_or_checkpoint)
     ckpt = load_checkpoint(path)

@@ -9,16 +9,18 @@ stage with its own Adam learning rate and batch size. Every stage ends after its
 
 Logged to TensorBoard: ``losses/mse`` (per pixel, [0, 1] scale, averaged over the K steps),
 ``losses/mse_step<k>``, ``losses/reward_head``, ``charts/frames_per_s`` (predicted frames per second of
-training), ``charts/phase`` and ``charts/steps``; at each evaluation ``eval/mse_step<k>`` and
+wall clock), ``charts/cpu_frames_per_s`` (per CPU second of the updates alone, the unit of the stages'
+``cpu_minutes``), ``charts/phase`` and ``charts/steps``; at each evaluation ``eval/mse_step<k>`` and
 ``eval/copy_last_mse_step<k>`` on fixed held-out windows, and an image ``eval/predictions`` (rows: real,
 imagined, absolute error). Checkpoints are atomic and carry the optimiser, the curriculum position and the
-RNG state, so ``--resume`` continues where the run stopped (Ctrl-C and SIGTERM write a last one).
+RNG state, so ``--resume`` continues where the run stopped (Ctrl-C and SIGTERM write a last one). The model
+trains on ``run.device``; the frame around the loop (run directory, ``config.yaml``, TensorBoard, progress bar,
+Ctrl-C / SIGTERM -> last checkpoint, cleanup) is :class:`worldmodels.common.scaffold.RunScaffold`.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,8 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.device import resolve_device, to_device
+from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir
+from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
 from worldmodels.video.config import VideoFitConfig, validate
 from worldmodels.video.model import VideoPredictor
 
@@ -77,20 +82,22 @@ def evaluate(model: VideoPredictor, windows: dict[str, np.ndarray]) -> dict[str,
 
 def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resume: bool = False,
                     config_yaml: str = "") -> dict[str, Any]:
-    """Train per ``cfg``; returns a summary (run dir, checkpoint, updates, frames/s, last held-out MSEs).
+    """Train per ``cfg``; returns a summary (run dir, checkpoint, updates, ``frames_per_s`` by wall clock,
+    ``cpu_frames_per_s`` per CPU second of the updates, last held-out MSEs).
 
-    :raises FileExistsError: a non-empty run directory without ``resume``.
-    :raises ValueError: bad settings, or a resumed run whose model settings differ.
+    :param config_yaml: the config as YAML, saved as ``config.yaml`` and in every checkpoint (default: ``cfg``'s).
+    :raises RunExistsError: (a FileExistsError) a non-empty run directory without ``resume``.
+    :raises ValueError: bad settings (``run.device=cuda`` without a GPU), or a resumed run whose model settings
+        differ.
     :raises worldmodels.data.DatasetError: a bad dataset (named).
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
     from worldmodels.data import DatasetError, WindowSampler
 
     validate(cfg)
+    device = resolve_device(cfg.run.device, key="run.device")
     m = cfg.model
-    path = Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
+    # Refuse a used run directory before reading any data; a new run's folder is created empty.
+    path = prepare_run_dir(Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name, resume)
     ckpt = None
     if resume:
         ckpt = load_checkpoint(find_checkpoint(path))
@@ -101,9 +108,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
         if diff:
             raise ValueError(f"--resume {path}: model.{', model.'.join(diff)} differ from the run's saved settings; "
                              f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
-    elif path.exists() and any(path.iterdir()):
-        raise FileExistsError(f"run directory {path} already exists: continue it with --resume {path}, "
-                              f"or choose another --run-dir / run.name.")
+    config_yaml = config_yaml or scaffold_config_yaml(cfg)
     torch.set_num_threads(cfg.run.torch_threads)
     torch.manual_seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
@@ -137,11 +142,10 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
 
     def current_phase() -> int:
         return next((i for i in range(len(phases)) if unfinished(i)), len(phases))
-    model.train()
-    path.mkdir(parents=True, exist_ok=True)
-    if config_yaml:
-        (path / "config.yaml").write_text(config_yaml)
-    writer = SummaryWriter(str(path))
+
+    def done_updates() -> int:
+        return sum(pos["phase_updates"][: len(phases)])
+    model.to(device).train()
     eval_windows = heldout_windows(cfg.data.path, m.context + cfg.run.eval_horizon, cfg.run.eval_rollouts,
                                    seed=cfg.run.seed + 1, skip_corrupt=cfg.data.skip_corrupt) \
         if cfg.run.eval_every_updates else None
@@ -150,38 +154,39 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     optimizer = torch.optim.Adam(model.parameters(), lr=phases[0].lr,
                                  betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2))
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
+        optimizer.load_state_dict(ckpt["optimizer"])  # moments go to the device of their parameters
         set_rng_state(ckpt["rng"])
         sampler.rng = np.random.default_rng(cfg.run.seed + 7919 * pos["updates"])
 
-    def checkpoint() -> Path:
-        payload = {"world_model": model.state_dict_full(), "optimizer": optimizer.state_dict(),
-                   "curriculum": dict(pos), "rng": rng_state(), "config": config_yaml, "data": str(cfg.data.path)}
-        return save_checkpoint(path / "checkpoints", pos["updates"], payload, keep=cfg.run.keep_checkpoints)
-
-    last_eval: dict[str, Any] = {}
-
-    def run_eval() -> None:
-        nonlocal last_eval
-        if eval_windows is None:
-            return
-        last_eval = evaluate(model, eval_windows)
-        for step, (a, b) in enumerate(zip(last_eval["mse"], last_eval["copy_last_mse"]), start=1):
-            writer.add_scalar(f"eval/mse_step{step}", a, pos["updates"])
-            writer.add_scalar(f"eval/copy_last_mse_step{step}", b, pos["updates"])
-        writer.add_image("eval/predictions", last_eval["strip"][None], pos["updates"])
-
-    def stop(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt
-
-    old_term = signal.signal(signal.SIGTERM, stop)
     # With CPU-time budgets the number of updates is not known in advance: the bar then counts without a total.
     total_updates = None if any(p.cpu_minutes for p in phases) else sum(p.updates for p in phases)
-    bar = tqdm(total=total_updates, initial=sum(pos["phase_updates"][: len(phases)]), unit="upd",
-               disable=not cfg.run.progress, desc="fit-world-model")
-    window: dict[str, list[float]] = {}
-    log_frames, log_cpu = pos["frames"], pos["cpu"]
-    try:
+    with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=total_updates, initial=done_updates(),
+                     unit="upd", progress=cfg.run.progress, desc="fit-world-model") as run:
+        writer = run.writer
+
+        def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
+            payload = {"world_model": model.state_dict_full(), "optimizer": optimizer.state_dict(),
+                       "curriculum": dict(pos), "rng": rng_state(), "config": config_yaml,
+                       "data": str(cfg.data.path)}
+            return save_checkpoint(path / "checkpoints", pos["updates"], payload, keep=keep)
+
+        last_eval: dict[str, Any] = {}
+
+        def run_eval() -> None:
+            nonlocal last_eval
+            if eval_windows is None:
+                return
+            last_eval = evaluate(model, eval_windows)
+            for step, (a, b) in enumerate(zip(last_eval["mse"], last_eval["copy_last_mse"]), start=1):
+                writer.add_scalar(f"eval/mse_step{step}", a, pos["updates"])
+                writer.add_scalar(f"eval/copy_last_mse_step{step}", b, pos["updates"])
+            writer.add_image("eval/predictions", last_eval["strip"][None], pos["updates"])
+
+        run.on_interrupt(checkpoint)  # Ctrl-C / SIGTERM: a last checkpoint, then the interrupt goes on
+        run.on_error(lambda: checkpoint(cfg.run.keep_checkpoints + 1))  # any other error: keep older ones
+        window: dict[str, list[float]] = {}
+        log_frames, log_cpu = pos["frames"], pos["cpu"]
+        start_frames, started, rates = pos["frames"], time.perf_counter(), Rates(pos["frames"])
         while (i := current_phase()) < len(phases):
             phase = phases[i]
             sampler.set_length(m.context + phase.steps)
@@ -189,7 +194,8 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                 group["lr"] = phase.lr
             while unfinished(i):
                 c0 = time.process_time()
-                out = model.loss(sampler.sample(phase.batch_size), reward_weight=cfg.optim.reward_loss_weight)
+                batch = {k: to_device(v, device) for k, v in sampler.sample(phase.batch_size).items()}
+                out = model.loss(batch, reward_weight=cfg.optim.reward_loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 if cfg.optim.max_grad_norm:
@@ -201,37 +207,39 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                 pos["phase_updates"][i] += 1
                 pos["updates"] += 1
                 pos["frames"] += phase.batch_size * phase.steps
-                bar.update(1)
                 window.setdefault("mse", []).append(float(out["mse"].detach()))
                 for step, v in enumerate(out["step_mse"], start=1):
                     window.setdefault(f"mse_step{step}", []).append(v)
                 if out["head_loss"] is not None:
                     window.setdefault("reward_head", []).append(float(out["head_loss"].detach()))
                 if pos["updates"] % cfg.run.log_every_updates == 0:
-                    fps = (pos["frames"] - log_frames) / max(1e-9, pos["cpu"] - log_cpu)
+                    cpu_fps = (pos["frames"] - log_frames) / max(1e-9, pos["cpu"] - log_cpu)
+                    wall_fps, _, _ = rates.measure(pos["frames"])
                     for key, vs in window.items():
                         writer.add_scalar(f"losses/{key}", float(np.mean(vs)), pos["updates"])
-                    writer.add_scalar("charts/frames_per_s", fps, pos["updates"])
+                    writer.add_scalar("charts/frames_per_s", wall_fps, pos["updates"])
+                    writer.add_scalar("charts/cpu_frames_per_s", cpu_fps, pos["updates"])
                     writer.add_scalar("charts/phase", i, pos["updates"])
                     writer.add_scalar("charts/steps", phase.steps, pos["updates"])
-                    bar.set_postfix(K=phase.steps, mse=f"{np.mean(window['mse']):.2e}", fps=f"{fps:.0f}",
-                                    cpu_min=f"{pos['cpu'] / 60:.1f}")
+                    run.advance(done_updates(), K=phase.steps, mse=f"{np.mean(window['mse']):.2e}",
+                                fps=f"{wall_fps:.0f}", cpu_min=f"{pos['cpu'] / 60:.1f}")
                     window, log_frames, log_cpu = {}, pos["frames"], pos["cpu"]
+                else:
+                    run.advance(done_updates())
                 if cfg.run.eval_every_updates and pos["updates"] % cfg.run.eval_every_updates == 0:
                     run_eval()
                 if pos["updates"] % cfg.run.checkpoint_every_updates == 0:
                     checkpoint()
-    finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, old_term)
-        ckpt_path = checkpoint()  # also on Ctrl-C / SIGTERM
-        writer.flush()
-    run_eval()
-    writer.close()
+        wall = time.perf_counter() - started
+        ckpt_path = checkpoint()
+        run_eval()
     summary = {"run_dir": str(path), "checkpoint": str(ckpt_path), "updates": pos["updates"],
                "frames": pos["frames"], "cpu_seconds": round(pos["cpu"], 1),
-               "frames_per_s": round(pos["frames"] / max(pos["cpu"], 1e-9), 1)}
+               "frames_per_s": round((pos["frames"] - start_frames) / max(wall, 1e-9), 1),
+               "cpu_frames_per_s": round(pos["frames"] / max(pos["cpu"], 1e-9), 1)}
     if last_eval:
         summary["heldout_mse"] = [round(v, 6) for v in last_eval["mse"]]
         summary["heldout_copy_last_mse"] = [round(v, 6) for v in last_eval["copy_last_mse"]]
     return summary
+
+

@@ -1,0 +1,161 @@
+"""`reverie fit-vae`: train a :class:`BinaryVAE` on a trajectory dataset.
+
+Reads top to bottom: load the train split as a stream of frames, fit the binariser on it (per-pixel background,
+:mod:`worldmodels.data.binarize`), then repeat ``BinaryVAE.train_step`` on binarised batches on ``run.device``,
+logging to TensorBoard, measuring the estimator's gradient variance, scoring held-out frames at every
+checkpoint, and writing checkpoints atomically. ``--resume RUN_DIR`` continues from the newest checkpoint
+(weights, optimiser, estimator state, binariser, counters, RNG); the data order is re-drawn from the seed and
+the step count. The frame around the loop (run directory, ``config.yaml``, TensorBoard, progress bar,
+Ctrl-C / SIGTERM -> last checkpoint, cleanup) is :class:`worldmodels.common.scaffold.RunScaffold`.
+
+Logged: ``worldmodel/elbo``, ``worldmodel/kl``, ``worldmodel/log_lik``, ``losses/surrogate``,
+``losses/grad_norm`` (and the estimator's own scalars) per log window; ``charts/frames_per_s`` (wall clock) and
+``charts/cpu_frames_per_s`` (frames per CPU second of the training steps alone, the unit of ``run.max_seconds``);
+``losses/grad_var`` and ``losses/grad_snr``; ``eval/elbo_nats`` and ``eval/iwae10_nats`` at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.device import resolve_device
+from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir
+from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
+from worldmodels.vae.config import EstimatorConfig, ModelConfig, VAEFitConfig, validate
+from worldmodels.vae.evaluate import heldout_frames
+from worldmodels.vae.model import BinaryVAE
+
+log = logging.getLogger(__name__)
+
+TB = {"elbo": "worldmodel/elbo", "kl": "worldmodel/kl", "log_lik": "worldmodel/log_lik",
+      "bound": "worldmodel/multi_sample_bound", "loss": "losses/surrogate", "grad_norm": "losses/grad_norm",
+      "baseline": "losses/nvil_baseline"}
+
+
+
+
+def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool = False,
+            config_yaml: str = "") -> dict[str, Any]:
+    """Train a :class:`BinaryVAE` as ``cfg`` says; returns a summary (run dir, checkpoint, frames, updates,
+    ``frames_per_s`` by wall clock, ``cpu_frames_per_s`` per CPU second of training, last held-out bounds).
+
+    :param config_yaml: the config as YAML, saved as ``config.yaml`` and in every checkpoint (default: ``cfg``'s).
+    :raises RunExistsError: (a FileExistsError) a new run whose directory already holds files.
+    :raises CheckpointError: ``resume`` without a usable checkpoint.
+    :raises DatasetError: missing or corrupt data.
+    :raises ValueError: bad settings (``run.device=cuda`` without a GPU), or a resumed run whose settings differ.
+    """
+    from worldmodels.data import Binarizer, TrajectoryDataset
+
+    validate(cfg)
+    device = resolve_device(cfg.run.device, key="run.device")
+    # Refuse a used run directory before reading any data; a new run's folder is created empty.
+    path = prepare_run_dir(Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name, resume)
+    ckpt = load_checkpoint(find_checkpoint(path)) if resume else None
+    config_yaml = config_yaml or scaffold_config_yaml(cfg)
+    torch.set_num_threads(cfg.run.torch_threads)
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+    on_corrupt = "skip" if cfg.data.skip_corrupt else "error"
+
+    if ckpt is not None:
+        saved = ckpt["vae"]
+        for key, kind, mine in (("model", ModelConfig, asdict(cfg.model)),
+                                ("estimator", EstimatorConfig, asdict(cfg.estimator))):
+            # Fill settings added since the run was saved with their defaults (what the run used).
+            theirs = asdict(kind(**saved[f"{key}_config"]))
+            if theirs != mine:
+                diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+                raise ValueError(f"--resume {path}: {key}.{', '.join(diff)} differ from the run's saved settings; "
+                                 f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
+        vae = BinaryVAE.from_state_dict(saved)
+        set_rng_state(ckpt["rng"])
+        frames, elapsed = int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))
+    else:
+        fit_ds = TrajectoryDataset(cfg.data.path, "train", on_corrupt=on_corrupt)
+        binarizer = Binarizer.fit(fit_ds.frame_batches(4096), size=cfg.model.image_size, threshold=cfg.data.threshold)
+        vae = BinaryVAE(cfg.model, cfg.estimator, cfg.optim, seed=cfg.run.seed, binarizer=binarizer)
+        frames, elapsed = 0, 0.0
+    vae.to(device)
+    assert vae.binarizer is not None
+    binarize = vae.binarizer
+    train = TrajectoryDataset(cfg.data.path, "train", shuffle=True, seed=cfg.run.seed + vae.steps, epochs=None,
+                              on_corrupt=on_corrupt)
+    heldout = binarize(heldout_frames(cfg.data.path, cfg.run.eval_frames, cfg.data.skip_corrupt)) \
+        if cfg.run.eval_frames else None
+
+    with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=cfg.run.total_frames, initial=frames,
+                     progress=cfg.run.progress, desc=f"fit-vae {cfg.estimator.name}") as run:
+        writer = run.writer
+
+        def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
+            payload = {"vae": vae.state_dict(), "frames": frames, "train_seconds": elapsed, "config": config_yaml,
+                       "rng": rng_state(), "data": str(cfg.data.path)}
+            return save_checkpoint(path / "checkpoints", frames, payload, keep=keep)
+
+        def evaluate() -> dict[str, float]:
+            if heldout is None:
+                return {}
+            b = vae.bounds(heldout, (1, 10), seed=cfg.run.seed)
+            out = {"elbo_nats": float(-b[1].mean()), "iwae10_nats": float(-b[10].mean())}
+            for k, v in out.items():
+                writer.add_scalar(f"eval/{k}", v, frames)
+            return out
+
+        run.on_interrupt(checkpoint)  # Ctrl-C / SIGTERM: a last checkpoint, then the interrupt goes on
+        run.on_error(lambda: checkpoint(cfg.run.keep_checkpoints + 1))  # any other error: keep older ones
+        batches = train.frame_batches(cfg.optim.batch_size, drop_last=True)
+        next_log = frames + cfg.run.log_every_frames
+        next_ckpt = frames + cfg.run.checkpoint_every_frames
+        next_var = frames + cfg.run.grad_var_every_frames if cfg.run.grad_var_every_frames else math.inf
+        window: dict[str, list[float]] = {}
+        log_frames, log_time = frames, elapsed
+        start_frames, started, rates = frames, time.perf_counter(), Rates(frames)
+        last_eval: dict[str, float] = {}
+        while frames < cfg.run.total_frames and not (cfg.run.max_seconds and elapsed >= cfg.run.max_seconds):
+            t0 = time.process_time()
+            x = binarize(next(batches))
+            stats = vae.train_step(x)
+            # CPU time of the training steps only (not evaluation or logging): runs that share the cores get
+            # the same compute for the same budget, so estimators can be compared on a busy machine.
+            elapsed += time.process_time() - t0
+            frames += len(x)
+            for k, v in stats.items():
+                window.setdefault(k, []).append(v)
+            if frames >= next_log:
+                cpu_fps = (frames - log_frames) / max(1e-9, elapsed - log_time)
+                wall_fps, _, _ = rates.measure(frames)
+                for k, vs in window.items():
+                    writer.add_scalar(TB.get(k, f"worldmodel/{k}"), float(np.mean(vs)), frames)
+                writer.add_scalar("charts/frames_per_s", wall_fps, frames)
+                writer.add_scalar("charts/cpu_frames_per_s", cpu_fps, frames)
+                run.advance(frames, elbo=f"{np.mean(window['elbo']):.1f}", cpu_fps=f"{cpu_fps:.0f}")
+                window, log_frames, log_time = {}, frames, elapsed
+                next_log = frames + cfg.run.log_every_frames
+            else:
+                run.advance(frames)
+            if frames >= next_var:
+                gv = vae.gradient_variance(x, cfg.run.grad_var_repeats)
+                writer.add_scalar("losses/grad_var", gv["grad_var"], frames)
+                writer.add_scalar("losses/grad_snr", gv["grad_snr"], frames)
+                next_var = frames + cfg.run.grad_var_every_frames
+            if frames >= next_ckpt:
+                last_eval = evaluate()
+                checkpoint()
+                next_ckpt = frames + cfg.run.checkpoint_every_frames
+        wall = time.perf_counter() - started
+        ckpt_path = checkpoint()
+        last_eval = evaluate() or last_eval
+    return {"run_dir": str(path), "checkpoint": str(ckpt_path), "frames": frames, "updates": vae.steps,
+            "train_seconds": round(elapsed, 1), "estimator": str(cfg.estimator.name),
+            "frames_per_s": round((frames - start_frames) / max(wall, 1e-9), 1),
+            "cpu_frames_per_s": round(frames / max(elapsed, 1e-9), 1) if frames else 0.0, **last_eval}
