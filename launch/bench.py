@@ -7,7 +7,9 @@
 (d) full training on Ray (2 actors, learner in the driver) at the preset's replay ratio: agent steps/s and the
     learner's updates/s during it;
 (e) Stable-Baselines3's DQN at the same replay ratio (1 update of batch 32 per 4 agent steps), if installed
-    (``pip install -e .[bench]``).
+    (``pip install -e .[bench]``);
+(f) DQN on MinAtar Breakout with the ``dqn_minatar`` preset (1 update of batch 32 per agent step, so the learner
+    sets the pace): agent steps/s of full training in local mode and on Ray with 2 actors.
 
 (a) and (b) run in this process pinned to one core, one after the other. (c) and (d) use the preset's
 ``runtime.learner_threads``; (d) and (e) run the same algorithm (the dqn_pong preset is Dopamine's DQN: plain
@@ -40,10 +42,10 @@ def _timed(seconds: float, step: Any, warmup: int = 3) -> tuple[float, int]:
 def bench_config(game: str, num_actors: int) -> Any:
     """The measured configuration: the dqn_pong preset with Double DQN, prioritised replay and a small replay
     (capacity does not change speed; it keeps the benchmark's memory small)."""
-    from agents.dqn.config import TrainConfig
+    from agents.dqn.config import DQNConfig
     from launch.config import load_config
 
-    return load_config(TrainConfig, ["dqn_pong"], [
+    return load_config(DQNConfig, ["dqn_pong"], [
         f"env.game={game}", "replay.capacity=100000", "agent.learning_starts_frames=8000",
         "exploration.schedule=apex", f"runtime.num_actors={num_actors}", "run.progress=false",
         "run.eval_episodes=0", "run.total_frames=1000000000", "run.checkpoint_every_frames=1000000000",
@@ -117,6 +119,17 @@ def measure_learner(cfg: Any, replay: Any, num_actions: int, seconds: float) -> 
     return count / elapsed
 
 
+def minatar_config(num_actors: int) -> Any:
+    """The ``dqn_minatar`` preset on Breakout, local (0 actors) or on Ray; learning starts at 5000 steps."""
+    from agents.dqn.config import DQNConfig
+    from launch.config import load_config
+
+    return load_config(DQNConfig, ["dqn_minatar"], [
+        f"runtime.num_actors={num_actors}", "runtime.actor_cpus=0.5", "run.progress=false", "run.eval_episodes=0",
+        "run.total_frames=1000000000", "run.checkpoint_every_frames=1000000000",
+    ])
+
+
 def measure_training(cfg: Any, seconds: float) -> tuple[float, float]:
     """(d): the real ``train()`` on Ray; measured from the first update for ``seconds``."""
     from agents.dqn.train import StopTraining, train
@@ -186,6 +199,8 @@ def run_throughput_bench(seconds: float = 20.0, game: str = "pong", num_actors: 
     train_steps, train_updates = measure_training(cfg, seconds * 2)
     torch.set_num_threads(1)  # SB3 as the brief measured it: one torch thread
     sb3 = measure_sb3(game, seconds * 2) if include_sb3 else None
+    minatar_local, _ = measure_training(minatar_config(0), seconds)
+    minatar_ray, _ = measure_training(minatar_config(num_actors), seconds)
     return {
         "game": game, "num_envs": cfg.env.num_envs, "num_actors": num_actors, "cores": os.cpu_count(),
         "learner_threads": cfg.runtime.learner_threads, "double_dqn": cfg.agent.double,
@@ -199,6 +214,8 @@ def run_throughput_bench(seconds: float = 20.0, game: str = "pong", num_actors: 
         "train_learner_over_standalone": train_updates / learner,
         "sb3_steps_per_s": sb3,
         "train_over_sb3": (train_steps / sb3) if sb3 else None,
+        "minatar_dqn_local_steps_per_s": minatar_local,
+        "minatar_dqn_ray_steps_per_s": minatar_ray,
     }
 
 
@@ -216,6 +233,9 @@ def format_throughput_table(r: dict[str, Any]) -> str:
         ("ratio (b)/(a)          [target >= 0.5]", f(r["actor_over_raw"], "x")),
         ("ratio learner in training / (c) [>= 0.85]", f(r["train_learner_over_standalone"], "x")),
         ("ratio (d)/(e)          [target >= 1.3]", f(r["train_over_sb3"], "x")),
+        ("(f) MinAtar Breakout DQN, local mode", f(r.get("minatar_dqn_local_steps_per_s"), " steps/s")),
+        (f"    MinAtar Breakout DQN, Ray {r['num_actors']} actors",
+         f(r.get("minatar_dqn_ray_steps_per_s"), " steps/s")),
     ]
     width = max(len(a) for a, _ in rows)
     head = (f"reverie bench throughput: {r['game']}, {r['num_envs']} envs per actor, {r['cores']} cores, "

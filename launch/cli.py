@@ -27,29 +27,33 @@ class UserError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from agents.dqn.train import RunExistsError
-    from agents.runtime.checkpoint import CheckpointError
     from launch.config import ConfigError
+    from worldmodels.common.checkpoint import CheckpointError
+    from worldmodels.common.scaffold import RunExistsError
 
     return (ConfigError, RunExistsError, CheckpointError, UserError, ValueError, FileNotFoundError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agents.dqn.config import TrainConfig
-    from agents.dqn.train import train
-    from launch.config import load_config, to_yaml
+    from agents.registry import get_builder
+    from agents.runtime.loop import run_training
+    from launch.config import load_config, peek_algo, split_presets, to_yaml
     from launch.plot import plot_learning_curve
 
-    cfg = load_config(TrainConfig, [args.config], args.overrides)
+    presets, overrides = split_presets(args.config, args.overrides)
+    builder = get_builder(peek_algo(presets, overrides))  # the algorithm selects the schema
+    cfg = load_config(builder.config_class, presets, overrides)
     run_dir = args.resume or args.run_dir
-    state = train(cfg, run_dir=run_dir, resume=args.resume is not None, config_yaml=to_yaml(cfg))
+    state = run_training(builder, cfg, run_dir=run_dir, resume=args.resume is not None, config_yaml=to_yaml(cfg))
     path = Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
     summary = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
                "episodes": state.episodes}
     if state.returns:
         summary["mean_return_last_20"] = sum(state.returns[-20:]) / len(state.returns[-20:])
         try:
-            summary["learning_curve"] = str(plot_learning_curve(path))
+            from launch.scores import random_return
+
+            summary["learning_curve"] = str(plot_learning_curve(path, random_level=random_return(cfg.env.game)))
         except Exception as err:  # a plot must never fail a finished run
             logging.warning("could not plot the learning curve: %s", err)
     print(json.dumps(summary))
@@ -57,26 +61,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from agents.dqn.config import TrainConfig
-    from agents.dqn.evaluate import evaluate_policy
+    from agents.registry import get_builder
+    from agents.runtime.loop import probe_env
     from launch.config import load_run_config
     from launch.scores import human_normalized
 
-    cfg, ckpt, ckpt_path = load_run_config(TrainConfig, args.path)
-    result = evaluate_policy(cfg, ckpt["learner"]["online"], args.episodes, seed=args.seed)
+    cfg, ckpt, ckpt_path = load_run_config(None, args.path)  # the schema of the algorithm the checkpoint names
+    builder = get_builder(cfg.algo)
+    if args.episodes <= 0:
+        raise UserError(f"--episodes {args.episodes} must be positive.")
+    # Atari is evaluated under Machado et al.'s protocol; MinAtar and Catch have their own (fixed) dynamics.
+    protocol = cfg.env.game.split("/")[0] if "/" in cfg.env.game else "machado"
+    frames: list | None = [] if args.gif else None
+    result = builder.evaluate(cfg, builder.checkpoint_weights(ckpt), args.episodes, seed=args.seed, record=frames)
     report = {
-        "checkpoint": str(ckpt_path), "game": cfg.env.game, "protocol": "machado", "episodes": args.episodes,
-        "frames_trained": int(ckpt["steps"]) * cfg.env.frame_skip, "mean": result.mean, "std": result.std,
+        "checkpoint": str(ckpt_path), "algo": cfg.algo, "game": cfg.env.game, "protocol": protocol,
+        "episodes": args.episodes, "frames_trained": int(ckpt["steps"]) * probe_env(cfg).frame_skip,
+        "mean": result.mean, "std": result.std,
         "human_normalized": human_normalized(cfg.env.game, result.mean), "returns": result.returns,
     }
+    if args.gif:
+        report["gif"] = str(write_gif(cfg, frames or [], Path(args.gif)))
     if args.json:
         print(json.dumps(report))
     else:
         hns = report["human_normalized"]
         print(f"{cfg.env.game}: {result.mean:.2f} +- {result.std:.2f} over {args.episodes} games "
-              f"(Machado protocol); human-normalised "
+              f"({protocol} protocol); human-normalised "
               f"{'n/a (no human score for this game)' if hns is None else f'{100 * hns:.1f}%'}")
     return 0
+
+
+def write_gif(cfg: object, observations: list, path: Path, fps: int = 15) -> Path:
+    """A GIF of one evaluation game (observations as :func:`envs.observation_to_rgb` draws them), written
+    atomically."""
+    import imageio.v2 as imageio
+
+    from agents.runtime.loop import probe_env
+    from envs import observation_to_rgb
+    from worldmodels.common.atomic import atomic_write
+
+    if not observations:
+        raise UserError("no frames were recorded for the GIF (the game ended at once?)")
+    spec = probe_env(cfg)
+    scale = 8 if spec.frame_shape[-1] <= 16 else 2
+    frames = [observation_to_rgb(o, spec.stack, spec.frame_shape, scale) for o in observations]
+    atomic_write(path, lambda f: imageio.mimwrite(f, frames, format="GIF", duration=1000 / fps, loop=0))
+    return path
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -119,9 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train an agent from a YAML preset",
+    p = sub.add_parser("train", help="train an agent from YAML presets",
                        description="Train an agent. CONFIG is a YAML path or a preset name in configs/ "
-                                   "(demo, smoke, dqn_pong, dqn_nature); key=value pairs override it.")
+                                   "(demo, smoke, dqn_pong, dqn_minatar, ...); more presets after it stack in "
+                                   "order (`reverie train dqn_catch smoke`), key=value pairs override them. The "
+                                   "top-level `algo` key selects the algorithm.")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -132,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10, help="games to play (default 10)")
     p.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--gif", metavar="FILE.gif", help="also write a GIF of the first evaluation game")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plot", help="learning curves of runs, optionally beside Dopamine's",

@@ -19,6 +19,10 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 T = TypeVar("T")
 
+#: Keys that configs saved by older versions may hold and that were removed since: ``env.frame_skip`` was never
+#: passed to the env (the frame skip is the env's own: 4 on Atari, 1 on MinAtar).
+RETIRED_KEYS = ("env.frame_skip",)
+
 #: The repository's presets: ``reverie train smoke`` finds ``configs/smoke.yaml``.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -91,22 +95,57 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
     return layers
 
 
+def _stacked_layers(presets: list[str | Path]) -> list[Any]:
+    """The layers of several presets in order, each file applied once: a preset that a later one names under
+    ``defaults`` but that an earlier one already brought in is not applied again (``reverie train dqn_catch smoke``:
+    smoke's ``defaults: [dqn_pong]`` must not undo dqn_catch's game)."""
+    applied: set[str] = set()
+    layers = []
+    for preset in presets:
+        for node, where in _load_yaml(resolve_preset(preset)):
+            key = str(Path(where).resolve())
+            if key not in applied:
+                applied.add(key)
+                layers.append((node, where))
+    return layers
+
+
+def split_presets(config: str, extra: list[str]) -> tuple[list[str], list[str]]:
+    """The command line's ``CONFIG [CONFIG ...] [key=value ...]``: presets (words without "=", applied in order)
+    and overrides. ``reverie train dqn_catch smoke run.seed=3`` stacks smoke on dqn_catch, then sets the seed."""
+    presets = [config] + [item for item in extra if "=" not in item]
+    return presets, [item for item in extra if "=" in item]
+
+
+def peek_algo(presets: list[str | Path], overrides: list[str] = (), default: str = "dqn") -> str:
+    """The ``algo`` the stacked presets and overrides select (the last one that sets it wins), read before any
+    schema is chosen; ``default`` if none sets it."""
+    algo = default
+    for node, _ in _stacked_layers(presets):
+        if "algo" in node:
+            algo = str(node["algo"])
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip() == "algo":
+            algo = value.strip()
+    return algo
+
+
 def load_config(schema_cls: type[T], presets: list[str | Path] = (), overrides: list[str] = ()) -> T:
     """Merge defaults, presets (in order) and ``key=value`` overrides into a typed config object.
 
-    :param schema_cls: the dataclass tree, e.g. ``agents.dqn.config.TrainConfig``.
+    :param schema_cls: the dataclass tree, e.g. ``agents.dqn.config.DQNConfig``.
     :param presets: YAML paths or names in ``configs/``.
     :param overrides: dotted ``key=value`` strings; values are parsed as YAML (``true``, ``1e-4``, ``null``).
     :raises ConfigError: unknown key, wrong type or malformed override, naming the key and the valid ones.
     """
     schema = schema_cls()
     cfg = OmegaConf.structured(schema)
-    for preset in presets:
-        for node, where in _load_yaml(resolve_preset(preset)):
-            try:
-                cfg = OmegaConf.merge(cfg, node)
-            except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
-                raise _explain(err, schema, where) from err
+    for node, where in _stacked_layers(presets):
+        try:
+            cfg = OmegaConf.merge(cfg, node)
+        except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
+            raise _explain(err, schema, where) from err
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. run.seed=3).")
@@ -142,25 +181,37 @@ def _check_list_path(cfg: Any, key: str) -> None:
     return
 
 
-def load_run_config(schema_cls: type[T], run_or_checkpoint: str | Path) -> tuple[T, dict[str, Any], Path]:
+def load_run_config(schema_cls: type[T] | None, run_or_checkpoint: str | Path) -> tuple[T, dict[str, Any], Path]:
     """The config a run trained with, its newest checkpoint (or the checkpoint given) and that file's path.
 
     The config is the one embedded in the checkpoint (exactly what trained those weights), or else the run
-    directory's ``config.yaml``.
+    directory's ``config.yaml``. With ``schema_cls=None`` the schema is the config class of the algorithm the
+    checkpoint names (``algo``; older checkpoints without it are DQN's).
 
-    :raises agents.runtime.checkpoint.CheckpointError: no (readable) checkpoint there.
+    :raises worldmodels.common.checkpoint.CheckpointError: no (readable) checkpoint there.
     :raises ConfigError: neither the checkpoint nor the run directory holds a config, or it does not load.
     """
-    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
     path = find_checkpoint(run_or_checkpoint)
     ckpt = load_checkpoint(path)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     text = ckpt.get("config")
+    if schema_cls is None:
+        from agents.registry import get_builder
+
+        algo = ckpt.get("algo") or (OmegaConf.create(text).get("algo") if text else None) or "dqn"
+        schema_cls = get_builder(str(algo)).config_class
     if text:
         schema = schema_cls()
+        saved = OmegaConf.create(text)
+        for key in RETIRED_KEYS:  # settings older runs saved that no longer exist (their behaviour is kept)
+            section, _, name = key.rpartition(".")
+            node = OmegaConf.select(saved, section) if section else saved
+            if node is not None and name in node:
+                node.pop(name)
         try:
-            cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(text))
+            cfg = OmegaConf.merge(OmegaConf.structured(schema), saved)
         except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
             raise _explain(err, schema, f"the config saved in {path}") from err
         return OmegaConf.to_object(cfg), ckpt, path  # type: ignore[return-value]
@@ -171,12 +222,16 @@ def load_run_config(schema_cls: type[T], run_or_checkpoint: str | Path) -> tuple
 
 def to_yaml(cfg: Any) -> str:
     """The config as YAML, as saved in a run directory."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    from worldmodels.common.scaffold import config_yaml
+
+    return config_yaml(cfg)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every config-driven command shares: CONFIG, ``key=value`` overrides, --run-dir, --resume."""
     parser.add_argument("config", help="YAML file or preset name in configs/")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. run.seed=3")
+    parser.add_argument("overrides", nargs="*",
+                        help="more presets to stack on CONFIG, in order (e.g. smoke), then dotted key=value "
+                             "overrides (e.g. run.seed=3)")
     parser.add_argument("--run-dir", help="run directory (default runs/<run.name>); must not exist yet")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")

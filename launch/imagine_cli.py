@@ -91,7 +91,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
     """
     import imageio.v3 as iio
 
-    from worldmodels.atomic import atomic_write
+    from worldmodels.common.atomic import atomic_write
 
     path = Path(path)
     if path.suffix.lower() == ".mp4":
@@ -117,7 +117,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
 def _save_figure(fig: Any, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from worldmodels.atomic import atomic_write
+    from worldmodels.common.atomic import atomic_write
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -263,7 +263,7 @@ def run_imagine(run: str | Path, data: str | Path, horizon: int = 20, episodes: 
     """
     import torch
 
-    from worldmodels.atomic import atomic_write
+    from worldmodels.common.atomic import atomic_write
     from worldmodels.video.evaluate import evaluate_rollouts, to_json
 
     if samples < 1:

@@ -351,7 +351,8 @@ def plot_runs(
 
 
 def plot_learning_curve(
-    run_dir: Path | str, out: Path | str | None = None, smooth: int = DEFAULT_SMOOTH
+    run_dir: Path | str, out: Path | str | None = None, smooth: int = DEFAULT_SMOOTH,
+    random_level: float | None = None,
 ) -> Path:
     """Plot one run's training episodic return (and ``eval/mean_return`` points, if logged).
 
@@ -360,6 +361,8 @@ def plot_learning_curve(
     :param run_dir: the run directory (event files directly inside it, ``config.yaml`` for the title).
     :param out: PNG path; default ``<run_dir>/learning_curve.png``.
     :param smooth: smoothing window in episodes for the training return (at most a tenth of them).
+    :param random_level: the mean return of random play (:func:`launch.scores.random_return`), drawn as a dashed
+        line; None draws none.
     :return: the PNG path.
     :raises FileNotFoundError: no event files in ``run_dir``.
     :raises ValueError: neither ``charts/episodic_return`` nor ``eval/mean_return`` was logged (e.g. no
@@ -381,6 +384,9 @@ def plot_learning_curve(
     if EVAL_TAG in available:
         steps, values = _scalars(acc, run_dir, EVAL_TAG)
         ax.plot(steps / 1e6, values, color="C3", marker="o", linestyle="-", linewidth=1.0, label=EVAL_TAG)
+    if random_level is not None:
+        ax.axhline(random_level, color="0.4", linestyle="--", linewidth=1.2,
+                   label=f"random policy ({random_level:.2f})")
     ax.set_ylabel("episodic return")
     ax.legend(loc="best", fontsize="small")
     game = _config_game(run_dir)

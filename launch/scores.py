@@ -97,6 +97,31 @@ def human_normalized(game: str, score: float) -> float | None:
     return (float(score) - random) / (human - random)
 
 
+def random_return(game: str, episodes: int = 100, seed: int = 0) -> float | None:
+    """The mean return of uniformly random play: the published random-agent score for Atari games in the table;
+    for MinAtar and ``toy/catch`` measured here over ``episodes`` games (a second or two: these envs are cheap;
+    MinAtar's sticky actions and episode ends as in training). None for an Atari game without a published score.
+    """
+    if not (game.startswith("minatar/") or game.startswith("toy/")):
+        entry = _random_human().get(snake_case_game(game))
+        return None if entry is None else entry[0]
+    from envs import make_env
+
+    env = make_env(game, num_envs=min(episodes, 16), seed=seed)
+    rng = np.random.default_rng(seed)
+    n, actions = env.num_envs, int(env.single_action_space.n)
+    env.reset(seed=seed)
+    running, finished = np.zeros(n), []
+    while len(finished) < episodes:
+        _, rewards, _, _, info = env.step(rng.integers(0, actions, n))
+        running += info["raw_reward"]
+        for i in np.flatnonzero(info["game_over"]):
+            finished.append(running[i])
+            running[i] = 0.0
+    env.close()
+    return float(np.mean(finished[:episodes]))
+
+
 def _squash(name: str) -> str:
     # Dopamine spells games without separators ("montezumarevenge"); compare names in that form.
     return snake_case_game(name).replace("_", "")

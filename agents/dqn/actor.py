@@ -18,9 +18,10 @@ clipped extrinsic reward before the n-step (and Monte Carlo) return: ``r + bonus
   that one process learns every frame in turn (CTS: about 1 ms each), which caps all actors together. Measured
   here (2 actors x 8 envs, Montezuma, CTS, actors running free on 2 cores): 800-870 agent steps/s shared vs
   1000-1090 per actor. In training the learner sets the pace (about 120 steps/s), so both are fast enough.
-- Checkpoints: the density models live in the actor processes and are *not* checkpointed; a resumed run (or a
-  restarted actor) starts with fresh models, so bonuses are high again for a while. (CTS reaches ~200 MB per
-  model after 100k frames; shipping that to the driver at every checkpoint is not worth it at our budgets.)
+- Checkpoints: each actor's density model (``NStepAdder.state_dict``) and the shared server's are saved with
+  every checkpoint and restored on resume (actor i from actor i's state), so a resumed run keeps its counts. A
+  restarted actor (Ray) starts with a fresh model. CTS reaches ~200 MB per model after 100k frames: that much
+  travels to the driver at every checkpoint.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.dqn.config import ExplorationConfig, TrainConfig
+from agents.dqn.config import DQNConfig, ExplorationConfig
 from agents.dqn.networks import QNetwork
+from agents.runtime.algorithm import env_spec
 from agents.runtime.nstep import NStepBuilder
-from envs import TOY_GAMES, make_env, resolve_game
+from envs import MINATAR_GAMES, TOY_GAMES, make_env, newest_frames, resolve_game
 from envs.montezuma import RoomTracker, is_montezuma
 from worldmodels.density import PseudoCount, ostrovski_gain_decay, preprocess_frames
 
@@ -62,7 +64,7 @@ class EpsilonGreedyPolicy:
     :param fixed_epsilon: if set, overrides the schedule (evaluation).
     """
 
-    def __init__(self, network: QNetwork, cfg: TrainConfig, actor_id: int, seed: int,
+    def __init__(self, network: QNetwork, cfg: DQNConfig, actor_id: int, seed: int,
                  fixed_epsilon: float | None = None) -> None:
         self.network = network.eval().requires_grad_(False)
         self.cfg = cfg
@@ -78,14 +80,22 @@ class EpsilonGreedyPolicy:
             return apex_epsilon(self.actor_id, max(1, self.cfg.runtime.num_actors), self.cfg.exploration)
         return linear_epsilon(frames, self.cfg.exploration, self.cfg.agent.learning_starts_frames)
 
-    def act(self, obs: np.ndarray, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """:param obs: uint8 ``[N, 4, 84, 84]``. :return: actions int64 ``[N]``, ``{"q": float32 [N, A]}``."""
+    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:param obs: uint8 ``[N, *obs_shape]``. :param starts: unused (no recurrent state).
+        :return: actions int64 ``[N]``, ``{"q": float32 [N, A]}``."""
         with torch.inference_mode():
             q = self.network(torch.from_numpy(obs)).numpy()
-        actions = q.argmax(axis=1)
-        explore = self.rng.random(len(actions)) < self.epsilon(frames)
-        actions = np.where(explore, self.rng.integers(0, self.num_actions, len(actions)), actions)
+        # The one epsilon-greedy rule (training, informed exploration, evaluation, ``reverie collect``): a coin
+        # flip per env, then the exploring action, drawn in that order from this policy's RNG every step.
+        explore = self.rng.random(len(q)) < self.epsilon(frames)
+        actions = np.where(explore, self.exploring_actions(obs, explore), q.argmax(axis=1))
         return actions.astype(np.int64), {"q": q}
+
+    def exploring_actions(self, obs: np.ndarray, explore: np.ndarray) -> np.ndarray:
+        """Actions ``[N]`` for exploring steps (used where ``explore``, bool ``[N]``, is True): uniformly random
+        here; informed exploration overrides this."""
+        return self.rng.integers(0, self.num_actions, len(explore))
 
     def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
         self.network.load_state_dict(weights)
@@ -122,6 +132,12 @@ class DensityServer:
     def num_frames(self) -> int:
         """Frames learned so far."""
         return self.pseudo_count.num_updates
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.pseudo_count.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pseudo_count.load_state_dict(state)
 
 
 class BonusStats:
@@ -194,6 +210,11 @@ class NStepAdder:
         self.stats: BonusStats | None = BonusStats(builder.num_envs) if has_bonus else None
         self._resetting = np.zeros(builder.num_envs, bool)
 
+    def _newest(self, obs: np.ndarray) -> np.ndarray:
+        """The newest frame of each observation: ``[N, 84, 84]`` of Atari's ``[N, 4, 84, 84]``; all of MinAtar's
+        ``[N, C, 10, 10]`` (one frame per observation)."""
+        return newest_frames(obs, self.builder.stack, self.builder.frame_shape)
+
     def _score(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bonus and pseudo-count float64 [N] of the newest frames of ``obs`` [N, S, 84, 84] (learned in order)."""
         frames = preprocess_frames(obs[:, -1])
@@ -205,7 +226,7 @@ class NStepAdder:
         return bonus, self.pseudo_count.last_counts
 
     def reset(self, obs: np.ndarray) -> None:
-        self.builder.reset(obs[:, -1])
+        self.builder.reset(self._newest(obs))
         self._resetting[:] = False
         if self.stats is not None:
             self._score(obs)  # the first frames are seen, hence learned; no reward carries their bonus
@@ -222,7 +243,7 @@ class NStepAdder:
             rewards = rewards + np.where(live, bonus, 0.0).astype(np.float32)
             self.stats.record(bonus, counts, live)
         game_over = info.get("game_over")
-        self.builder.step(actions, extras.get("q"), rewards, terminated, truncated, next_obs[:, -1],
+        self.builder.step(actions, extras.get("q"), rewards, terminated, truncated, self._newest(next_obs),
                           game_over=game_over)
         ended = np.asarray(terminated | truncated if game_over is None else game_over, bool)
         self._resetting = ended & ~self._resetting
@@ -230,12 +251,21 @@ class NStepAdder:
     def flush(self) -> Any:
         return self.builder.flush()
 
+    def state_dict(self) -> dict[str, Any]:
+        """This actor's density model (empty without a local one); the n-step builder's open transitions are not
+        saved (a resumed run starts new games)."""
+        return {"pseudo_count": self.pseudo_count.state_dict()} if self.pseudo_count is not None else {}
 
-def actor_seed(cfg: TrainConfig, actor_id: int) -> int:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.pseudo_count is not None and "pseudo_count" in state:
+            self.pseudo_count.load_state_dict(state["pseudo_count"])
+
+
+def actor_seed(cfg: DQNConfig, actor_id: int) -> int:
     return cfg.run.seed + 1000 * (actor_id + 1)
 
 
-def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
+def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
                    ) -> tuple[Any, EpsilonGreedyPolicy, NStepAdder, list[Any]]:
     """Build one actor's vector env, policy, adder and episode trackers (runs inside the actor's process).
 
@@ -252,12 +282,13 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
     ``gymnasium`` backend (the only one that exposes the RAM).
     """
     seed = actor_seed(cfg, actor_id)
-    backend = {} if cfg.env.game in TOY_GAMES else {"backend": cfg.env.backend}
+    backend = {} if cfg.env.game in TOY_GAMES + MINATAR_GAMES else {"backend": cfg.env.backend}
     env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=cfg.env.num_envs, seed=seed,
                    num_threads=cfg.env.num_threads, **backend)
-    num_actions = int(env.single_action_space.n)
+    spec = env_spec(env)
     torch.manual_seed(seed)
-    network = QNetwork(num_actions, hidden=cfg.network.hidden, dueling=cfg.network.dueling)
+    network = QNetwork(spec.num_actions, obs_shape=spec.obs_shape, hidden=cfg.network.hidden,
+                       dueling=cfg.network.dueling)
     policy: EpsilonGreedyPolicy
     if cfg.exploration.strategy == "informed":
         # Loaded here, in the actor's own process: Ray actors get the config (the path), never the model.
@@ -269,7 +300,8 @@ def make_dqn_parts(cfg: TrainConfig, actor_id: int, density_server: Any = None,
     # seed=None: the builder's incarnation id must differ after an actor restart or a resume (the replay
     # tells a restarted actor from a duplicated chunk by it); it never influences training.
     builder = NStepBuilder(cfg.env.num_envs, n=cfg.agent.n_step, gamma=cfg.agent.gamma, actor_id=actor_id,
-                           seed=None, mc_returns=cfg.agent.mc_mix > 0)
+                           seed=None, mc_returns=cfg.agent.mc_mix > 0, stack=spec.stack,
+                           frame_shape=spec.frame_shape)
     ex = cfg.exploration
     if isinstance(density_server, str):
         import ray

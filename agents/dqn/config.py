@@ -5,8 +5,8 @@ field says otherwise. YAML presets in ``configs/`` override these defaults; ``ke
 overrides the presets. Unknown keys and wrong types are rejected by ``launch.config`` (via OmegaConf
 structured configs), so no setting can silently do nothing.
 
-Units: ``*_frames`` fields count emulator frames (agent steps x ``frame_skip``, 4 on Atari), the unit of
-published Atari curves (Dopamine's iteration is 1M frames). ``update_period`` counts agent steps.
+Units: ``*_frames`` fields count emulator frames (agent steps x the env's frame skip: 4 on Atari, 1 on MinAtar),
+the unit of published Atari curves (Dopamine's iteration is 1M frames). ``update_period`` counts agent steps.
 """
 
 from __future__ import annotations
@@ -14,23 +14,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from agents.runtime.config import EnvConfig, RunConfig, RuntimeConfig, validate_common
+from worldmodels.common.checks import Choice, require_positive, require_range
 
-@dataclass
-class EnvConfig:
-    game: str = "Pong"
-    """ALE game ("Pong", "pong" or "ALE/Pong-v5"), or "toy/catch", the tiny deterministic pixel env."""
-    preset: str = "machado"
-    """Atari protocol: "machado" (sticky actions 0.25, no life-loss terminal, 108k-frame cap) or "nature"."""
-    num_envs: int = 16
-    """Emulators per actor, stepped as one ale-py vector env; the policy runs batched across them."""
-    num_threads: int = 1
-    """ALE worker threads per actor's vector env."""
-    frame_skip: int = 4
-    """Emulator frames per agent step (fixed by the presets; used to convert frames <-> steps)."""
-    backend: str = "ale_vector"
-    """Atari vector env: "ale_vector" (ale-py's C++ AtariVectorEnv, fastest, no RAM access) or "gymnasium" (a
-    gymnasium SyncVectorEnv of single ale-py envs, same API plus ``info["ram"]`` uint8 [N, 128]; needed for the
-    Montezuma's Revenge room metrics). Only "ale_vector" applies to ``toy/catch``."""
+
+class LossChoice(Choice):
+    huber = "huber"
+    mse = "mse"
+
+
+class OptimizerChoice(Choice):
+    adam = "adam"
+    rmsprop = "rmsprop"
+
+
+class ScheduleChoice(Choice):
+    linear = "linear"
+    apex = "apex"
+
+
+class BonusChoice(Choice):
+    none = "none"
+    cts = "cts"
+    pixelcnn = "pixelcnn"
+
+
+class StrategyChoice(Choice):
+    epsilon_greedy = "epsilon_greedy"
+    informed = "informed"
 
 
 @dataclass
@@ -49,13 +60,13 @@ class AgentConfig:
     """Steps in the bootstrapped return (1 in Dopamine's DQN; 3 in Ape-X and Rainbow)."""
     double: bool = True
     """Double DQN target (van Hasselt et al. 2016): online network picks a', target network values it."""
-    loss: str = "huber"
+    loss: LossChoice = LossChoice.huber
     """TD loss: "huber" (Dopamine, equivalent to Nature's error clipping) or "mse"."""
     lr: float = 6.25e-5
     """Adam learning rate (Dopamine: 6.25e-5)."""
     adam_eps: float = 1.5e-4
     """Adam epsilon (Dopamine: 1.5e-4)."""
-    optimizer: str = "adam"
+    optimizer: OptimizerChoice = OptimizerChoice.adam
     """"adam", or "rmsprop" with Nature DQN's centred settings (lr 2.5e-4, alpha 0.95, eps 0.01)."""
     max_grad_norm: float = 10.0
     """Gradient-norm clip; 0 disables it."""
@@ -93,7 +104,7 @@ class ReplayConfig:
 
 @dataclass
 class ExplorationConfig:
-    schedule: str = "linear"
+    schedule: ScheduleChoice = ScheduleChoice.linear
     """"linear": every actor decays epsilon from eps_start to eps_end over eps_decay_frames (Dopamine);
     "apex": actor i of N keeps eps_base ** (1 + apex_alpha * i / (N - 1)) (Horgan et al. 2018)."""
     eps_start: float = 1.0
@@ -108,7 +119,7 @@ class ExplorationConfig:
     """Ape-X exponent spread."""
     eval_eps: float = 0.001
     """Epsilon of `reverie evaluate` (Dopamine's evaluation epsilon)."""
-    bonus: str = "none"
+    bonus: BonusChoice = BonusChoice.none
     """Count-based exploration bonus added to the (clipped) reward in the actor: "none", "cts" (Bellemare et al.
     2016) or "pixelcnn" (Ostrovski et al. 2017, prediction gain decayed by 0.1 n^-1/2). Each actor scores the
     newest frame of every observation (42x42, 8 levels) and adds ``beta / sqrt(N + 0.01)``."""
@@ -119,7 +130,7 @@ class ExplorationConfig:
     model per thread). True: one model in a Ray actor learns every actor's frames (a Ray round trip per vector
     step, and that one process caps the frames per second of all actors together; in local mode the single
     actor's model is already the only one)."""
-    strategy: str = "epsilon_greedy"
+    strategy: StrategyChoice = StrategyChoice.epsilon_greedy
     """What an exploring step does (it happens with probability epsilon, on the schedule above):
     "epsilon_greedy", a uniformly random action; or "informed" (Oh et al. 2015, Sec. 4.3; agents/dqn/informed.py),
     the action whose next frame, as predicted by ``world_model``, is least like the env's last ``informed_history``
@@ -140,117 +151,42 @@ class ExplorationConfig:
 
 
 @dataclass
-class RuntimeConfig:
-    num_actors: int = 0
-    """0: local mode (actor, replay and learner in one process, no Ray, deterministic).
-    >= 1: that many Ray actors, learner and replay in the driver."""
-    ray_address: str | None = None
-    """Ray cluster to join ("auto" or "host:port"); None starts a local Ray instance."""
-    chunk_steps: int = 8
-    """Vector-env steps an actor takes per chunk sent to replay (chunk = chunk_steps x num_envs transitions)."""
-    max_ahead_chunks: int = 2
-    """Rate limiter slack: how many chunks per actor the actors may run ahead of the replay ratio."""
-    publish_every_updates: int = 50
-    """Learner updates between weight publications (one ray.put each)."""
-    torch_threads: int = 1
-    """Torch threads per actor process (one per process on a shared machine; more slows everything)."""
-    learner_threads: int = 1
-    """Torch threads of the learner (driver) process."""
-    max_actor_restarts: int = 5
-    """How often Ray restarts a dead actor before the run fails."""
-
-
-@dataclass
-class RunConfig:
-    name: str = "dqn"
-    """Run name: the run directory is runs_dir/name unless --run-dir is given."""
-    runs_dir: str = "runs"
-    """Parent folder of run directories."""
-    seed: int = 0
-    """Seeds torch, numpy, the envs and every actor (actor i uses seed + 1000 * (i + 1))."""
-    total_frames: int = 10_000_000
-    """Emulator frames to train for."""
-    checkpoint_every_frames: int = 1_000_000
-    """Frames between atomic checkpoints (a last one is always written at the end or on Ctrl-C)."""
-    keep_checkpoints: int = 3
-    """Checkpoints kept on disk (oldest deleted first)."""
-    log_every_frames: int = 10_000
-    """Frames between scalar summaries (episode returns are logged as episodes end)."""
-    eval_episodes: int = 0
-    """Episodes of a Machado-protocol evaluation at the end of training (0: none)."""
-    progress: bool = True
-    """Show a progress bar with frames/s."""
-
-
-@dataclass
-class TrainConfig:
+class DQNConfig:
     algo: str = "dqn"
-    """Algorithm (only "dqn" so far)."""
+    """Algorithm: selects this schema (``reverie train`` reads it first)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(name="dqn"))
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Check the values OmegaConf's type checks cannot: choices, ranges and impossible sizes.
+def validate(cfg: DQNConfig) -> None:
+    """Check the values OmegaConf's type checks cannot: ranges and impossible sizes (choices are Enums, which
+    OmegaConf checks itself).
 
     Checks that need files are left to the start of training: ``exploration.world_model`` must exist and fit
     ``env.game`` and its action set (:func:`agents.dqn.informed.load_informed_world_model`, called by ``train``).
 
     :raises ValueError: naming the key, the bad value and what would be valid.
     """
-    choices = {
-        "env.preset": (cfg.env.preset, ("machado", "nature")),
-        "agent.loss": (cfg.agent.loss, ("huber", "mse")),
-        "agent.optimizer": (cfg.agent.optimizer, ("adam", "rmsprop")),
-        "exploration.schedule": (cfg.exploration.schedule, ("linear", "apex")),
-        "exploration.bonus": (cfg.exploration.bonus, ("none", "cts", "pixelcnn")),
-        "exploration.strategy": (cfg.exploration.strategy, ("epsilon_greedy", "informed")),
-        "env.backend": (cfg.env.backend, ("ale_vector", "gymnasium")),
-        "algo": (cfg.algo, ("dqn",)),
-    }
-    for key, (value, valid) in choices.items():
-        if value not in valid:
-            raise ValueError(f"{key}={value!r} is not valid; choose one of {', '.join(valid)}.")
-    positive = {
-        "env.num_envs": cfg.env.num_envs,
-        "env.frame_skip": cfg.env.frame_skip,
-        "agent.n_step": cfg.agent.n_step,
-        "agent.batch_size": cfg.agent.batch_size,
-        "agent.update_period": cfg.agent.update_period,
-        "replay.capacity": cfg.replay.capacity,
-        "runtime.chunk_steps": cfg.runtime.chunk_steps,
-        "runtime.publish_every_updates": cfg.runtime.publish_every_updates,
-        "runtime.torch_threads": cfg.runtime.torch_threads,
-        "runtime.learner_threads": cfg.runtime.learner_threads,
-        "run.total_frames": cfg.run.total_frames,
-        "run.checkpoint_every_frames": cfg.run.checkpoint_every_frames,
-        "run.log_every_frames": cfg.run.log_every_frames,
-        "run.keep_checkpoints": cfg.run.keep_checkpoints,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ValueError(f"{key}={value} must be positive.")
-    if not 0.0 < cfg.agent.gamma <= 1.0:
-        raise ValueError(f"agent.gamma={cfg.agent.gamma} must lie in (0, 1].")
-    if not 0.0 <= cfg.agent.mc_mix <= 1.0:
-        raise ValueError(f"agent.mc_mix={cfg.agent.mc_mix} must lie in [0, 1] (0: plain DQN; the papers used 0.1).")
+    if cfg.algo != "dqn":
+        raise ValueError(f"algo={cfg.algo!r}: this is the DQN config; select another algorithm's schema with algo.")
+    validate_common(cfg.env, cfg.runtime, cfg.run)
+    require_positive({
+        "agent.n_step": cfg.agent.n_step, "agent.batch_size": cfg.agent.batch_size,
+        "agent.update_period": cfg.agent.update_period, "replay.capacity": cfg.replay.capacity,
+    })
+    require_range("agent.gamma", cfg.agent.gamma, 0.0, 1.0, low_open=True)
+    require_range("agent.mc_mix", cfg.agent.mc_mix, 0.0, 1.0, hint="0: plain DQN; the papers used 0.1")
     if not (cfg.exploration.beta >= 0.0 and math.isfinite(cfg.exploration.beta)):
         raise ValueError(f"exploration.beta={cfg.exploration.beta} must be a finite number >= 0 (the papers: 0.05).")
-    if cfg.env.game.startswith("toy/") and cfg.env.backend != "ale_vector":
-        raise ValueError(f"env.backend={cfg.env.backend!r} applies to Atari games only; {cfg.env.game} has its own "
-                         "vector env: leave env.backend at 'ale_vector'.")
-    if cfg.runtime.num_actors < 0:
-        raise ValueError(f"runtime.num_actors={cfg.runtime.num_actors} must be 0 (local mode) or more.")
     ex = cfg.exploration
     for key, eps in (("exploration.eps_start", ex.eps_start), ("exploration.eps_end", ex.eps_end),
                      ("exploration.eps_base", ex.eps_base), ("exploration.eval_eps", ex.eval_eps)):
-        if not 0.0 <= eps <= 1.0:
-            raise ValueError(f"{key}={eps} must lie in [0, 1].")
+        require_range(key, eps, 0.0, 1.0)
     if ex.strategy == "informed":
         if not ex.world_model:
             raise ValueError("exploration.strategy='informed' needs exploration.world_model: the run directory or "

@@ -7,35 +7,21 @@ until N games end in any env would bias the mean towards short games).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from agents.dqn.actor import EpsilonGreedyPolicy
-from agents.dqn.config import TrainConfig
+from agents.dqn.config import DQNConfig
 from agents.dqn.networks import QNetwork
+from agents.runtime.algorithm import EvalResult, env_spec
 from envs import make_env
 
-
-@dataclass
-class EvalResult:
-    returns: list[float]
-    """Raw game score of each evaluation game."""
-    lengths: list[int]
-    """Agent steps of each game."""
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
+__all__ = ["EvalResult", "evaluate_policy"]
 
 
-def evaluate_policy(cfg: TrainConfig, weights: dict[str, torch.Tensor], episodes: int, seed: int = 12345,
-                    epsilon: float | None = None, preset: str = "machado", max_envs: int = 8) -> EvalResult:
+def evaluate_policy(cfg: DQNConfig, weights: dict[str, torch.Tensor], episodes: int, seed: int = 12345,
+                    epsilon: float | None = None, preset: str = "machado", max_envs: int = 8,
+                    record: list[np.ndarray] | None = None) -> EvalResult:
     """Play ``episodes`` games with the given online-network weights.
 
     :param cfg: the run's config (game, network shape).
@@ -44,6 +30,8 @@ def evaluate_policy(cfg: TrainConfig, weights: dict[str, torch.Tensor], episodes
     :param seed: evaluation seed (distinct from training seeds).
     :param epsilon: exploration rate; default ``cfg.exploration.eval_eps``.
     :param preset: Atari protocol of the evaluation env ("machado" by default, whatever the training preset).
+    :param record: if given, the observations of the first game (env 0 of the first round) are appended to it,
+        one uint8 array per step, for a video of the agent playing.
     """
     if episodes <= 0:
         raise ValueError(f"episodes={episodes} must be positive.")
@@ -54,7 +42,9 @@ def evaluate_policy(cfg: TrainConfig, weights: dict[str, torch.Tensor], episodes
     while len(returns) < episodes:
         n = min(max_envs, episodes - len(returns))
         env = make_env(cfg.env.game, preset=preset, num_envs=n, seed=seed + 7919 * round_idx)
-        network = QNetwork(int(env.single_action_space.n), hidden=cfg.network.hidden, dueling=cfg.network.dueling)
+        spec = env_spec(env)
+        network = QNetwork(spec.num_actions, obs_shape=spec.obs_shape, hidden=cfg.network.hidden,
+                           dueling=cfg.network.dueling)
         network.load_state_dict(weights)
         policy = EpsilonGreedyPolicy(network, cfg, 0, seed + round_idx, fixed_epsilon=eps)
         obs, _ = env.reset(seed=seed + 7919 * round_idx)
@@ -62,6 +52,8 @@ def evaluate_policy(cfg: TrainConfig, weights: dict[str, torch.Tensor], episodes
         ep_len = np.zeros(n, dtype=np.int64)
         done = np.zeros(n, dtype=bool)
         while not done.all():
+            if record is not None and round_idx == 0 and not done[0]:
+                record.append(obs[0].copy())
             actions, _ = policy.act(obs, 0)
             obs, rewards, term, trunc, info = env.step(actions)
             live = ~done

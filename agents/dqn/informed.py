@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from agents.dqn.actor import EpsilonGreedyPolicy
-from agents.dqn.config import TrainConfig
+from agents.dqn.config import DQNConfig
 from agents.dqn.networks import QNetwork
 from envs import TOY_GAMES, get_preset, num_actions, resolve_game
 
@@ -109,7 +109,7 @@ class InformedExplorationPolicy(EpsilonGreedyPolicy):
     :param history, sigma, delta: ``d``, ``sigma``, ``delta`` of the kernel; default from ``cfg.exploration``.
     """
 
-    def __init__(self, network: QNetwork, world_model: Any, cfg: TrainConfig, actor_id: int, seed: int,
+    def __init__(self, network: QNetwork, world_model: Any, cfg: DQNConfig, actor_id: int, seed: int,
                  fixed_epsilon: float | None = None, history: int | None = None, sigma: float | None = None,
                  delta: float | None = None) -> None:
         super().__init__(network, cfg, actor_id, seed, fixed_epsilon)
@@ -155,20 +155,22 @@ class InformedExplorationPolicy(EpsilonGreedyPolicy):
         choice = np.array([self.rng.choice(np.flatnonzero(row)) for row in least], np.int64)
         return choice, counts
 
-    def act(self, obs: np.ndarray, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """:param obs: uint8 ``[N, S, 84, 84]``. :return: actions int64 ``[N]``, ``{"q": float32 [N, A]}``."""
-        with torch.inference_mode():
-            q = self.network(torch.from_numpy(obs)).numpy()
-        actions = q.argmax(axis=1).astype(np.int64)
         self.remember(obs[:, -1])
-        explore = self.rng.random(len(actions)) < self.epsilon(frames)
+        return super().act(obs, frames, starts)
+
+    def exploring_actions(self, obs: np.ndarray, explore: np.ndarray) -> np.ndarray:
+        """The informed action where ``explore`` (bool ``[N]``) is True (0 elsewhere, unused)."""
+        actions = np.zeros(len(explore), np.int64)
         rows = np.flatnonzero(explore)
         if len(rows):
             choice, counts = self.explore(obs, rows)
             actions[rows] = choice
             self._chosen_count_sum += float(counts[np.arange(len(rows)), choice].sum())
             self._explored += len(rows)
-        return actions, {"q": q}
+        return actions
 
     def log_scalars(self, frames: int) -> dict[str, float]:
         """Epsilon, and the mean visit count n_D of the predicted frames chosen since the last call."""
@@ -179,7 +181,7 @@ class InformedExplorationPolicy(EpsilonGreedyPolicy):
         return out
 
 
-def check_world_model(cfg: TrainConfig, model: Any) -> None:
+def check_world_model(cfg: DQNConfig, model: Any) -> None:
     """Check that a world model can drive informed exploration of ``cfg``'s game.
 
     :raises ValueError: naming ``exploration.world_model`` when the model was trained on another game, has
@@ -211,7 +213,7 @@ def check_world_model(cfg: TrainConfig, model: Any) -> None:
         raise ValueError(f"{key} needs {model.context} context frames; observations hold only {stack}.")
 
 
-def load_informed_world_model(cfg: TrainConfig) -> Any:
+def load_informed_world_model(cfg: DQNConfig) -> Any:
     """Load ``exploration.world_model`` with ``worldmodels.video.load_world_model`` and check it fits ``cfg``.
 
     Called by :func:`agents.dqn.train.train` before any actor starts (to fail early, with a clear message) and by

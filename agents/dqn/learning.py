@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from agents.dqn.config import AgentConfig, NetworkConfig
 from agents.dqn.networks import QNetwork
+from worldmodels.common.device import to_device
 
 
 @dataclass
@@ -65,20 +66,27 @@ class DQNLearner:
     :param network: network shape.
     :param target_update_period: learner updates between target-network copies.
     :param seed: seeds the network initialisation.
+    :param obs_shape: one observation (``(4, 84, 84)`` on Atari, ``(C, 10, 10)`` on MinAtar).
+    :param device: where the networks and the update run (batches must be there already).
     """
 
     def __init__(self, num_actions: int, agent: AgentConfig, network: NetworkConfig,
-                 target_update_period: int, seed: int = 0) -> None:
+                 target_update_period: int, seed: int = 0, obs_shape: tuple[int, ...] = (4, 84, 84),
+                 device: torch.device | None = None) -> None:
         torch.manual_seed(seed)
         self.cfg = agent
-        self.online = QNetwork(num_actions, hidden=network.hidden, dueling=network.dueling)
+        self.device = device or torch.device("cpu")
+        self.online = QNetwork(num_actions, obs_shape=obs_shape, hidden=network.hidden,
+                               dueling=network.dueling).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         if agent.optimizer == "adam":
+            # foreach: one multi-tensor kernel per step for all parameters (torch's default only on CUDA); fewer
+            # calls per update matter for the small MinAtar network on the CPU.
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                self.online.parameters(), lr=agent.lr, eps=agent.adam_eps)
+                self.online.parameters(), lr=agent.lr, eps=agent.adam_eps, foreach=True)
         else:  # Nature DQN's RMSProp (centred, squared-gradient momentum 0.95, min squared gradient 0.01)
             self.optimizer = torch.optim.RMSprop(
-                self.online.parameters(), lr=agent.lr, alpha=0.95, eps=0.01, centered=True)
+                self.online.parameters(), lr=agent.lr, alpha=0.95, eps=0.01, centered=True, foreach=True)
         self.target_update_period = max(1, target_update_period)
         self.num_updates = 0
 
@@ -86,7 +94,8 @@ class DQNLearner:
              next_obs: torch.Tensor, weights: torch.Tensor, mc_returns: torch.Tensor | None = None) -> LearnerStats:
         """One gradient step on a batch.
 
-        :param obs: uint8 ``[B, 4, 84, 84]``; ``next_obs`` likewise (the bootstrap state s_{t+n}).
+        :param obs: uint8 ``[B, *obs_shape]`` (``[B, 4, 84, 84]`` on Atari); ``next_obs`` likewise (the bootstrap
+            state s_{t+n}).
         :param actions: int64 ``[B]``. :param returns: float32 ``[B]``. :param discounts: float32 ``[B]``.
         :param weights: float32 ``[B]`` importance weights (ones for uniform replay).
         :param mc_returns: float32 ``[B]`` Monte Carlo returns (NaN = unknown); mixed into the target when
@@ -117,11 +126,11 @@ class DQNLearner:
         if self.num_updates % self.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
         return LearnerStats(float(loss.detach()), float(q_taken.detach().mean()),
-                            td.detach().abs().double().numpy())
+                            td.detach().abs().double().cpu().numpy())
 
     def get_weights(self) -> dict[str, torch.Tensor]:
         """Online-network weights for actors (detached CPU tensors)."""
-        return {k: v.detach().clone() for k, v in self.online.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.online.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),
@@ -132,3 +141,75 @@ class DQNLearner:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_updates = int(state["num_updates"])
+
+
+class DQNReplayLearner:
+    """DQN on the runtime seam (:class:`agents.runtime.algorithm.Learner`): a replay fed with the actors' n-step
+    chunks and the Double DQN update at a fixed replay ratio.
+
+    - ``updates_due``: ``(steps - learning_starts) / update_period - updates`` once the replay holds a batch;
+    - ``collect_allowance``: actors may collect up to ``learning_starts + updates * update_period`` steps;
+    - each update anneals the importance-sampling exponent beta linearly to 1 over the run and writes the new
+      priorities back.
+
+    :param num_actions: size of the action space. :param obs_shape: one observation (``(4, 84, 84)`` on Atari).
+    :param frame_shape: one stored frame. :param stack: frames per observation.
+    :param frame_skip: emulator frames per agent step (converts the ``*_frames`` settings).
+    :param cfg: the run's :class:`agents.dqn.config.DQNConfig`. :param device: where the networks live.
+    """
+
+    def __init__(self, num_actions: int, obs_shape: tuple[int, ...], frame_shape: tuple[int, ...], stack: int,
+                 frame_skip: int, cfg: Any, device: torch.device | None = None) -> None:
+        from agents.runtime.replay import PrioritizedReplay
+
+        self.cfg = cfg
+        self.device = device or torch.device("cpu")
+        agent = cfg.agent
+        self.period = agent.update_period
+        self.learning_starts = agent.learning_starts_frames // frame_skip
+        self.core = DQNLearner(num_actions, agent, cfg.network,
+                               target_update_period=agent.target_update_frames // (frame_skip * self.period),
+                               seed=cfg.run.seed, obs_shape=obs_shape, device=self.device)
+        self.replay = PrioritizedReplay(cfg.replay.capacity, num_shards=max(1, cfg.runtime.num_actors),
+                                        alpha=cfg.replay.alpha, beta=cfg.replay.beta_start,
+                                        prioritized=cfg.replay.prioritized, seed=cfg.run.seed, stack=stack,
+                                        frame_shape=frame_shape)
+
+    def ingest(self, output: Any) -> None:
+        self.replay.add(output.payload)
+
+    def updates_due(self, counters: Any) -> int:
+        if len(self.replay) < self.cfg.agent.batch_size:
+            return 0
+        return max(0, counters.steps - self.learning_starts) // self.period - counters.updates
+
+    def collect_allowance(self, counters: Any) -> int:
+        return self.learning_starts + counters.updates * self.period - counters.steps
+
+    def update(self, counters: Any) -> dict[str, float]:
+        beta_start = self.cfg.replay.beta_start
+        beta = beta_start + (1 - beta_start) * min(1.0, counters.steps / max(1, counters.total_steps))
+        batch = self.replay.sample(self.cfg.agent.batch_size, beta=beta)
+        stats = self.core.step(*(to_device(x, self.device) for x in (
+            batch.obs, batch.actions, batch.returns, batch.discounts, batch.next_obs, batch.weights,
+            batch.mc_returns)))
+        if self.cfg.replay.prioritized:
+            self.replay.update_priorities(batch.indices, stats.td_abs, batch.generations)
+        return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return self.core.get_weights()
+
+    def scalars(self) -> dict[str, float]:
+        return {"charts/replay_size": float(len(self.replay))}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"learner": self.core.state_dict()}
+        if self.cfg.replay.save_in_checkpoint:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.core.load_state_dict(state["learner"])
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])

@@ -21,10 +21,17 @@ import numpy as np
 
 
 class Policy(Protocol):
-    """Maps a batch of observations to actions. ``extras`` carry what the adder needs (e.g. Q-values)."""
+    """Maps a batch of observations to actions. ``extras`` carry what the adder needs (e.g. Q-values, logits).
 
-    def act(self, obs: np.ndarray, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """:param obs: uint8 ``[N, 4, 84, 84]``. :param frames: global emulator frames (for schedules).
+    A recurrent policy keeps its own state and resets it where ``starts`` is True.
+    """
+
+    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:param obs: uint8 ``[N, *obs_shape]`` (``[N, 4, 84, 84]`` on Atari).
+        :param frames: global emulator frames (for schedules).
+        :param starts: bool ``[N]``, True where ``obs`` is the first observation of a game (the
+            :class:`EnvActor` always passes it; None, from a direct caller, means "no game starts here").
         :return: int64 actions ``[N]`` and extras (arrays with leading dim N)."""
 
     def set_weights(self, weights: Any) -> None:
@@ -94,6 +101,22 @@ class ActorOutput:
     discovered: dict[str, list[int]] = field(default_factory=dict)
     """Items this actor saw for the first time during this chunk, keyed by the TensorBoard tag of the run's
     running count (``{"explore/rooms_total": [2]}``); the driver unions them over actors."""
+    weights_version: int = -1
+    """The learner update count of the weights this chunk was collected with (-1: initial weights never
+    published); the learner's count minus this is the policy lag (V-trace needs it)."""
+
+
+def _set_niceness(niceness: int) -> None:
+    import logging
+    import os
+
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) != niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except (PermissionError, OSError) as err:
+        logging.getLogger(__name__).warning(
+            "could not set actor niceness to %d (%s): start Ray with RAY_worker_niceness=%d, or raise "
+            "runtime.actor_niceness", niceness, err, niceness)
 
 
 class EnvActor:
@@ -104,12 +127,17 @@ class EnvActor:
     :param cfg: the algorithm's config, passed to ``parts_fn``.
     :param seed: seed of the env's reset.
     :param torch_threads: torch threads in this process (1 on shared machines).
+    :param niceness: Unix niceness to set this process to (Ray actors; None leaves it). Lowering it below the
+        current value needs privileges: where the OS refuses, the actor logs a warning and runs on.
     """
 
-    def __init__(self, actor_id: int, parts_fn: PartsFn, cfg: Any, seed: int, torch_threads: int = 1) -> None:
+    def __init__(self, actor_id: int, parts_fn: PartsFn, cfg: Any, seed: int, torch_threads: int = 1,
+                 niceness: int | None = None) -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
+        if niceness is not None:
+            _set_niceness(niceness)
         self.actor_id = actor_id
         parts = parts_fn(cfg, actor_id)
         self.env, self.policy, self.adder = parts[:3]
@@ -123,6 +151,9 @@ class EnvActor:
         self._ep_length = np.zeros(n, dtype=np.int64)
         # NextStep autoreset: the step after a game ends only resets that env; it is not an agent step.
         self._resetting = np.zeros(n, dtype=bool)
+        # Which observations are the first of a game (a recurrent policy resets its state there).
+        self._starts = np.ones(n, dtype=bool)
+        self._weights_version = -1
 
     def ping(self) -> int:
         """Cheap liveness check; returns the actor id."""
@@ -142,23 +173,27 @@ class EnvActor:
             pass
         return {"actor_id": self.actor_id, "pid": os.getpid(), "node_id": node}
 
-    def run(self, num_steps: int, frames: int, weights: Any = None) -> ActorOutput:
+    def run(self, num_steps: int, frames: int, weights: Any = None, version: int = -1) -> ActorOutput:
         """Act for ``num_steps`` vector steps and return the adder's payload.
 
         :param num_steps: vector-env steps (each is ``num_envs`` agent steps).
         :param frames: global emulator frames so far (drives epsilon schedules).
         :param weights: new learner weights, or None to keep the current ones.
+        :param version: the learner's update count when ``weights`` were published.
         """
         start = time.perf_counter()
         if weights is not None:
             self.policy.set_weights(weights)
+            self._weights_version = version
         returns: list[float] = []
         lengths: list[int] = []
         stats: list[dict[str, float]] = []
         env_steps = 0
         for _ in range(num_steps):
-            actions, extras = self.policy.act(self.obs, frames)
+            actions, extras = self.policy.act(self.obs, frames, self._starts)
             next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+            # The observation a reset step returns is the first of a new game.
+            self._starts = self._resetting.copy()
             self.adder.add(actions, extras, rewards, terminated, truncated, next_obs, info)
             live = ~self._resetting
             for tracker in self.trackers:
@@ -189,7 +224,20 @@ class EnvActor:
             for tag, items in found.items():
                 discovered.setdefault(tag, []).extend(items)
         return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
-                           time.perf_counter() - start, extras_out, stats, discovered)
+                           time.perf_counter() - start, extras_out, stats, discovered, self._weights_version)
+
+    def get_state(self) -> dict[str, Any]:
+        """What this actor learned that a resumed run needs (e.g. its density model): the ``state_dict()`` of its
+        policy, adder and trackers, where they have one."""
+        parts = {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
+        return {name: part.state_dict() for name, part in parts.items() if hasattr(part, "state_dict")}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned (parts without a saved state keep theirs)."""
+        parts = {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
+        for name, part_state in state.items():
+            if name in parts and hasattr(parts[name], "load_state_dict"):
+                parts[name].load_state_dict(part_state)
 
     def close(self) -> None:
         self.env.close()

@@ -26,16 +26,21 @@ log = logging.getLogger(__name__)
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+def init_ray(address: str | None, num_cpus: int | None = None, niceness: int = 0) -> bool:
     """Join ``address`` or start a local Ray bound to loopback; returns False if Ray was already running.
 
     :param address: "auto", "host:port" or None (start an embedded local instance).
     :param num_cpus: CPUs a local instance advertises (default: all cores).
+    :param niceness: niceness of the workers a local instance starts (Ray's default is 15, which starves busy
+        actors beside any other process); a joined cluster keeps its own, and each actor then adjusts itself
+        where the OS allows (see :class:`agents.runtime.actor.EnvActor`).
     """
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Read by the raylet this call starts, which applies it to every worker process it launches.
+    os.environ.setdefault("RAY_worker_niceness", str(niceness))
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": WORKER_ENV}, "log_to_driver": True}
     if address:
         ray.init(address=address, **kwargs)
@@ -54,15 +59,17 @@ class RayRuntime:
     :param seed: actor i resets its env with ``seed + 1000 * (i + 1)``.
     :param chunk_steps: vector-env steps per chunk.
     :param steps_per_chunk: agent steps per chunk (chunk_steps x num_envs), for the rate limiter.
-    :param actor_cpus: CPUs Ray reserves per actor (places actors across nodes).
+    :param actor_cpus: CPUs Ray reserves per actor (fractions place more actors than cores; whole CPUs place
+        actors across nodes).
     :param max_restarts: restarts Ray grants a dead actor.
+    :param niceness: Unix niceness each actor process sets itself to (None: leave Ray's).
     """
 
     def __init__(self, parts_fn: PartsFn, cfg: Any, num_actors: int, seed: int, chunk_steps: int,
                  steps_per_chunk: int, torch_threads: int = 1, actor_cpus: float = 1.0,
-                 max_restarts: int = 5) -> None:
+                 max_restarts: int = 5, niceness: int | None = 0) -> None:
         remote_cls = ray.remote(num_cpus=actor_cpus, max_restarts=max_restarts, max_task_retries=0)(EnvActor)
-        self.actors = [remote_cls.remote(i, parts_fn, cfg, seed + 1000 * (i + 1), torch_threads)
+        self.actors = [remote_cls.remote(i, parts_fn, cfg, seed + 1000 * (i + 1), torch_threads, niceness)
                        for i in range(num_actors)]
         self.num_actors = num_actors
         self.chunk_steps = chunk_steps
@@ -72,21 +79,26 @@ class RayRuntime:
         self._inflight: dict[ray.ObjectRef, int] = {}
         self._busy = [False] * num_actors
         self._weights_ref: ray.ObjectRef | None = None
-        self._version = 0
+        self._version = 0  # publications so far (actor i has seen publication _actor_version[i])
+        self._learner_version = -1  # the learner's update count at the last publication
         self._actor_version = [0] * num_actors
         ray.get([a.ping.remote() for a in self.actors])  # surface construction errors here, not later
 
-    def publish(self, weights: Any) -> None:
-        """One ``ray.put`` per publication; actors fetch it with their next task."""
+    def publish(self, weights: Any, version: int = 0) -> None:
+        """One ``ray.put`` per publication; actors fetch it with their next task.
+
+        :param version: the learner's update count (returned in each chunk as ``weights_version``).
+        """
         self._weights_ref = ray.put(weights)
         self._version += 1
+        self._learner_version = version
 
     def _submit(self, i: int, frames: int) -> None:
         weights = None
         if self._weights_ref is not None and self._actor_version[i] < self._version:
             weights = self._weights_ref
             self._actor_version[i] = self._version
-        ref = self.actors[i].run.remote(self.chunk_steps, frames, weights)
+        ref = self.actors[i].run.remote(self.chunk_steps, frames, weights, self._learner_version)
         self._inflight[ref] = i
         self._busy[i] = True
 
@@ -100,9 +112,13 @@ class RayRuntime:
                 budget_steps -= self.steps_per_chunk
         if not self._inflight:
             return []
-        ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=None if block else 0)
+        # Whatever is ready now; if blocking and nothing is, wait for the *first* chunk only (never for all:
+        # that would move every actor in lock-step with the slowest), then take any others that are ready too.
+        refs = list(self._inflight)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         if block and not ready:
-            ready, _ = ray.wait(list(self._inflight), num_returns=1)
+            ray.wait(refs, num_returns=1)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         outputs = []
         for ref in ready:
             i = self._inflight.pop(ref)
@@ -119,6 +135,22 @@ class RayRuntime:
                         f"per actor); see the actor logs above for the cause") from err
                 log.warning("actor %d died (%s); Ray restarts it and training goes on", i, type(err).__name__)
         return outputs
+
+    def actor_states(self) -> list[dict[str, Any]]:
+        """Each actor's :meth:`EnvActor.get_state` (queued behind its chunk in flight; checkpointed with the run).
+        An actor that cannot answer (dead, restarting) contributes an empty state."""
+        states: list[dict[str, Any]] = []
+        for i, actor in enumerate(self.actors):
+            try:
+                states.append(ray.get(actor.get_state.remote()))
+            except RayActorError:
+                log.warning("actor %d did not return its state for the checkpoint", i)
+                states.append({})
+        return states
+
+    def set_actor_states(self, states: list[dict[str, Any]]) -> None:
+        """Restore the states of a resumed run, actor i from state i (actors beyond the saved ones keep theirs)."""
+        ray.get([actor.set_state.remote(state) for actor, state in zip(self.actors, states)])
 
     def close(self) -> None:
         for a in self.actors:

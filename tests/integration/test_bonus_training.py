@@ -10,13 +10,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.dqn.config import TrainConfig
+from agents.dqn.config import DQNConfig
 from agents.dqn.train import TrainState, train
 from launch.config import load_config
 
 
-def _catch(tmp_path: Path, name: str, *overrides: str) -> TrainConfig:
-    return load_config(TrainConfig, ["dqn_catch"], [
+def _catch(tmp_path: Path, name: str, *overrides: str) -> DQNConfig:
+    return load_config(DQNConfig, ["dqn_catch"], [
         "run.total_frames=3000", "run.eval_episodes=0", "run.progress=false", "agent.learning_starts_frames=800",
         "agent.batch_size=8", "network.hidden=32", "run.log_every_frames=1000", "agent.n_step=1",
         "exploration.bonus=cts", "exploration.beta=0.05", f"run.runs_dir={tmp_path}", f"run.name={name}",
@@ -31,7 +31,7 @@ def _scalars(run: Path, tag: str) -> np.ndarray:
 
 def test_local_bonus_run_logs_intrinsic_returns_and_replay_rewards_exceed_extrinsic(tmp_path: Path) -> None:
     seen: dict[str, object] = {}
-    state = train(_catch(tmp_path, "cts", "agent.mc_mix=0.1"), hooks=[lambda s: seen.update(replay=s.replay)])
+    state = train(_catch(tmp_path, "cts", "agent.mc_mix=0.1"), hooks=[lambda s: seen.update(replay=s.learner.replay)])
     assert state.updates > 0
     run = tmp_path / "cts"
     intrinsic = _scalars(run, "charts/intrinsic_return")
@@ -54,7 +54,7 @@ def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
     learned: list[int] = []
 
     def count_frames(state: TrainState) -> None:
-        learned.append(ray.get(state.runtime.density_server.num_frames.remote()))
+        learned.append(ray.get(state.setup.extras["density_server"].num_frames.remote()))
 
     cfg = _catch(tmp_path, "shared", "runtime.num_actors=2", "env.num_envs=4", "exploration.shared_density=true",
                  "run.total_frames=2000")
@@ -63,15 +63,15 @@ def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
     assert learned[-1] >= state.steps + 8 and learned == sorted(learned)
     intrinsic = _scalars(tmp_path / "shared", "charts/intrinsic_return")
     assert len(intrinsic) == state.episodes > 0 and (intrinsic > 0).all()
-    assert state.runtime.density_server is not None
+    assert state.setup.extras["density_server"] is not None
 
 
 def test_montezuma_rooms_are_logged_checkpointed_and_resumed(tmp_path: Path) -> None:
-    from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
     from launch.config import to_yaml
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
-    def cfg(frames: int) -> TrainConfig:
-        return load_config(TrainConfig, ["dqn_montezuma"], [
+    def cfg(frames: int) -> DQNConfig:
+        return load_config(DQNConfig, ["dqn_montezuma"], [
             f"run.total_frames={frames}", "run.eval_episodes=0", "run.progress=false", "runtime.num_actors=0",
             "env.num_envs=2", "network.hidden=16", "agent.batch_size=4", "agent.learning_starts_frames=256",
             "replay.capacity=4096", "run.log_every_frames=256", "run.checkpoint_every_frames=100000",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.runtime.checkpoint import list_checkpoints, load_checkpoint
 from launch.cli import main
+from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 

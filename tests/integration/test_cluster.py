@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.dqn.config import TrainConfig
+from agents.dqn.config import DQNConfig
 from agents.dqn.train import TrainState, train
 from launch.config import load_config
 
@@ -33,7 +33,7 @@ def two_nodes() -> Iterator[str]:
 def test_actors_on_both_nodes(tmp_path: Path, two_nodes: str) -> None:
     import ray
 
-    cfg = load_config(TrainConfig, ["dqn_catch"], [
+    cfg = load_config(DQNConfig, ["dqn_catch"], [
         "runtime.num_actors=2", f"runtime.ray_address={two_nodes}", "run.total_frames=4000",
         "agent.learning_starts_frames=1000", "run.eval_episodes=0", "run.progress=false", "env.num_envs=4",
         f"run.runs_dir={tmp_path}", "run.name=cluster"])

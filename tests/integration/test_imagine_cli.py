@@ -68,7 +68,7 @@ def test_imagine_with_a_saved_video_predictor(tmp_path: Path, capsys: pytest.Cap
     import torch
 
     import worldmodels.video as video
-    from agents.runtime.checkpoint import save_checkpoint
+    from worldmodels.common.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     data = _dataset(tmp_path / "data", "Breakout")

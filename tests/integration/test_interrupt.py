@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.runtime.checkpoint import list_checkpoints, load_checkpoint
+from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

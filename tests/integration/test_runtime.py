@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.dqn.config import TrainConfig
+from agents.dqn.config import DQNConfig
 from agents.dqn.train import TrainState, train
-from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
 from launch.config import load_config
+from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
 
-def _catch(tmp_path: Path, name: str, *overrides: str) -> TrainConfig:
-    return load_config(TrainConfig, ["dqn_catch"], [
+def _catch(tmp_path: Path, name: str, *overrides: str) -> DQNConfig:
+    return load_config(DQNConfig, ["dqn_catch"], [
         "run.total_frames=4000", "run.eval_episodes=0", "run.progress=false", "agent.learning_starts_frames=1000",
         "agent.batch_size=8", "network.hidden=32",
         f"run.runs_dir={tmp_path}", f"run.name={name}", *overrides])
@@ -55,3 +55,70 @@ def test_ray_actor_killed_mid_run_is_replaced(tmp_path: Path) -> None:
     assert killed, "the hook never fired"
     assert state.runtime.restarts >= 1
     assert state.frames >= 12000 and state.updates > 0
+
+
+# --- RayRuntime.poll: actors do not wait for each other -------------------------------------------------------
+SLOW_SECONDS = 1.5
+
+
+class _SleepyPolicy:
+    """Acts on Catch; actor 0 sleeps ``SLOW_SECONDS`` per chunk (one sleep per call to act at step 0)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def act(self, obs, frames, starts=None):  # type: ignore[no-untyped-def]
+        import time
+
+        import numpy as np
+
+        time.sleep(self.delay)
+        return np.ones(len(obs), np.int64), {}
+
+    def set_weights(self, weights) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+class _CountAdder:
+    def reset(self, obs):  # type: ignore[no-untyped-def]
+        self.n = 0
+
+    def add(self, actions, extras, rewards, terminated, truncated, next_obs, info):  # type: ignore[no-untyped-def]
+        self.n += 1
+
+    def flush(self):  # type: ignore[no-untyped-def]
+        n, self.n = self.n, 0
+        return n
+
+
+def sleepy_parts(cfg, actor_id):  # type: ignore[no-untyped-def]
+    from envs import make_env
+
+    return make_env("toy/catch", num_envs=2, seed=actor_id), _SleepyPolicy(SLOW_SECONDS if actor_id == 0 else 0.0), \
+        _CountAdder()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_poll_returns_the_fast_actors_chunk_without_waiting_for_the_slow_one() -> None:
+    import time
+
+    from agents.runtime.ray_runtime import RayRuntime
+
+    runtime = RayRuntime(sleepy_parts, None, num_actors=2, seed=0, chunk_steps=1, steps_per_chunk=2,
+                         actor_cpus=0.5)
+    try:
+        start = time.perf_counter()
+        first = runtime.poll(0, budget_steps=10**6, block=True)
+        # The fast actor's chunk comes back alone, long before the slow actor's sleep is over.
+        assert [out.actor_id for out in first] == [1]
+        assert time.perf_counter() - start < SLOW_SECONDS
+        fast_chunks = 1
+        while True:
+            outs = runtime.poll(0, budget_steps=10**6, block=True)
+            if any(out.actor_id == 0 for out in outs):
+                break
+            fast_chunks += len(outs)
+        # While actor 0 slept through one chunk, actor 1 kept collecting (no lock-step).
+        assert fast_chunks >= 3
+    finally:
+        runtime.close()

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.dqn.config import TrainConfig
+from agents.dqn.config import DQNConfig
 from agents.dqn.evaluate import evaluate_policy
 from agents.dqn.train import train
-from agents.runtime.checkpoint import find_checkpoint, load_checkpoint
 from launch.config import load_config
+from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_dqn_learns_catch(tmp_path: Path) -> None:
-    cfg = load_config(TrainConfig, ["dqn_catch"], [f"run.runs_dir={tmp_path}", "run.progress=false"])
+    cfg = load_config(DQNConfig, ["dqn_catch"], [f"run.runs_dir={tmp_path}", "run.progress=false"])
     state = train(cfg)
     weights = load_checkpoint(find_checkpoint(tmp_path / cfg.run.name))["learner"]["online"]
     result = evaluate_policy(cfg, weights, episodes=20, epsilon=0.0)

@@ -6,28 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from agents.dqn.config import TrainConfig, validate
-from agents.dqn.train import RunExistsError, prepare_run_dir
+from agents.dqn.config import DQNConfig, validate
 from launch.config import CONFIG_DIR, ConfigError, load_config, to_yaml
+from worldmodels.common.scaffold import RunExistsError, prepare_run_dir
 
 DQN_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith(("vae_", "video_")))
 
 
 @pytest.mark.parametrize("preset", DQN_PRESETS)
 def test_every_dqn_preset_loads_and_validates(preset: str) -> None:
-    cfg = load_config(TrainConfig, [preset])
+    cfg = load_config(DQNConfig, [preset])
     validate(cfg)
 
 
 def test_presets_stack_and_overrides_win() -> None:
-    cfg = load_config(TrainConfig, ["dqn_nature"], ["agent.lr=0.001", "runtime.num_actors=3"])
+    cfg = load_config(DQNConfig, ["dqn_nature"], ["agent.lr=0.001", "runtime.num_actors=3"])
     assert cfg.env.preset == "nature"            # from dqn_nature
     assert cfg.replay.capacity == 1_000_000      # inherited from dqn_pong
     assert cfg.agent.lr == 0.001 and cfg.runtime.num_actors == 3
 
 
 def test_dopamine_preset_values() -> None:
-    cfg = load_config(TrainConfig, ["dqn_pong"])
+    cfg = load_config(DQNConfig, ["dqn_pong"])
     assert (cfg.agent.lr, cfg.agent.adam_eps, cfg.agent.update_period) == (6.25e-5, 1.5e-4, 4)
     assert cfg.agent.target_update_frames == 32_000 and cfg.agent.learning_starts_frames == 80_000
     assert cfg.exploration.eps_end == 0.01 and cfg.exploration.eps_decay_frames == 1_000_000
@@ -35,54 +35,55 @@ def test_dopamine_preset_values() -> None:
 
 def test_unknown_key_names_key_and_valid_ones() -> None:
     with pytest.raises(ConfigError, match=r"agent\.lrate.*Did you mean agent\.lr.*Valid keys: agent\.gamma"):
-        load_config(TrainConfig, [], ["agent.lrate=1"])
+        load_config(DQNConfig, [], ["agent.lrate=1"])
 
 
 def test_unknown_key_in_yaml(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("replay:\n  capacty: 10\n")
     with pytest.raises(ConfigError, match=r"replay\.capacty.*bad\.yaml.*replay\.capacity"):
-        load_config(TrainConfig, [bad])
+        load_config(DQNConfig, [bad])
 
 
 def test_wrong_type_names_key() -> None:
     with pytest.raises(ConfigError, match=r"run\.seed"):
-        load_config(TrainConfig, [], ["run.seed=abc"])
+        load_config(DQNConfig, [], ["run.seed=abc"])
 
 
 def test_malformed_override_and_missing_preset() -> None:
     with pytest.raises(ConfigError, match="key=value"):
-        load_config(TrainConfig, [], ["run.seed"])
+        load_config(DQNConfig, [], ["run.seed"])
     with pytest.raises(ConfigError, match="not found.*smoke"):
-        load_config(TrainConfig, ["no_such_preset"])
+        load_config(DQNConfig, ["no_such_preset"])
 
 
 def test_validate_rejects_impossible_values() -> None:
-    cfg = load_config(TrainConfig, ["smoke"], ["env.preset=atari2600"])
-    with pytest.raises(ValueError, match="env.preset='atari2600'.*machado, nature"):
-        validate(cfg)
-    cfg = load_config(TrainConfig, ["smoke"], ["replay.capacity=100"])
+    # String choices are Enums: OmegaConf refuses a bad one while loading, naming the key and the choices.
+    with pytest.raises(ConfigError, match=r"env\.preset.*atari2600.*machado, nature"):
+        load_config(DQNConfig, ["smoke"], ["env.preset=atari2600"])
+    with pytest.raises(ConfigError, match=r"exploration\.bonus.*cst.*none, cts, pixelcnn"):
+        load_config(DQNConfig, ["smoke"], ["exploration.bonus=cst"])
+    cfg = load_config(DQNConfig, ["smoke"], ["replay.capacity=100"])
     with pytest.raises(ValueError, match="replay.capacity=100 is too small"):
         validate(cfg)
 
 
 def test_saved_yaml_round_trips(tmp_path: Path) -> None:
-    cfg = load_config(TrainConfig, ["smoke"], ["run.seed=7"])
+    cfg = load_config(DQNConfig, ["smoke"], ["run.seed=7"])
     (tmp_path / "config.yaml").write_text(to_yaml(cfg))
-    again = load_config(TrainConfig, [tmp_path / "config.yaml"])
+    again = load_config(DQNConfig, [tmp_path / "config.yaml"])
     assert again == cfg
 
 
 def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
-    cfg = load_config(TrainConfig, ["smoke"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("x")
     with pytest.raises(RunExistsError, match="--resume"):
-        prepare_run_dir(cfg, run, resume=False)
-    assert prepare_run_dir(cfg, run, resume=True) == run
+        prepare_run_dir(run, resume=False)
+    assert prepare_run_dir(run, resume=True) == run
     with pytest.raises(FileNotFoundError, match="no run"):
-        prepare_run_dir(cfg, tmp_path / "other", resume=True)
+        prepare_run_dir(tmp_path / "other", resume=True)
 
 
 VIDEO_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("video_*.yaml"))

@@ -204,16 +204,16 @@ def test_gymnasium_vector_wrapper_records_imagined_episodes() -> None:
 
 def test_dqn_actor_acts_inside_imagination() -> None:
     from agents.dqn.actor import EpsilonGreedyPolicy, NStepAdder
-    from agents.dqn.config import TrainConfig
+    from agents.dqn.config import DQNConfig
     from agents.dqn.networks import QNetwork
     from agents.runtime.actor import EnvActor
     from agents.runtime.nstep import NStepBuilder
 
-    cfg = TrainConfig()
+    cfg = DQNConfig()
     model = PixelModel(k=4, frame_shape=(84, 84))
     starts = contexts([40, 41, 42], length=4, shape=(84, 84))
 
-    def parts(cfg: TrainConfig, actor_id: int) -> tuple:
+    def parts(cfg: DQNConfig, actor_id: int) -> tuple:
         env = ImaginedEnv(model, starts, max_episode_steps=6)
         policy = EpsilonGreedyPolicy(QNetwork(3, hidden=16), cfg, actor_id, seed=0, fixed_epsilon=1.0)
         adder = NStepAdder(NStepBuilder(3, n=1, gamma=0.99, actor_id=actor_id, seed=0), clip_rewards=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn.config import TrainConfig, validate
+from agents.dqn.config import DQNConfig, validate
 from agents.dqn.informed import (
     InformedExplorationPolicy,
     check_world_model,
@@ -71,8 +71,8 @@ def stack_of(cols: list[int]) -> np.ndarray:
     return np.stack([pixel(c) for c in cols])
 
 
-def catch_cfg(*overrides: str) -> TrainConfig:
-    return load_config(TrainConfig, ["dqn_catch"], list(overrides))
+def catch_cfg(*overrides: str) -> DQNConfig:
+    return load_config(DQNConfig, ["dqn_catch"], list(overrides))
 
 
 def make_policy(model: PixelModel, epsilon: float, **kwargs: Any) -> InformedExplorationPolicy:
@@ -151,8 +151,9 @@ def test_model_with_other_action_count_is_rejected_by_the_policy() -> None:
 
 
 def test_config_validation_errors() -> None:
-    with pytest.raises(ValueError, match="exploration.strategy='curious' is not valid; choose one of "
-                                         "epsilon_greedy, informed"):
+    # A choice outside the Enum is refused while loading (ConfigError is a ValueError), naming key and choices.
+    with pytest.raises(ValueError, match=r"exploration\.strategy.*'curious', expected one of "
+                                         r"\[epsilon_greedy, informed\]"):
         validate(catch_cfg("exploration.strategy=curious"))
     with pytest.raises(ValueError, match="strategy='informed' needs exploration.world_model"):
         validate(catch_cfg("exploration.strategy=informed"))
@@ -182,14 +183,14 @@ def test_world_model_must_exist_and_fit_the_game(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs 5 context frames; observations hold only 4"):
         check_world_model(cfg, PixelModel(context=5))
     # Game names in any spelling match.
-    pong = load_config(TrainConfig, ["dqn_pong"], ["exploration.strategy=informed", "exploration.world_model=x"])
+    pong = load_config(DQNConfig, ["dqn_pong"], ["exploration.strategy=informed", "exploration.world_model=x"])
     check_world_model(pong, PixelModel(game="ALE/Pong-v5", num_actions=6))
     with pytest.raises(ValueError, match="trained on 'Breakout', but env.game='Pong'"):
         check_world_model(pong, PixelModel(game="Breakout", num_actions=6))
 
 
 def test_breakout_preset_validates_and_names_its_placeholder() -> None:
-    cfg = load_config(TrainConfig, ["dqn_informed_breakout"])
+    cfg = load_config(DQNConfig, ["dqn_informed_breakout"])
     validate(cfg)
     assert cfg.env.game == "Breakout" and cfg.exploration.strategy == "informed"
     assert cfg.agent.lr == 6.25e-5 and cfg.exploration.eps_decay_frames == 1_000_000   # from dqn_pong

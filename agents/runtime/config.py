@@ -1,0 +1,124 @@
+"""The config sections every algorithm on the runtime shares: ``env``, ``runtime`` and ``run``.
+
+An algorithm's config (``agents/<algo>/config.py``) is a dataclass with a top-level ``algo`` key, these three
+sections, and its own (``network``, ``agent``, ...). ``reverie train`` reads ``algo`` from the stacked presets and
+overrides first, then validates everything against that algorithm's schema (``launch.config``).
+
+Units: ``*_frames`` fields count emulator frames (agent steps x the env's frame skip: 4 on Atari, 1 on MinAtar and
+``toy/catch``... see ``envs``), the unit of published Atari curves (Dopamine's iteration is 1M frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worldmodels.common.checks import Choice, require_positive
+from worldmodels.common.device import DeviceChoice
+
+
+class AtariPresetChoice(Choice):
+    machado = "machado"
+    nature = "nature"
+
+
+class BackendChoice(Choice):
+    ale_vector = "ale_vector"
+    gymnasium = "gymnasium"
+
+
+@dataclass
+class EnvConfig:
+    game: str = "Pong"
+    """ALE game ("Pong", "pong" or "ALE/Pong-v5"), a MinAtar game ("minatar/breakout", ...; Young & Tian 2019), or
+    "toy/catch", the tiny deterministic pixel env."""
+    preset: AtariPresetChoice = AtariPresetChoice.machado
+    """Atari protocol: "machado" (sticky actions 0.25, no life-loss terminal, 108k-frame cap) or "nature". The frame
+    skip is the preset's (4 on Atari); MinAtar (no frame skip, its own sticky actions 0.1) and toy/catch ignore it."""
+    num_envs: int = 16
+    """Emulators per actor, stepped as one vector env; the policy runs batched across them."""
+    num_threads: int = 1
+    """ALE worker threads per actor's vector env."""
+    backend: BackendChoice = BackendChoice.ale_vector
+    """Atari vector env: "ale_vector" (ale-py's C++ AtariVectorEnv, fastest, no RAM access) or "gymnasium" (a
+    gymnasium SyncVectorEnv of single ale-py envs, same API plus ``info["ram"]`` uint8 [N, 128]; needed for the
+    Montezuma's Revenge room metrics). Only "ale_vector" applies to ``toy/catch`` and MinAtar."""
+
+
+@dataclass
+class RuntimeConfig:
+    num_actors: int = 0
+    """0: local mode (actor and learner in one process, no Ray, deterministic).
+    >= 1: that many Ray actors, the learner in the driver."""
+    ray_address: str | None = None
+    """Ray cluster to join ("auto" or "host:port"); None starts a local Ray instance."""
+    chunk_steps: int = 8
+    """Vector-env steps an actor takes per chunk sent to the learner (chunk = chunk_steps x num_envs agent steps)."""
+    max_ahead_chunks: int = 2
+    """Rate limiter slack: how many chunks per actor the actors may run ahead of what the learner allows."""
+    publish_every_updates: int = 50
+    """Learner updates between weight publications (one ray.put each)."""
+    torch_threads: int = 1
+    """Torch threads per actor process (one per process on a shared machine; more slows everything)."""
+    learner_threads: int = 1
+    """Torch threads of the learner (driver) process."""
+    max_actor_restarts: int = 5
+    """How often Ray restarts a dead actor before the run fails."""
+    actor_cpus: float = 1.0
+    """CPUs Ray reserves for each actor; fractions (0.5) place more actors than cores. Reserving a whole CPU per
+    actor is what places actors across the nodes of a cluster."""
+    actor_niceness: int = 0
+    """Unix niceness of Ray actor processes (Ray's own default for workers is 15, which starves actors doing real
+    work beside any other process, the learner included). 0 runs them like the driver; raise it to favour the
+    learner on a crowded machine."""
+    device: DeviceChoice = DeviceChoice.auto
+    """Where the learner runs: "auto" (CUDA if torch sees a GPU, else the CPU), "cpu" or "cuda" (an error where there
+    is none). Actors act on the CPU."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    """Run name: the run directory is runs_dir/name unless --run-dir is given."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+    seed: int = 0
+    """Seeds torch, numpy, the envs and every actor (actor i uses seed + 1000 * (i + 1))."""
+    total_frames: int = 10_000_000
+    """Emulator frames to train for."""
+    checkpoint_every_frames: int = 1_000_000
+    """Frames between atomic checkpoints (a last one is always written at the end, on Ctrl-C or on SIGTERM)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk (oldest deleted first)."""
+    log_every_frames: int = 10_000
+    """Frames between scalar summaries (episode returns are logged as episodes end)."""
+    eval_episodes: int = 0
+    """Episodes of an evaluation at the end of training (Machado protocol on Atari; 0: none)."""
+    progress: bool = True
+    """Show a progress bar with frames/s."""
+
+
+def validate_common(env: EnvConfig, runtime: RuntimeConfig, run: RunConfig) -> None:
+    """Checks of the shared sections that OmegaConf's type checks cannot make.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    require_positive({
+        "env.num_envs": env.num_envs, "env.num_threads": env.num_threads,
+        "runtime.chunk_steps": runtime.chunk_steps, "runtime.publish_every_updates": runtime.publish_every_updates,
+        "runtime.torch_threads": runtime.torch_threads, "runtime.learner_threads": runtime.learner_threads,
+        "runtime.actor_cpus": runtime.actor_cpus,
+        "run.total_frames": run.total_frames, "run.checkpoint_every_frames": run.checkpoint_every_frames,
+        "run.log_every_frames": run.log_every_frames, "run.keep_checkpoints": run.keep_checkpoints,
+    })
+    if runtime.num_actors < 0:
+        raise ValueError(f"runtime.num_actors={runtime.num_actors} must be 0 (local mode) or more.")
+    if runtime.max_ahead_chunks < 0:
+        raise ValueError(f"runtime.max_ahead_chunks={runtime.max_ahead_chunks} must be 0 or more.")
+    if not -20 <= runtime.actor_niceness <= 19:
+        raise ValueError(f"runtime.actor_niceness={runtime.actor_niceness} must lie in [-20, 19] (Unix niceness; "
+                         "0 runs actors like the driver).")
+    if run.eval_episodes < 0:
+        raise ValueError(f"run.eval_episodes={run.eval_episodes} must be 0 (no evaluation) or more.")
+    if (env.game.startswith("toy/") or env.game.startswith("minatar/")) and env.backend != "ale_vector":
+        raise ValueError(f"env.backend={env.backend!r} applies to Atari games only; {env.game} has its own "
+                         "vector env: leave env.backend at 'ale_vector'.")

@@ -1,0 +1,258 @@
+"""The one training loop of every algorithm on the runtime. It never names an algorithm.
+
+    actors (local or Ray) --ActorOutput chunks--> learner.ingest --> learner.update x updates_due
+          ^------------------ weights, one ray.put per publication ------------------'
+
+Rate limiter: the learner says how many updates the data allows (``updates_due``) and how many more agent
+steps the actors may collect before it must catch up (``collect_allowance``); actors may run at most
+``runtime.max_ahead_chunks`` chunks each beyond that. After every update the loop goes back to harvesting
+chunks, so actors never wait long. The frame around it (run directory, ``config.yaml``, TensorBoard, progress
+bar, SIGINT/SIGTERM -> last checkpoint, cleanup on any exception) is :class:`worldmodels.common.RunScaffold`.
+
+Logged: ``charts/episodic_return`` and ``charts/episodic_length`` per game; per log window
+``charts/frames_per_s`` (wall clock), ``charts/cpu_frames_per_s``, ``charts/steps_per_s``,
+``charts/updates_per_s``, ``charts/actor_restarts``, ``charts/policy_lag`` (learner updates between the weights
+a chunk was collected with and the newest), the learner's ``losses/*`` and ``charts/*``, and tracker tags.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.runtime.actor import ActorOutput
+from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Learner, env_spec
+from envs import make_env
+from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.device import resolve_device
+from worldmodels.common.scaffold import Rates, RunScaffold, StopRun
+
+log = logging.getLogger(__name__)
+
+#: Raised by a hook to end training early and cleanly (final checkpoint written, actors closed).
+StopTraining = StopRun
+
+
+@dataclass
+class TrainState(Counters):
+    """Counters of a run (saved in checkpoints) plus live objects hooks may inspect."""
+
+    returns: list[float] = field(default_factory=list)
+    """Raw score of every finished game, in order of arrival."""
+    discovered: dict[str, set[int]] = field(default_factory=dict)
+    """Union over actors of what their trackers discovered, by TensorBoard tag (``explore/rooms_total``: rooms)."""
+    runtime: Any = None
+    """The LocalRuntime / RayRuntime (hooks may inspect or kill actors)."""
+    learner: Any = None
+    """The algorithm's learner (hooks may inspect it, e.g. its replay)."""
+    setup: ActorSetup | None = None
+    """How the actors were built (shared services in ``setup.extras``)."""
+    run_dir: Path | None = None
+
+
+Hook = Callable[[TrainState], None]
+
+
+def run_dir_of(cfg: Any, run_dir: str | Path | None) -> Path:
+    """``run_dir`` or ``runs_dir/name``."""
+    return Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
+
+
+def probe_env(cfg: Any) -> EnvSpec:
+    """The env's :class:`EnvSpec` from a 1-env instance (raises the env's own clear error for an unknown game)."""
+    env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=1, seed=0)
+    try:
+        return env_spec(env)
+    finally:
+        env.close()
+
+
+def make_runtime(cfg: Any, setup: ActorSetup) -> Any:
+    """Local mode for ``runtime.num_actors == 0``, else Ray actors (starting or joining Ray)."""
+    rt = cfg.runtime
+    if rt.num_actors == 0:
+        from agents.runtime.local import LocalRuntime
+
+        return LocalRuntime(setup.parts_fn, cfg, seed=cfg.run.seed + 1000, chunk_steps=rt.chunk_steps,
+                            torch_threads=rt.torch_threads)
+    from agents.runtime.ray_runtime import RayRuntime
+
+    return RayRuntime(setup.parts_fn, cfg, rt.num_actors, seed=cfg.run.seed, chunk_steps=rt.chunk_steps,
+                      steps_per_chunk=rt.chunk_steps * cfg.env.num_envs, torch_threads=rt.torch_threads,
+                      actor_cpus=rt.actor_cpus, max_restarts=rt.max_actor_restarts, niceness=rt.actor_niceness)
+
+
+class _Window:
+    """Scalars averaged over one logging window."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {}
+
+    def add(self, scalars: dict[str, float]) -> None:
+        for key, value in scalars.items():
+            self.values.setdefault(key if "/" in key else f"losses/{key}", []).append(float(value))
+
+    def flush(self) -> dict[str, float]:
+        out = {k: float(np.mean(v)) for k, v in self.values.items() if v}
+        self.values = {}
+        return out
+
+
+def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, resume: bool = False,
+                 hooks: Sequence[Hook] = (), config_yaml: str | None = None) -> TrainState:
+    """Train ``builder``'s algorithm as ``cfg`` says; returns the final counters.
+
+    :param builder: the algorithm (its ``BUILDER``).
+    :param cfg: the merged config (the algorithm's dataclass).
+    :param run_dir: where to write (default ``runs_dir/name``).
+    :param resume: continue the run in ``run_dir`` from its newest checkpoint.
+    :param hooks: called with the live :class:`TrainState` after every batch of chunks; a hook may raise
+        :class:`StopTraining` to end the run early (used by benchmarks).
+    :param config_yaml: the config as YAML, saved as ``config.yaml`` (and in every checkpoint).
+    """
+    builder.validate(cfg)
+    builder.prepare(cfg)
+    device = resolve_device(cfg.runtime.device)
+    torch.set_num_threads(cfg.runtime.learner_threads)
+    random.seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+    torch.manual_seed(cfg.run.seed)
+
+    spec = probe_env(cfg)
+    learner: Learner = builder.make_learner(cfg, spec, device)
+    state = TrainState(frame_skip=spec.frame_skip, total_steps=cfg.run.total_frames // spec.frame_skip,
+                       learner=learner)
+    path = run_dir_of(cfg, run_dir)
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt = load_checkpoint(find_checkpoint(path))
+        learner.load_state_dict(ckpt)
+        state.steps, state.updates, state.episodes = ckpt["steps"], ckpt["updates"], ckpt["episodes"]
+        set_rng_state(ckpt["rng"])
+        state.discovered = {tag: set(items) for tag, items in ckpt.get("discovered", {}).items()}
+        log.info("resumed %s at %d frames", path, state.frames)
+
+    with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=cfg.run.total_frames,
+                     initial=state.frames, progress=cfg.run.progress) as run:
+        state.run_dir = run.path
+        writer = run.writer
+        if cfg.runtime.num_actors > 0:
+            from agents.runtime.ray_runtime import init_ray
+
+            init_ray(cfg.runtime.ray_address, niceness=cfg.runtime.actor_niceness)  # before any shared service
+        setup = builder.actor_setup(cfg, distributed=cfg.runtime.num_actors > 0)
+        state.setup = setup
+        if setup.close is not None:
+            run.add_cleanup(setup.close)
+        if ckpt is not None and setup.set_state is not None and ckpt.get("shared_actor_state") is not None:
+            setup.set_state(ckpt["shared_actor_state"])
+        runtime = make_runtime(cfg, setup)
+        state.runtime = runtime
+        run.add_cleanup(runtime.close)
+        if ckpt is not None and ckpt.get("actor_states"):
+            runtime.set_actor_states(ckpt["actor_states"])
+
+        def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
+            payload = {"algo": builder.name, **learner.state_dict(), "steps": state.steps, "updates": state.updates,
+                       "episodes": state.episodes, "rng": rng_state(), "config": config_yaml,
+                       "discovered": {tag: sorted(items) for tag, items in state.discovered.items()},
+                       "actor_states": runtime.actor_states()}
+            if setup.get_state is not None:
+                payload["shared_actor_state"] = setup.get_state()
+            return save_checkpoint(run.path / "checkpoints", state.frames, payload, keep=keep)
+
+        run.on_interrupt(checkpoint)  # Ctrl-C / SIGTERM: a last checkpoint, then the interrupt goes on
+        run.on_error(lambda: checkpoint(cfg.run.keep_checkpoints + 1))  # any other error: keep the older ones
+        runtime.publish(learner.get_weights(), state.updates)
+        slack = cfg.runtime.max_ahead_chunks * runtime.steps_per_chunk * runtime.num_actors
+        every = cfg.run.checkpoint_every_frames
+        next_ckpt = (state.frames // every + 1) * every
+        next_log = state.frames + cfg.run.log_every_frames
+        rates, window, lags = Rates(state.frames), _Window(), []
+        updates_at_log = state.updates
+        actor_scalars: dict[str, float] = {}
+        stop = False
+        while not stop:
+            # --- rate limiter: how many updates the data allows, how far actors may run ahead ---------------
+            due = learner.updates_due(state)
+            collecting = state.steps < state.total_steps
+            if not collecting and due <= 0:
+                break  # all frames collected and the updates they owe done: the ratio holds to the end
+            budget = learner.collect_allowance(state) + slack if collecting else 0
+            outputs: list[ActorOutput] = runtime.poll(state.frames, budget, block=due <= 0) if collecting else []
+
+            # --- experience into the learner ---------------------------------------------------------------
+            for out in outputs:
+                learner.ingest(out)
+                state.steps += out.env_steps
+                if out.weights_version >= 0:
+                    lags.append(state.updates - out.weights_version)
+                _log_episodes(state, out, writer)
+                actor_scalars.update(out.extras)
+            if outputs:
+                run.advance(state.frames, **({"ret": f"{np.mean(state.returns[-20:]):.1f}"} if state.returns else {}),
+                            upd=state.updates)
+                for hook in hooks:
+                    try:
+                        hook(state)
+                    except StopRun:
+                        stop = True
+
+            # --- one learner update (then back to harvesting chunks, so actors never wait long) ------------
+            if due > 0:
+                window.add(learner.update(state))
+                state.updates += 1
+                if state.updates % cfg.runtime.publish_every_updates == 0:
+                    runtime.publish(learner.get_weights(), state.updates)
+
+            # --- summaries and checkpoints -----------------------------------------------------------------
+            if state.frames >= next_log:
+                wall, _, seconds = rates.measure(state.frames)
+                # Every rate is per second of wall clock; the CPU figure has its own tag.
+                writer.add_scalar("charts/frames_per_s", wall, state.frames)
+                writer.add_scalar("charts/steps_per_s", wall / state.frame_skip, state.frames)
+                writer.add_scalar("charts/updates_per_s", (state.updates - updates_at_log) / seconds, state.frames)
+                writer.add_scalar("charts/actor_restarts", runtime.restarts, state.frames)
+                if lags:
+                    writer.add_scalar("charts/policy_lag", float(np.mean(lags)), state.frames)
+                for tag, value in {**learner.scalars(), **window.flush()}.items():
+                    writer.add_scalar(tag, value, state.frames)
+                for key, value in actor_scalars.items():
+                    writer.add_scalar(key if "/" in key else f"charts/{key}", value, state.frames)
+                for tag, union in state.discovered.items():
+                    writer.add_scalar(tag, len(union), state.frames)
+                updates_at_log, lags = state.updates, []
+                next_log = state.frames + cfg.run.log_every_frames
+            if state.frames >= next_ckpt:
+                checkpoint()
+                next_ckpt += every
+        checkpoint()
+        if cfg.run.eval_episodes > 0:
+            result = builder.evaluate(cfg, learner.get_weights(), cfg.run.eval_episodes, seed=cfg.run.seed + 99991)
+            writer.add_scalar("eval/mean_return", result.mean, state.frames)
+            writer.add_scalar("eval/std_return", result.std, state.frames)
+    return state
+
+
+def _log_episodes(state: TrainState, out: ActorOutput, writer: Any) -> None:
+    """Games that ended in ``out``: returns, lengths, tracker statistics and discoveries (unioned over actors)."""
+    episode_stats = out.episode_stats or [{}] * len(out.episode_returns)
+    for ret, length, extra in zip(out.episode_returns, out.episode_lengths, episode_stats):
+        state.episodes += 1
+        state.returns.append(ret)
+        writer.add_scalar("charts/episodic_return", ret, state.frames)
+        writer.add_scalar("charts/episodic_length", length, state.frames)
+        for tag, value in extra.items():
+            writer.add_scalar(tag, value, state.frames)
+    for tag, items in out.discovered.items():
+        union = state.discovered.setdefault(tag, set())
+        if not union.issuperset(items):
+            union.update(items)
+            writer.add_scalar(tag, len(union), state.frames)
