@@ -1,13 +1,16 @@
 """``reverie collect``: record trajectories of real play into a dataset (:mod:`worldmodels.data.format`).
 
-Ray actors (``ray.remote`` :class:`Collector` s) each step one vector env (``envs.make_env``) with a random
-or an epsilon-greedy DQN policy and return, per chunk, each env's stretch of play as *segments*: the newest
-frame of every observation, the action taken there, the raw reward it earned, and whether the game ended.
-The driver stitches segments into episodes and hands finished episodes to a
-:class:`worldmodels.data.DatasetWriter`, which splits them into train and held-out by whole episodes and
-writes shards atomically. Actors are read round-robin, so for a given seed the dataset is the same however
-fast each actor runs. When the frame budget is reached, episodes still running are kept, cut short (no
-terminal flag).
+Collection runs on the agents' runtime (:mod:`agents.runtime`): :func:`collect_parts` builds each actor's vector
+env (``envs.make_env``), its policy (:class:`UniformRandomPolicy`, or DQN's
+:class:`~agents.dqn.actor.EpsilonGreedyPolicy` at a fixed epsilon, its weights published by the driver) and a
+:class:`SegmentAdder`, and :class:`~agents.runtime.local.LocalRuntime` (``actors=0``) or
+:class:`~agents.runtime.ray_runtime.RayRuntime` steps them in chunks. Each chunk's payload is every env's stretch
+of play as *segments*: the newest frame of every observation, the action taken there, the raw reward it earned,
+and whether the game ended. The driver stitches segments into episodes and hands finished episodes to a
+:class:`worldmodels.data.DatasetWriter`, which splits them into train and held-out by whole episodes and writes
+shards atomically. Chunks are consumed round-robin over the actors (a fast actor's chunks wait their turn), so
+for a given seed the dataset is the same however fast each actor runs. When the frame budget is reached,
+episodes still running are kept, cut short (no terminal flag).
 
 Autoreset (NextStep): after a step that ends a game, the observation returned is the terminal one (stored as
 the episode's last frame, with action -1); the next ``step`` ignores the action and returns the first
@@ -17,140 +20,151 @@ or frame cap), never at a life-loss learning terminal of the ``nature`` preset.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from envs import make_env
-from worldmodels.data import DatasetWriter
+from envs import make_env, newest_frames
+
+if TYPE_CHECKING:
+    from worldmodels.data import DatasetWriter
 
 log = logging.getLogger(__name__)
 
 Segment = dict[str, Any]
 
 
-def _make_policy(spec: dict[str, Any], num_actions: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``obs uint8 [N, S, 84, 84] -> actions int64 [N]`` for a policy spec (see :func:`policy_spec`)."""
-    rng = np.random.default_rng(seed)
-    if spec["kind"] == "random":
-        return lambda obs: rng.integers(0, num_actions, len(obs)).astype(np.int64)
-    from agents.dqn.networks import QNetwork
+class UniformRandomPolicy:
+    """Uniformly random actions (the :class:`agents.runtime.actor.Policy` protocol; no weights).
 
-    net = QNetwork(num_actions, stack=spec["stack"], hidden=spec["hidden"], dueling=spec["dueling"])
-    net.load_state_dict(spec["weights"])
-    net.eval().requires_grad_(False)
-    eps = float(spec["epsilon"])
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            greedy = net(torch.from_numpy(obs)).argmax(1).numpy()
-        explore = rng.random(len(obs)) < eps
-        return np.where(explore, rng.integers(0, num_actions, len(obs)), greedy).astype(np.int64)
-
-    return act
-
-
-class Collector:
-    """Plays one vector env with a policy and returns segments of play (used as a Ray actor, or in-process).
-
-    :param game: any name ``envs.make_env`` accepts.
-    :param preset: Atari preset ("machado" or "nature").
-    :param num_envs: envs of the vector env.
-    :param seed: env seed (env i gets seed + i) and policy RNG seed.
-    :param spec: policy spec from :func:`policy_spec`.
+    :param num_actions: size of the discrete action space. :param seed: seeds the RNG (one draw of N per step).
     """
 
-    def __init__(self, game: str, preset: str, num_envs: int, seed: int, spec: dict[str, Any],
-                 frame: dict[str, Any] | None = None) -> None:
-        torch.set_num_threads(1)
-        self.env = make_env(game, preset, num_envs=num_envs, seed=seed, **(frame or {}))
+    def __init__(self, num_actions: int, seed: int) -> None:
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return self.rng.integers(0, self.num_actions, len(obs)).astype(np.int64), {}
+
+    def set_weights(self, weights: Any) -> None:
+        pass
+
+
+class SegmentAdder:
+    """Turns vector-env steps into segments of play (the :class:`agents.runtime.actor.Adder` protocol).
+
+    :meth:`flush` returns a list of segments ``{"env", "start", "end", "frames" uint8 [n, *frame_shape],
+    "actions" int64 [n], "rewards" float32 [n]}``: ``start``, the segment's first frame begins an episode;
+    ``end``, its last frame is the game-over observation (action -1, reward 0). A row holds the newest frame of an
+    observation, the action taken there and the raw reward (``info["raw_reward"]``) that step earned. An env's
+    episode still running at a flush continues in its next segment (``start`` False).
+
+    :param num_envs: envs of the vector env. :param stack: frames per observation (``env.stack``).
+    :param frame_shape: one frame's shape (``env.frame_shape``).
+    """
+
+    def __init__(self, num_envs: int, stack: int, frame_shape: tuple[int, ...]) -> None:
         self.num_envs = num_envs
-        self.frame_skip = int(getattr(self.env, "frame_skip", 4))
-        self.num_actions = int(self.env.single_action_space.n)
-        self.policy = _make_policy(spec, self.num_actions, seed + 17)
-        self.obs, _ = self.env.reset(seed=seed)
-        self.awaiting_reset = np.zeros(num_envs, dtype=bool)
-        self.starts = np.ones(num_envs, dtype=bool)  # the next stored frame of env i begins an episode
-        self.steps = 0
+        self.stack = stack
+        self.frame_shape = tuple(frame_shape)
 
-    def info(self) -> dict[str, int]:
-        return {"num_actions": self.num_actions, "frame_skip": self.frame_skip,
-                "frame_shape": list(self.obs.shape[2:])}  # [H, W] or [H, W, 3]
+    def _newest(self, obs: np.ndarray) -> np.ndarray:
+        return newest_frames(obs, self.stack, self.frame_shape).copy()
 
-    def run(self, steps: int) -> tuple[list[Segment], int]:
-        """Step all envs ``steps`` times.
-
-        :return: ``(segments, emulator_frames)``; a segment is ``{"env", "start", "end", "frames" uint8
-            [n, H, W], "actions" int64 [n], "rewards" float32 [n]}`` (``start``: first frame of an episode;
-            ``end``: its last frame is the game-over observation, with action -1).
-        """
+    def reset(self, obs: np.ndarray) -> None:
         n = self.num_envs
-        cur: list[dict[str, list]] = [{"frames": [], "actions": [], "rewards": []} for _ in range(n)]
-        seg_start = self.starts.copy()
-        segments: list[Segment] = []
+        self._newest_frames = self._newest(obs)  # the newest frame of the observation each env acts on next
+        self._awaiting_reset = np.zeros(n, dtype=bool)  # the next step of env i is its autoreset step
+        self._seg_start = np.ones(n, dtype=bool)  # env i's open segment begins an episode
+        self._cur: list[dict[str, list]] = [{"frames": [], "actions": [], "rewards": []} for _ in range(n)]
+        self._segments: list[Segment] = []
 
-        def close(i: int, end: bool) -> None:
-            c = cur[i]
-            if c["frames"]:
-                segments.append({"env": i, "start": bool(seg_start[i]), "end": end,
-                                 "frames": np.stack(c["frames"]), "actions": np.asarray(c["actions"], np.int64),
-                                 "rewards": np.asarray(c["rewards"], np.float32)})
-            cur[i] = {"frames": [], "actions": [], "rewards": []}
+    def _close(self, i: int, end: bool) -> None:
+        c = self._cur[i]
+        if c["frames"]:
+            self._segments.append({"env": i, "start": bool(self._seg_start[i]), "end": end,
+                                   "frames": np.stack(c["frames"]), "actions": np.asarray(c["actions"], np.int64),
+                                   "rewards": np.asarray(c["rewards"], np.float32)})
+        self._cur[i] = {"frames": [], "actions": [], "rewards": []}
 
-        for _ in range(steps):
-            actions = self.policy(self.obs)
-            record = ~self.awaiting_reset
-            newest = self.obs[:, -1]
-            obs, _, _, _, info = self.env.step(actions)
-            self.steps += 1
-            over, raw = info["game_over"], info["raw_reward"]
-            for i in range(n):
-                if self.awaiting_reset[i]:
-                    # This step was the autoreset: obs[i] is the first observation of a new game.
-                    self.awaiting_reset[i] = False
-                    seg_start[i] = True
-                    continue
-                if record[i]:
-                    c = cur[i]
-                    c["frames"].append(newest[i].copy())
-                    c["actions"].append(int(actions[i]))
-                    c["rewards"].append(float(raw[i]))
-                    if over[i]:
-                        c["frames"].append(obs[i, -1].copy())
-                        c["actions"].append(-1)
-                        c["rewards"].append(0.0)
-                        close(i, end=True)
-                        self.awaiting_reset[i] = True
-                        seg_start[i] = False
-            self.obs = obs
-        for i in range(n):
-            if cur[i]["frames"]:
-                close(i, end=False)
-                seg_start[i] = False
-        # An env whose game just ended starts a new episode after its reset step; others continue.
-        self.starts = seg_start | self.awaiting_reset
-        return segments, steps * n * self.frame_skip
+    def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
+        over, raw = info["game_over"], info["raw_reward"]
+        newest = self._newest(next_obs)
+        for i in range(self.num_envs):
+            if self._awaiting_reset[i]:
+                # This step was the autoreset: next_obs[i] is the first observation of a new game.
+                self._awaiting_reset[i] = False
+                self._seg_start[i] = True
+                continue
+            c = self._cur[i]
+            c["frames"].append(self._newest_frames[i])
+            c["actions"].append(int(actions[i]))
+            c["rewards"].append(float(raw[i]))
+            if over[i]:
+                c["frames"].append(newest[i])
+                c["actions"].append(-1)
+                c["rewards"].append(0.0)
+                self._close(i, end=True)
+                self._awaiting_reset[i] = True
+                self._seg_start[i] = False
+        self._newest_frames = newest
+
+    def flush(self) -> list[Segment]:
+        for i in range(self.num_envs):
+            if self._cur[i]["frames"]:
+                self._close(i, end=False)
+                self._seg_start[i] = False
+        segments, self._segments = self._segments, []
+        return segments
+
+
+def collect_parts(spec: dict[str, Any], actor_id: int, *, game: str, preset: str, num_envs: int, seed: int,
+                  frame: dict[str, Any]) -> tuple[Any, Any, SegmentAdder]:
+    """One collection actor's (vector env, policy, adder) (an :data:`agents.runtime.actor.PartsFn` once the
+    keyword arguments are bound with ``functools.partial``; runs inside the actor's process).
+
+    :param spec: the policy spec of :func:`policy_spec`, without its weights (the driver publishes them).
+    :param actor_id: actor i seeds its envs with ``seed + 1000 * (i + 1)`` and its policy RNG with that + 17.
+    :param frame: ``frame_height``, ``frame_width`` and ``grayscale`` for ``make_env``.
+    """
+    actor_seed = seed + 1000 * (actor_id + 1)
+    env = make_env(game, preset, num_envs=num_envs, seed=actor_seed, **frame)
+    num_actions = int(env.single_action_space.n)
+    policy: Any
+    if spec["kind"] == "random":
+        policy = UniformRandomPolicy(num_actions, actor_seed + 17)
+    else:
+        from agents.dqn.actor import EpsilonGreedyPolicy
+        from agents.dqn.networks import QNetwork
+
+        net = QNetwork(num_actions, obs_shape=tuple(env.single_observation_space.shape), hidden=spec["hidden"],
+                       dueling=spec["dueling"])
+        policy = EpsilonGreedyPolicy(net, spec["config"], actor_id, actor_seed + 17, fixed_epsilon=spec["epsilon"])
+    return env, policy, SegmentAdder(num_envs, env.stack, env.frame_shape)
 
 
 def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """Resolve ``--policy``: ``"random"`` or a DQN run directory / checkpoint file.
 
-    :return: ``(spec shipped to actors, description for the manifest)``.
+    :return: ``(spec for the actors, description for the manifest)``; a DQN spec holds the run's config, the
+        network settings, ``epsilon`` and ``weights`` (the online network's state dict).
     :raises ValueError: a run trained on another game, or a checkpoint without a config.
     """
     if policy == "random":
         return {"kind": "random"}, {"kind": "random"}
-    from agents.dqn.config import TrainConfig
+    from agents.dqn.config import DQNConfig
     from envs import resolve_game
     from launch.config import load_run_config
 
-    cfg, ckpt, path = load_run_config(TrainConfig, policy)
+    cfg, ckpt, path = load_run_config(DQNConfig, policy)
     trained, wanted = cfg.env.game, game
     if not trained.startswith("toy/") and not wanted.startswith("toy/"):
         trained, wanted = resolve_game(trained), resolve_game(wanted)
@@ -159,10 +173,12 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
                          f"or pass --policy random.")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon {epsilon} must lie in [0, 1].")
-    spec = {"kind": "dqn", "weights": ckpt["learner"]["online"], "hidden": cfg.network.hidden,
-            "dueling": cfg.network.dueling, "stack": 4, "epsilon": epsilon}
-    return spec, {"kind": "dqn", "checkpoint": str(path), "frames_trained": int(ckpt["steps"]) * cfg.env.frame_skip,
-                  "epsilon": epsilon}
+    from agents.runtime.loop import probe_env
+
+    spec = {"kind": "dqn", "weights": ckpt["learner"]["online"], "config": cfg, "hidden": cfg.network.hidden,
+            "dueling": cfg.network.dueling, "epsilon": epsilon}
+    frames_trained = int(ckpt["steps"]) * probe_env(cfg).frame_skip
+    return spec, {"kind": "dqn", "checkpoint": str(path), "frames_trained": frames_trained, "epsilon": epsilon}
 
 
 def collect(game: str, out: str | Path, frames: int, policy: str = "random", actors: int = 2,
@@ -173,8 +189,9 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     """Collect ``frames`` stored frames of ``game`` into the dataset folder ``out``; returns the manifest.
 
     :param frames: frames to store (each observation's newest frame once; emulator frames are
-        ``frame_skip`` times more, recorded in the manifest as ``emulator_frames``).
-    :param actors: Ray actors (0: one in-process collector, no Ray).
+        ``frame_skip`` times more, recorded in the manifest as ``emulator_frames``: every vector step of the
+        chunks consumed, autoreset steps included).
+    :param actors: Ray actors (0: one in-process actor, no Ray).
     :param envs_per_actor: envs in each actor's vector env.
     :param seed: actor i seeds its envs with ``seed + 1000 * (i + 1)``.
     :param heldout_fraction: share of frames (whole episodes) kept for evaluation.
@@ -187,74 +204,111 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     if frames < 1 or actors < 0 or envs_per_actor < 1 or chunk_steps < 1:
         raise ValueError(f"--frames ({frames}), --envs-per-actor ({envs_per_actor}) and chunk steps ({chunk_steps}) "
                          f"must be positive and --actors ({actors}) non-negative.")
+    from tqdm import tqdm
+
+    from agents.runtime.algorithm import env_spec
+    from worldmodels.data import DatasetWriter
+
     frame = {"frame_height": int(frame_size[0]), "frame_width": int(frame_size[1]), "grayscale": not rgb}
     if policy != "random" and (tuple(frame_size) != (84, 84) or rgb):
         raise ValueError("a DQN policy reads 84x84 luminance frames: collect --frame-size/--rgb data with "
                          "--policy random, or leave the frame settings at their defaults.")
-    make_env(game, preset, num_envs=1, **frame).close()  # fail fast on a bad game, preset or size, before Ray
+    probe = make_env(game, preset, num_envs=1, **frame)  # fail fast on a bad game, preset or size, before Ray
+    try:
+        spec_env = env_spec(probe)
+    finally:
+        probe.close()
     spec, policy_meta = policy_spec(policy, game, epsilon)
+    weights = spec.pop("weights", None)
     meta = {"game": game, "preset": preset, "policy": policy_meta, "seed": seed, "actors": actors,
             "envs_per_actor": envs_per_actor, "frames_requested": frames}
     writer = DatasetWriter(out, meta, heldout_fraction=heldout_fraction, shard_frames=shard_frames)
     started = time.time()
     workers = max(1, actors)
-    seeds = [seed + 1000 * (i + 1) for i in range(workers)]
-    if actors == 0:
-        local = Collector(game, preset, envs_per_actor, seeds[0], spec, frame)
-        info = local.info()
-        submit: Callable[[int], Any] = lambda i: local.run(chunk_steps)  # noqa: E731
-        fetch: Callable[[Any], Any] = lambda r: r  # noqa: E731
-    else:
-        import ray
-
-        from agents.runtime.ray_runtime import init_ray
-
-        started_ray = init_ray(ray_address)
-        remote = ray.remote(num_cpus=1, max_restarts=0)(Collector)
-        spec_ref = ray.put(spec)
-        handles = [remote.remote(game, preset, envs_per_actor, s, spec_ref, frame) for s in seeds]
-        info = ray.get(handles[0].info.remote())
-        submit = lambda i: handles[i].run.remote(chunk_steps)  # noqa: E731
-        fetch = ray.get
-    open_eps: dict[tuple[int, int], list[Segment]] = {}
-    stored, emulator_frames = 0, 0
+    parts_fn = functools.partial(collect_parts, game=game, preset=preset, num_envs=envs_per_actor, seed=seed,
+                                 frame=frame)
+    emulator_frames_per_chunk = chunk_steps * envs_per_actor * spec_env.frame_skip
+    runtime, started_ray = _make_runtime(parts_fn, spec, actors, seed, chunk_steps, envs_per_actor, ray_address)
     bar = tqdm(total=frames, unit="frame", disable=not progress, desc=f"collect {game}")
     try:
-        pending = [submit(i) for i in range(workers)]
+        if weights is not None:
+            runtime.publish(weights, 0)  # every actor loads them before its first chunk
+        # Chunks are consumed round-robin; one that comes early waits in its actor's queue. Every idle actor gets
+        # a new chunk at each poll (the budget covers all actors, in flight or not) while fewer than `max_queued`
+        # chunks wait; past that, polls only collect chunks in flight. With one chunk in flight per actor, at most
+        # 3 * workers - 1 chunks are ever outstanding, and the actor whose turn it is always has one in flight or
+        # queued. (Safety net: should a blocking poll find nothing in flight, the next one hands out work.)
+        full_budget = 2 * workers * runtime.steps_per_chunk
+        max_queued = 2 * workers
+        queues: list[deque[list[Segment]]] = [deque() for _ in range(workers)]
+        open_eps: dict[tuple[int, int], list[Segment]] = {}
+        stored, emulator_frames, turn, force = 0, 0, 0, False
         while stored < frames:
-            for i in range(workers):
-                segments, emu = fetch(pending[i])
-                emulator_frames += emu
-                if stored < frames:
-                    pending[i] = submit(i)
-                for seg in segments:
-                    if stored >= frames:
-                        break
-                    take = min(len(seg["frames"]), frames - stored)
-                    if take < len(seg["frames"]):  # trim to the budget: the episode is cut, not ended
-                        seg = {**{k: seg[k][:take] for k in ("frames", "actions", "rewards")},
-                               "env": seg["env"], "start": seg["start"], "end": False}
-                    stored += take
-                    bar.update(take)
-                    key = (i, seg["env"])
-                    if seg["start"] and key in open_eps:
-                        raise RuntimeError(f"collector {key} started an episode before ending the previous one")
-                    open_eps.setdefault(key, []).append(seg)
-                    if seg["end"]:
-                        _add(writer, open_eps.pop(key), terminal=True)
+            capped = not force and sum(len(q) for q in queues) >= max_queued
+            block = not queues[turn]
+            outputs = runtime.poll(emulator_frames, 0 if capped else full_budget, block)
+            force = capped and block and not outputs
+            for output in outputs:
+                queues[output.actor_id].append(output.payload)
+            if not queues[turn]:
+                continue
+            segments = queues[turn].popleft()
+            emulator_frames += emulator_frames_per_chunk
+            for seg in segments:
                 if stored >= frames:
                     break
+                take = min(len(seg["frames"]), frames - stored)
+                if take < len(seg["frames"]):  # trim to the budget: the episode is cut, not ended
+                    seg = {**{k: seg[k][:take] for k in ("frames", "actions", "rewards")},
+                           "env": seg["env"], "start": seg["start"], "end": False}
+                stored += take
+                bar.update(take)
+                key = (turn, seg["env"])
+                if seg["start"] and key in open_eps:
+                    raise RuntimeError(f"collector {key} started an episode before ending the previous one")
+                open_eps.setdefault(key, []).append(seg)
+                if seg["end"]:
+                    _add(writer, open_eps.pop(key), terminal=True)
+            turn = (turn + 1) % workers
         for key in sorted(open_eps):
             _add(writer, open_eps.pop(key), terminal=False)
     finally:
         bar.close()
-        if actors:
-            for h in handles:
-                ray.kill(h)
-            if started_ray:
-                ray.shutdown()
-    return writer.close(num_actions=info["num_actions"], frame_skip=info["frame_skip"],
+        runtime.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return writer.close(num_actions=spec_env.num_actions, frame_skip=spec_env.frame_skip,
                         emulator_frames=emulator_frames, wall_seconds=round(time.time() - started, 2))
+
+
+def _make_runtime(parts_fn: Any, spec: dict[str, Any], actors: int, seed: int, chunk_steps: int,
+                  envs_per_actor: int, ray_address: str | None) -> tuple[Any, bool]:
+    """:class:`~agents.runtime.local.LocalRuntime` for ``actors=0``, else a
+    :class:`~agents.runtime.ray_runtime.RayRuntime` of ``actors`` actors, starting or joining Ray first.
+
+    :return: ``(runtime, whether this call started Ray)``.
+    """
+    if actors == 0:
+        from agents.runtime.local import LocalRuntime
+
+        return LocalRuntime(parts_fn, spec, seed=seed + 1000, chunk_steps=chunk_steps), False
+    import ray
+
+    from agents.runtime.ray_runtime import RayRuntime, init_ray
+
+    started_ray = init_ray(ray_address)
+    try:
+        # max_restarts=0: a restarted actor would start new games in the middle of its open episodes (a dead
+        # actor fails the collection, as before). niceness=None: the workers keep Ray's (0 in a local instance).
+        runtime = RayRuntime(parts_fn, spec, num_actors=actors, seed=seed, chunk_steps=chunk_steps,
+                             steps_per_chunk=chunk_steps * envs_per_actor, max_restarts=0, niceness=None)
+    except BaseException:
+        if started_ray:
+            ray.shutdown()
+        raise
+    return runtime, started_ray
 
 
 def _add(writer: DatasetWriter, segments: list[Segment], terminal: bool) -> None:

@@ -133,6 +133,7 @@ def test_collector_stitches_catch_episodes(tmp_path: Path) -> None:
     windows = [w for s in ("train", "heldout") for w in TrajectoryDataset(tmp_path / "c", s)]
     rows = {k: np.concatenate([w[k] for w in windows])
             for k in ("episode_ids", "actions", "rewards", "frames", "terminals")}
+    assert set(rows["actions"].tolist()) == {-1, 0, 1, 2}  # the uniformly random policy plays every action
     complete = 0
     for e in np.unique(rows["episode_ids"]):
         sel = rows["episode_ids"] == e
@@ -151,13 +152,13 @@ def test_collector_stitches_catch_episodes(tmp_path: Path) -> None:
 
 
 def test_collect_with_a_dqn_run_as_policy(tmp_path: Path) -> None:
-    from agents.dqn.config import TrainConfig
+    from agents.dqn.config import DQNConfig
     from agents.dqn.networks import QNetwork
-    from agents.runtime.checkpoint import save_checkpoint
     from launch.collect import collect
     from launch.config import to_yaml
+    from worldmodels.common.checkpoint import save_checkpoint
 
-    cfg = TrainConfig()
+    cfg = DQNConfig()
     cfg.env.game = "toy/catch"
     cfg.network.hidden = 16
     net = QNetwork(3, hidden=16)
