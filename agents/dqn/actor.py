@@ -26,7 +26,7 @@ clipped extrinsic reward before the n-step (and Monte Carlo) return: ``r + bonus
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,7 +37,9 @@ from agents.runtime.algorithm import env_spec
 from agents.runtime.nstep import NStepBuilder
 from envs import MINATAR_GAMES, TOY_GAMES, make_env, newest_frames, resolve_game
 from envs.montezuma import RoomTracker, is_montezuma
-from worldmodels.density import PseudoCount, ostrovski_gain_decay, preprocess_frames
+
+if TYPE_CHECKING:
+    from worldmodels.density import PseudoCount
 
 
 def linear_epsilon(frames: int, exploration: ExplorationConfig, learning_starts_frames: int = 0) -> float:
@@ -111,6 +113,9 @@ def make_pseudo_count(bonus: str, beta: float) -> PseudoCount:
 
     if bonus not in ("cts", "pixelcnn"):
         raise ValueError(f"exploration.bonus={bonus!r} has no density model; choose 'cts' or 'pixelcnn'")
+    # Imported here: actors without a bonus (and `reverie collect` workers) need neither numba nor the models.
+    from worldmodels.density import PseudoCount, ostrovski_gain_decay
+
     decay = ostrovski_gain_decay(0.1) if bonus == "pixelcnn" else None
     return PseudoCount(make_density_model(bonus), beta=beta, prediction_gain_decay=decay)
 
@@ -217,6 +222,8 @@ class NStepAdder:
 
     def _score(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bonus and pseudo-count float64 [N] of the newest frames of ``obs`` [N, S, 84, 84] (learned in order)."""
+        from worldmodels.density import preprocess_frames
+
         frames = preprocess_frames(obs[:, -1])
         if self.density_server is not None:
             import ray

@@ -22,8 +22,10 @@ from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
 
 log = logging.getLogger(__name__)
 
-#: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores).
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
+#: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores), and
+#: glibc keeping freed batch-sized blocks instead of an mmap/munmap per batch (~15% system time otherwise).
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0",
+              "MALLOC_MMAP_THRESHOLD_": "1000000"}
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, niceness: int = 0) -> bool:

@@ -58,51 +58,12 @@ def test_ray_actor_killed_mid_run_is_replaced(tmp_path: Path) -> None:
 
 
 # --- RayRuntime.poll: actors do not wait for each other -------------------------------------------------------
-SLOW_SECONDS = 1.5
-
-
-class _SleepyPolicy:
-    """Acts on Catch; actor 0 sleeps ``SLOW_SECONDS`` per chunk (one sleep per call to act at step 0)."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    def act(self, obs, frames, starts=None):  # type: ignore[no-untyped-def]
-        import time
-
-        import numpy as np
-
-        time.sleep(self.delay)
-        return np.ones(len(obs), np.int64), {}
-
-    def set_weights(self, weights) -> None:  # type: ignore[no-untyped-def]
-        pass
-
-
-class _CountAdder:
-    def reset(self, obs):  # type: ignore[no-untyped-def]
-        self.n = 0
-
-    def add(self, actions, extras, rewards, terminated, truncated, next_obs, info):  # type: ignore[no-untyped-def]
-        self.n += 1
-
-    def flush(self):  # type: ignore[no-untyped-def]
-        n, self.n = self.n, 0
-        return n
-
-
-def sleepy_parts(cfg, actor_id):  # type: ignore[no-untyped-def]
-    from envs import make_env
-
-    return make_env("toy/catch", num_envs=2, seed=actor_id), _SleepyPolicy(SLOW_SECONDS if actor_id == 0 else 0.0), \
-        _CountAdder()
-
-
 @pytest.mark.usefixtures("ray_local")
 def test_poll_returns_the_fast_actors_chunk_without_waiting_for_the_slow_one() -> None:
     import time
 
     from agents.runtime.ray_runtime import RayRuntime
+    from tests.algos.fakes import SLOW_SECONDS, sleepy_parts
 
     runtime = RayRuntime(sleepy_parts, None, num_actors=2, seed=0, chunk_steps=1, steps_per_chunk=2,
                          actor_cpus=0.5)
