@@ -37,11 +37,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_vae(args: argparse.Namespace) -> int:
-    from launch.config import load_config, to_yaml
+    from launch.config import load_config, split_presets, to_yaml
     from worldmodels.vae import VAEFitConfig
     from worldmodels.vae.train import fit_vae
 
-    cfg = load_config(VAEFitConfig, [args.config], args.overrides)
+    cfg = load_config(VAEFitConfig, *split_presets(args.config, args.overrides))
     summary = fit_vae(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
                       config_yaml=to_yaml(cfg))
     print(json.dumps(summary))

@@ -13,11 +13,11 @@ from launch.config import add_config_arguments
 
 
 def cmd_fit_world_model(args: argparse.Namespace) -> int:
-    from launch.config import load_config, to_yaml
+    from launch.config import load_config, split_presets, to_yaml
     from worldmodels.video import VideoFitConfig
     from worldmodels.video.train import fit_world_model
 
-    cfg = load_config(VideoFitConfig, [args.config], args.overrides)
+    cfg = load_config(VideoFitConfig, *split_presets(args.config, args.overrides))
     summary = fit_world_model(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
                               config_yaml=to_yaml(cfg))
     print(json.dumps(summary))

@@ -160,7 +160,7 @@ class EnvActor:
         return self.actor_id
 
     def where(self) -> dict[str, Any]:
-        """Process id and, under Ray, the node id this actor runs on (to check placement across nodes)."""
+        """Process id, niceness and, under Ray, the node id this actor runs on (to check placement across nodes)."""
         import os
 
         node = None
@@ -171,7 +171,8 @@ class EnvActor:
                 node = ray.get_runtime_context().get_node_id()
         except ImportError:
             pass
-        return {"actor_id": self.actor_id, "pid": os.getpid(), "node_id": node}
+        return {"actor_id": self.actor_id, "pid": os.getpid(), "node_id": node,
+                "niceness": os.getpriority(os.PRIO_PROCESS, 0)}
 
     def run(self, num_steps: int, frames: int, weights: Any = None, version: int = -1) -> ActorOutput:
         """Act for ``num_steps`` vector steps and return the adder's payload.
@@ -236,8 +237,9 @@ class EnvActor:
         """Restore what :meth:`get_state` returned (parts without a saved state keep theirs)."""
         parts = {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
         for name, part_state in state.items():
-            if name in parts and hasattr(parts[name], "load_state_dict"):
-                parts[name].load_state_dict(part_state)
+            part = parts.get(name)
+            if part is not None and hasattr(part, "load_state_dict"):
+                part.load_state_dict(part_state)
 
     def close(self) -> None:
         self.env.close()

@@ -33,6 +33,7 @@ from envs import make_env
 from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
 from worldmodels.common.scaffold import Rates, RunScaffold, StopRun
+from worldmodels.common.scaffold import config_yaml as config_yaml_of
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,11 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
     :param resume: continue the run in ``run_dir`` from its newest checkpoint.
     :param hooks: called with the live :class:`TrainState` after every batch of chunks; a hook may raise
         :class:`StopTraining` to end the run early (used by benchmarks).
-    :param config_yaml: the config as YAML, saved as ``config.yaml`` (and in every checkpoint).
+    :param config_yaml: the config as YAML, saved as ``config.yaml`` (and in every checkpoint); default: ``cfg``'s.
     """
     builder.validate(cfg)
     builder.prepare(cfg)
+    config_yaml = config_yaml or config_yaml_of(cfg)
     device = resolve_device(cfg.runtime.device)
     torch.set_num_threads(cfg.runtime.learner_threads)
     random.seed(cfg.run.seed)

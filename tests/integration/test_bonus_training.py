@@ -47,6 +47,24 @@ def test_local_bonus_run_logs_intrinsic_returns_and_replay_rewards_exceed_extrin
     assert np.isfinite(mc).mean() > 0.99  # Catch episodes always end; only the last cut could leave NaN
 
 
+def test_a_resumed_run_keeps_each_actors_density_model(tmp_path: Path) -> None:
+    from launch.config import to_yaml
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+
+    cfg = _catch(tmp_path, "resume", "run.total_frames=1600", "env.num_envs=4")
+    first = train(cfg, config_yaml=to_yaml(cfg))
+    saved = load_checkpoint(find_checkpoint(tmp_path / "resume"))["actor_states"]
+    frames_learned = saved[0]["adder"]["pseudo_count"]["num_updates"]
+    assert frames_learned >= first.steps  # every step's frame (and each game's first frame) was learned
+
+    learned: list[int] = []
+    cfg.run.total_frames = 3200
+    again = train(cfg, run_dir=tmp_path / "resume", resume=True,
+                  hooks=[lambda s: learned.append(s.runtime.actor.adder.pseudo_count.num_updates)])
+    # The model goes on from its saved counts (a fresh one would start from 0 frames).
+    assert learned[0] > frames_learned and learned[-1] >= frames_learned + (again.steps - first.steps)
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
     import ray
@@ -64,6 +82,16 @@ def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
     intrinsic = _scalars(tmp_path / "shared", "charts/intrinsic_return")
     assert len(intrinsic) == state.episodes > 0 and (intrinsic > 0).all()
     assert state.setup.extras["density_server"] is not None
+    # The shared model is checkpointed with the run and restored on resume.
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+
+    shared = load_checkpoint(find_checkpoint(tmp_path / "shared"))["shared_actor_state"]
+    assert shared["num_updates"] == learned[-1]
+    cfg.run.total_frames = 3000
+    resumed: list[int] = []
+    train(cfg, run_dir=tmp_path / "shared", resume=True,
+          hooks=[lambda s: resumed.append(ray.get(s.setup.extras["density_server"].num_frames.remote()))])
+    assert resumed[0] > shared["num_updates"]
 
 
 def test_montezuma_rooms_are_logged_checkpointed_and_resumed(tmp_path: Path) -> None:
