@@ -29,6 +29,7 @@ demo: $(STAMP)
 	echo "learning curve: $$run/learning_curve.png   agent playing: $$run/agent.gif"
 
 test: $(STAMP)
+	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
 test-slow: $(STAMP)

@@ -42,7 +42,8 @@ class Torso(nn.Sequential):
     def __init__(self, *layers: nn.Module, input_divisor: float, in_shape: tuple[int, int, int]) -> None:
         super().__init__(*layers)
         self.input_divisor = float(input_divisor)
-        self.in_shape = tuple(int(x) for x in in_shape)
+        c, h, w = in_shape
+        self.in_shape = (int(c), int(h), int(w))
         self.out_features = _flat_size(layers, self.in_shape)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -64,6 +65,8 @@ def _flat_size(layers: tuple[nn.Module, ...], in_shape: tuple[int, int, int]) ->
     c, h, w = in_shape
     for layer in layers:
         if isinstance(layer, nn.Conv2d):
+            if isinstance(layer.padding, str):
+                raise ValueError(f"the torso's conv layers need numeric padding, not {layer.padding!r} ({layer})")
             (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
             h, w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
             if h < 1 or w < 1:

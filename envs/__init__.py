@@ -20,7 +20,7 @@ Every env here speaks the same language: NextStep autoreset for vector envs, ``i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, overload
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +47,16 @@ from envs.toy import CatchEnv, CatchVectorEnv
 TOY_GAMES = ("toy/catch",)
 
 
+# An int num_envs gives a vector env, None one Gymnasium env.
+@overload
+def make_env(game: str, preset: str | AtariPreset = ..., num_envs: int = ..., seed: int = ..., num_threads: int = ...,
+             **overrides: Any) -> AtariVector | CatchVectorEnv | MinAtarVector: ...
+@overload
+def make_env(game: str, preset: str | AtariPreset, num_envs: None, seed: int = ..., num_threads: int = ...,
+             **overrides: Any) -> gym.Env: ...
+@overload
+def make_env(game: str, preset: str | AtariPreset = ..., *, num_envs: None, seed: int = ..., num_threads: int = ...,
+             **overrides: Any) -> gym.Env: ...
 def make_env(
     game: str,
     preset: str | AtariPreset = "machado",

@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsFloat, cast, overload
 
 import ale_py
 import gymnasium as gym
@@ -51,6 +51,9 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from envs.names import display_name, resolve_game
+
+if TYPE_CHECKING:
+    from ale_py.env import AtariEnv
 
 # Every frame the networks see is 84x84 luminance (DQN's preprocessing); not a preset field on purpose.
 FRAME_SIZE = 84
@@ -183,6 +186,10 @@ class AtariVector(VectorWrapper):
     Costs a handful of numpy ops on [N]-sized arrays per step (well under 1% of an emulator step).
     """
 
+    env: AtariVectorEnv | GymnasiumAtariVector  # both take an array of seeds, unlike a plain VectorEnv
+    single_observation_space: gym.spaces.Box  # (VectorWrapper's properties, narrowed to what ale-py builds)
+    single_action_space: gym.spaces.Discrete
+
     def __init__(self, env: AtariVectorEnv | GymnasiumAtariVector, preset: AtariPreset, game: str,
                  seed: int = 0) -> None:
         super().__init__(env)
@@ -229,13 +236,18 @@ class AtariVector(VectorWrapper):
         return obs, out_reward.astype(np.float32), terminated, truncated, info
 
 
+def _ale_env(env: gym.Env) -> AtariEnv:
+    """The ale-py env under ``env``'s wrappers (gymnasium types ``unwrapped`` as a plain ``gym.Env``)."""
+    return cast("AtariEnv", env.unwrapped)
+
+
 class _FireOnReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Press FIRE for one emulator frame after each game reset (as ale-py's ``use_fire_reset`` does)."""
 
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
-        self._fire = env.unwrapped.get_action_meanings().index("FIRE")
+        self._fire = _ale_env(env).get_action_meanings().index("FIRE")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
@@ -309,13 +321,13 @@ class _RamInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
-        self._ale = env.unwrapped.ale
+        self._ale = _ale_env(env).ale
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         return obs, dict(info, ram=self._ale.getRAM().copy())
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, dict(info, ram=self._ale.getRAM().copy())
 
@@ -359,6 +371,16 @@ class GymnasiumAtariVector(VectorWrapper):
         return obs, np.asarray(reward, np.float32), terminated, truncated, self._info(info)
 
 
+# An int num_envs gives an AtariVector, None one Gymnasium env.
+@overload
+def make_atari(game: str, preset: str | AtariPreset = ..., num_envs: int = ..., seed: int = ..., num_threads: int = ...,
+               backend: str = ..., **overrides: Any) -> AtariVector: ...
+@overload
+def make_atari(game: str, preset: str | AtariPreset, num_envs: None, seed: int = ..., num_threads: int = ...,
+               backend: str = ..., **overrides: Any) -> gym.Env: ...
+@overload
+def make_atari(game: str, preset: str | AtariPreset = ..., *, num_envs: None, seed: int = ..., num_threads: int = ...,
+               backend: str = ..., **overrides: Any) -> gym.Env: ...
 def make_atari(
     game: str,
     preset: str | AtariPreset = "machado",
@@ -433,7 +455,7 @@ def _make_single(rom: str, settings: AtariPreset, seed: int) -> gym.Env:
         full_action_space=settings.full_action_space,
         max_num_frames_per_episode=settings.max_num_frames_per_episode,
     )
-    if settings.use_fire_reset and "FIRE" in env.unwrapped.get_action_meanings():
+    if settings.use_fire_reset and "FIRE" in _ale_env(env).get_action_meanings():
         env = _FireOnReset(env)
     env = AtariPreprocessing(
         env,
@@ -469,7 +491,10 @@ def latest_frame(obs: np.ndarray) -> np.ndarray:
 def _action_set(rom: str, full_action_space: bool) -> tuple[str, ...]:
     ale = ale_py.ALEInterface()
     ale.setLoggerMode(ale_py.LoggerMode.Error)
-    ale.loadROM(roms.get_rom_path(rom))
+    path = roms.get_rom_path(rom)
+    if path is None:
+        raise ValueError(f"ale-py has no ROM for {rom!r}")
+    ale.loadROM(path)
     actions = ale.getLegalActionSet() if full_action_space else ale.getMinimalActionSet()
     return tuple(a.name for a in actions)
 

@@ -163,6 +163,9 @@ class ImaginedEnv(VectorEnv):
     :param frame_skip: emulator frames one step stands for (``frame_number`` bookkeeping only; 4 on Atari).
     """
 
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Discrete
+
     def __init__(
         self,
         world_model: Any,

@@ -94,6 +94,8 @@ class MinAtarVector(VectorEnv):
 
     stack = 1
     frame_skip = 1
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Discrete
 
     def __init__(
         self,
@@ -219,6 +221,8 @@ class MinAtarEnv(gym.Env):
     metadata = {"render_modes": []}
     stack = 1
     frame_skip = 1
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Discrete
 
     def __init__(
         self,

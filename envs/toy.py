@@ -115,6 +115,9 @@ class CatchVectorEnv(VectorEnv):
     :param frame_skip: emulator frames one step stands for, only for ``frame_number`` bookkeeping.
     """
 
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Discrete
+
     def __init__(
         self,
         num_envs: int,
@@ -234,6 +237,8 @@ class CatchEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Discrete
 
     def __init__(
         self,

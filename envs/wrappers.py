@@ -163,8 +163,9 @@ class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._shape = shape
         self._num_levels = num_levels
 
+    # ignore: gymnasium's Wrapper already makes Env's plain `spec` attribute a read-only property; we refine that.
     @property
-    def spec(self) -> gym.envs.registration.EnvSpec | None:
+    def spec(self) -> gym.envs.registration.EnvSpec | None:  # type: ignore[override]
         """The inner spec plus this wrapper, marked ``nondeterministic`` (the bonus has memory)."""
         spec = super().spec
         if spec is None or spec.nondeterministic:
@@ -265,7 +266,7 @@ class VectorPseudoCountBonus(VectorWrapper):
                 count[i] = pc.last_counts[0]
         return bonus, count
 
-    def _add_info(self, info: dict, extrinsic: np.ndarray, bonus: np.ndarray, count: np.ndarray) -> dict:
+    def _bonus_info(self, info: dict, extrinsic: np.ndarray, bonus: np.ndarray, count: np.ndarray) -> dict:
         info = dict(info)
         mask = np.ones(self.num_envs, dtype=bool)
         for key, value in (
@@ -280,13 +281,14 @@ class VectorPseudoCountBonus(VectorWrapper):
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict]:
-        obs, info = self.env.reset(seed=seed, options=options)
+        # gymnasium types VectorEnv.reset's seed as int | None; its vector envs (and ale-py's) take a list too.
+        obs, info = self.env.reset(seed=seed, options=options)  # type: ignore[arg-type]
         if options is not None and "reset_mask" in options:
             envs = np.flatnonzero(np.asarray(options["reset_mask"]))
         else:
             envs = np.arange(self.num_envs)
         bonus, count = self._score(obs, envs)
-        return obs, self._add_info(info, np.zeros(self.num_envs), bonus, count)
+        return obs, self._bonus_info(info, np.zeros(self.num_envs), bonus, count)
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, truncated, info = self.env.step(actions)
@@ -295,7 +297,7 @@ class VectorPseudoCountBonus(VectorWrapper):
             bonus, count = self._score_same_step(obs, terminated | truncated, info)
         else:
             bonus, count = self._score(obs, np.arange(self.num_envs))
-        return obs, extrinsic + bonus, terminated, truncated, self._add_info(info, extrinsic, bonus, count)
+        return obs, extrinsic + bonus, terminated, truncated, self._bonus_info(info, extrinsic, bonus, count)
 
     def _score_same_step(self, obs: Any, done: np.ndarray, info: dict) -> tuple[np.ndarray, np.ndarray]:
         """SameStep: score the terminal frames of finished sub-envs, then learn their reset frames."""

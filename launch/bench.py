@@ -85,7 +85,7 @@ def measure_actor(cfg: Any, seconds: float) -> tuple[float, Any, int]:
     """(b): EnvActor (the class Ray actors run) feeding a replay in this process.
 
     :return: steps/s, the filled replay, the number of actions."""
-    from agents.dqn.actor import make_dqn_parts
+    from agents.dqn.actor import EpsilonGreedyPolicy, make_dqn_parts
     from agents.runtime.actor import EnvActor
     from agents.runtime.replay import PrioritizedReplay
 
@@ -99,6 +99,7 @@ def measure_actor(cfg: Any, seconds: float) -> tuple[float, Any, int]:
 
     elapsed, count = _timed(seconds, step, warmup=2)
     actor.close()
+    assert isinstance(actor.policy, EpsilonGreedyPolicy)  # what make_dqn_parts builds (informed is a subclass)
     return count / elapsed, replay, actor.policy.num_actions
 
 

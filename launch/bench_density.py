@@ -146,8 +146,9 @@ def measure_wrapper(game: str, steps: int, seed: int = 0, block: int = 100) -> d
     block = max(1, min(block, steps))
     result: dict[str, float] = {}
     for label, num_envs in (("", None), ("vector_", 8)):
-        plain = make_atari(game, num_envs=num_envs, seed=seed)
-        inner = make_atari(game, num_envs=num_envs, seed=seed)
+        # One Gymnasium env or an AtariVector, as num_envs says: the loop below serves both.
+        plain: Any = make_atari(game, num_envs=num_envs, seed=seed)
+        inner: Any = make_atari(game, num_envs=num_envs, seed=seed)
         wrapped = VectorPseudoCountBonus(inner) if num_envs else PseudoCountBonus(inner)
         n_actions = int(plain.single_action_space.n if num_envs else plain.action_space.n)
         per_step = num_envs or 1

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from worldmodels.vae import BinaryVAE, EstimatorConfig, ModelConfig
+from worldmodels.vae.config import DecoderChoice, EstimatorChoice
 
 
 def timed(fn: Any, frames_per_call: int, seconds: float) -> float:
@@ -39,11 +40,12 @@ def run_vae_bench(seconds: float = 5.0, batch_size: int = 32, seed: int = 0) -> 
     trainings = [("nvil", "pixelcnn", 1), ("vimco", "pixelcnn", 5), ("reinforce", "pixelcnn", 1),
                  ("relaxed", "pixelcnn", 1), ("nvil", "factorised", 1)]
     for name, decoder, k in trainings:
-        vae = BinaryVAE(ModelConfig(decoder=decoder), EstimatorConfig(name=name, samples=k), seed=seed)
+        vae = BinaryVAE(ModelConfig(decoder=DecoderChoice(decoder)),
+                        EstimatorConfig(name=EstimatorChoice(name), samples=k), seed=seed)
         fps = timed(lambda vae=vae: vae.train_step(frames), batch_size, seconds)
         rows.append({"what": "train", "estimator": name, "samples": k, "decoder": decoder, "frames_per_s": fps})
     for decoder in ("pixelcnn", "factorised"):
-        vae = BinaryVAE(ModelConfig(decoder=decoder), seed=seed)
+        vae = BinaryVAE(ModelConfig(decoder=DecoderChoice(decoder)), seed=seed)
         for k in (1, 100):
             n = batch_size if k == 1 else 8
             fps = timed(lambda vae=vae, k=k, n=n: vae.bounds(frames[:n], (k,)), n, seconds)

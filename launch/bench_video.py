@@ -36,7 +36,7 @@ def run_world_model_bench(seconds: float = 5.0, num_actions: int = 6, seed: int 
     """Measure every row (see the module docstring); returns ``{"rows": [...], "threads": int, ...}``."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    out = []
+    out: list[dict[str, Any]] = []
     for preset, size in rows or ROWS:
         cfg = load_config(VideoFitConfig, [preset]).model
         for key, value in size.items():

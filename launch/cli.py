@@ -96,6 +96,7 @@ def write_gif(cfg: object, observations: list, path: Path, fps: int = 15) -> Pat
     """A GIF of one evaluation game (observations as :func:`envs.observation_to_rgb` draws them), written
     atomically."""
     import imageio.v2 as imageio
+    from numpy.typing import ArrayLike
 
     from agents.runtime.loop import probe_env
     from envs import observation_to_rgb
@@ -105,7 +106,7 @@ def write_gif(cfg: object, observations: list, path: Path, fps: int = 15) -> Pat
         raise UserError("no frames were recorded for the GIF (the game ended at once?)")
     spec = probe_env(cfg)
     scale = 8 if spec.frame_shape[-1] <= 16 else 2
-    frames = [observation_to_rgb(o, spec.stack, spec.frame_shape, scale) for o in observations]
+    frames: list[ArrayLike] = [observation_to_rgb(o, spec.stack, spec.frame_shape, scale) for o in observations]
     atomic_write(path, lambda f: imageio.mimwrite(f, frames, format="GIF", duration=1000 / fps, loop=0))
     return path
 

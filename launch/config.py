@@ -11,10 +11,11 @@ import argparse
 import dataclasses
 import difflib
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 T = TypeVar("T")
@@ -83,7 +84,7 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
         raise ConfigError(f"cannot parse YAML config {path}: {err}") from err
     if node is None:
         return []
-    if not OmegaConf.is_dict(node):
+    if not isinstance(node, DictConfig):  # what OmegaConf.is_dict checks, in a form mypy narrows
         raise ConfigError(f"config {path} must be a mapping of keys, not {type(node).__name__}.")
     layers: list[Any] = []
     base = node.pop("defaults", None)
@@ -95,7 +96,7 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
     return layers
 
 
-def _stacked_layers(presets: list[str | Path]) -> list[Any]:
+def _stacked_layers(presets: Sequence[str | Path]) -> list[Any]:
     """The layers of several presets in order, each file applied once: a preset that a later one names under
     ``defaults`` but that an earlier one already brought in is not applied again (``reverie train dqn_catch smoke``:
     smoke's ``defaults: [dqn_pong]`` must not undo dqn_catch's game)."""
@@ -117,7 +118,7 @@ def split_presets(config: str, extra: list[str]) -> tuple[list[str], list[str]]:
     return presets, [item for item in extra if "=" in item]
 
 
-def peek_algo(presets: list[str | Path], overrides: list[str] = (), default: str = "dqn") -> str:
+def peek_algo(presets: Sequence[str | Path], overrides: Sequence[str] = (), default: str = "dqn") -> str:
     """The ``algo`` the stacked presets and overrides select (the last one that sets it wins), read before any
     schema is chosen; ``default`` if none sets it."""
     algo = default
@@ -131,7 +132,7 @@ def peek_algo(presets: list[str | Path], overrides: list[str] = (), default: str
     return algo
 
 
-def load_config(schema_cls: type[T], presets: list[str | Path] = (), overrides: list[str] = ()) -> T:
+def load_config(schema_cls: type[T], presets: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> T:
     """Merge defaults, presets (in order) and ``key=value`` overrides into a typed config object.
 
     :param schema_cls: the dataclass tree, e.g. ``agents.dqn.config.DQNConfig``.
@@ -181,6 +182,10 @@ def _check_list_path(cfg: Any, key: str) -> None:
     return
 
 
+@overload
+def load_run_config(schema_cls: type[T], run_or_checkpoint: str | Path) -> tuple[T, dict[str, Any], Path]: ...
+@overload
+def load_run_config(schema_cls: None, run_or_checkpoint: str | Path) -> tuple[Any, dict[str, Any], Path]: ...
 def load_run_config(schema_cls: type[T] | None, run_or_checkpoint: str | Path) -> tuple[T, dict[str, Any], Path]:
     """The config a run trained with, its newest checkpoint (or the checkpoint given) and that file's path.
 

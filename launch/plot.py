@@ -336,7 +336,7 @@ def plot_runs(
                 _draw_curve(ax, *run[t], color=color, label=label, smooth=smooth)
         with_baseline = baseline is not None and t == RETURN_TAG
         if with_baseline:
-            assert game is not None
+            assert game is not None and baseline is not None
             _draw_baseline(ax, game, baseline, None if full_baseline else max_frames)
         ax.set_ylabel(t)
         # A legend on the first panel, and again only where the baseline or a different set of runs appears.

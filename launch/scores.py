@@ -65,7 +65,7 @@ def snake_case_game(name: str) -> str:
 
 def _data_text(filename: str) -> str:
     # importlib.resources works for editable installs, wheels and zipped packages alike.
-    return resources.files("launch").joinpath("data", filename).read_text(encoding="utf-8")
+    return resources.files("launch").joinpath("data").joinpath(filename).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,7 +111,8 @@ def random_return(game: str, episodes: int = 100, seed: int = 0) -> float | None
     rng = np.random.default_rng(seed)
     n, actions = env.num_envs, int(env.single_action_space.n)
     env.reset(seed=seed)
-    running, finished = np.zeros(n), []
+    running = np.zeros(n)
+    finished: list[float] = []
     while len(finished) < episodes:
         _, rewards, _, _, info = env.step(rng.integers(0, actions, n))
         running += info["raw_reward"]

@@ -229,6 +229,7 @@ class NStepAdder:
             import ray
 
             return ray.get(self.density_server.score.remote(frames))
+        assert self.pseudo_count is not None, "the adder scores frames only with a bonus"
         bonus = self.pseudo_count(frames)
         return bonus, self.pseudo_count.last_counts
 

@@ -49,7 +49,8 @@ class DQNBuilder:
         # num_cpus=0: on a small machine a reserved CPU would keep an actor from being placed; the server's work
         # (about 1 ms per CTS frame) then competes with the actors for cores.
         name = f"reverie-density-{uuid.uuid4().hex[:12]}"  # unique: several runs may share a cluster
-        server = ray.remote(num_cpus=0, max_restarts=0)(DensityServer).options(name=name).remote(
+        # Any: a Ray actor handle, whose methods' `.remote` the type system cannot follow (see RayRuntime.actors).
+        server: Any = ray.remote(num_cpus=0, max_restarts=0)(DensityServer).options(name=name).remote(
             cfg.exploration.bonus, cfg.exploration.beta)
         return ActorSetup(functools.partial(make_dqn_parts, density_server=name),
                           close=lambda: ray.kill(server),

@@ -146,6 +146,7 @@ class InformedExplorationPolicy(EpsilonGreedyPolicy):
 
         :return: int64 actions ``[B]`` and the visit counts n_D of every action's predicted frame, float64 ``[B, A]``.
         """
+        assert self._frames is not None, "call remember() before explore()"
         predicted = predict_next_frames(self.model, obs[rows])
         valid = np.zeros((len(rows), self.history), bool)
         valid[:, :self._seen] = True  # the ring fills slots 0..d-1 in order before wrapping

@@ -132,8 +132,10 @@ class Builder(Protocol):
 
     name: str
     """The ``algo`` key that selects it."""
-    config_class: type
-    """Its config dataclass (with ``algo``, ``env``, ``runtime``, ``run`` and its own sections)."""
+    @property
+    def config_class(self) -> type:
+        """Its config dataclass (with ``algo``, ``env``, ``runtime``, ``run`` and its own sections); read-only, so
+        a class attribute ``config_class = MyConfig`` matches (a plain attribute would have to be exactly ``type``)."""
 
     def validate(self, cfg: Any) -> None:
         """Checks OmegaConf's types cannot make. :raises ValueError: naming the key."""

@@ -404,25 +404,25 @@ class NStepBuilder:
         self._p_age += live
         ended = normal & (term | trunc)
         done = live & ((self._p_age == self.n) | ended[:, None])
-        e, s = np.nonzero(done)
-        if len(e):
-            k = self._p_age[e, s]
-            order = np.lexsort((-k, e))  # per env, oldest transition first
-            e, s, k = e[order], s[order], k[order]
-            self._p_active[e, s] = False
+        de, ds = np.nonzero(done)  # env and slot of each finished transition
+        if len(de):
+            k = self._p_age[de, ds]
+            order = np.lexsort((-k, de))  # per env, oldest transition first
+            de, ds, k = de[order], ds[order], k[order]
+            self._p_active[de, ds] = False
             out = {
-                "env": e,
-                "obs_ids": self._p_obs[e, s],
-                "next_ids": self._stack_ids[e],
-                "actions": self._p_act[e, s],
-                "returns": self._p_ret[e, s],
-                "discounts": np.where(term[e], 0.0, self.gamma ** k.astype(np.float64)),
-                "qsa": self._p_qsa[e, s],
-                "ep": self._p_ep[e, s],
-                "t": self._p_t[e, s],
+                "env": de,
+                "obs_ids": self._p_obs[de, ds],
+                "next_ids": self._stack_ids[de],
+                "actions": self._p_act[de, ds],
+                "returns": self._p_ret[de, ds],
+                "discounts": np.where(term[de], 0.0, self.gamma ** k.astype(np.float64)),
+                "qsa": self._p_qsa[de, ds],
+                "ep": self._p_ep[de, ds],
+                "t": self._p_t[de, ds],
             }
             # Terminated: no bootstrap, priority known now. Unknown Q(s_t, a_t): NaN whatever comes next.
-            now = term[e] | np.isnan(out["qsa"])
+            now = term[de] | np.isnan(out["qsa"])
             if now.any():
                 sel = {key: v[now] for key, v in out.items()}
                 sel["priorities"] = np.abs(sel["returns"] - sel["qsa"])  # NaN where qsa is NaN
@@ -430,7 +430,7 @@ class NStepBuilder:
             if not now.all():
                 self._await = {key: v[~now] for key, v in out.items()}
         if self.mc_returns:
-            for e in np.flatnonzero(ended):
+            for e in np.flatnonzero(ended).tolist():
                 rewards = np.asarray(self._ep_rewards[e], np.float64)
                 if term[e]:
                     self._close_episode(int(e), int(self._ep_id[e]), discounted_returns(rewards, self.gamma))

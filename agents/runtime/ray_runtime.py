@@ -71,8 +71,11 @@ class RayRuntime:
                  steps_per_chunk: int, torch_threads: int = 1, actor_cpus: float = 1.0,
                  max_restarts: int = 5, niceness: int | None = 0) -> None:
         remote_cls = ray.remote(num_cpus=actor_cpus, max_restarts=max_restarts, max_task_retries=0)(EnvActor)
-        self.actors = [remote_cls.remote(i, parts_fn, cfg, seed + 1000 * (i + 1), torch_threads, niceness)
-                       for i in range(num_actors)]
+        # Any: Ray types a handle as the actor class itself, whose plain methods have no `.remote` (only methods
+        # decorated with @ray.method do), so the type system cannot follow calls made through the handle.
+        self.actors: list[Any] = [
+            remote_cls.remote(i, parts_fn, cfg, seed + 1000 * (i + 1), torch_threads, niceness)
+            for i in range(num_actors)]
         self.num_actors = num_actors
         self.chunk_steps = chunk_steps
         self.steps_per_chunk = steps_per_chunk

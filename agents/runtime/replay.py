@@ -393,7 +393,8 @@ class PrioritizedReplay:
         if first < M:
             self._frames[base : base + M - first] = frames[first:]
 
-    def _insert(self, shard: int, cols: dict[str, np.ndarray], prio: np.ndarray) -> None:
+    def _insert(self, shard: int, cols: dict[str, np.ndarray | float], prio: np.ndarray) -> None:
+        """Write ``cols`` (arrays of ``len(prio)`` rows, or a scalar for every row) into the next slots."""
         K = len(prio)
         slots = self.slots_per_shard
         j0 = int(self._trans_written[shard])

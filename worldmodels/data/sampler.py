@@ -59,7 +59,8 @@ class WindowSampler:
             raise DatasetError(f"window length {length} must be positive.")
         ids = self.arrays["episode_ids"]
         # Episodes are contiguous, so a window lies in one episode iff its first and last rows agree.
-        starts = np.flatnonzero(ids[: len(ids) - length + 1] == ids[length - 1:]) if len(ids) >= length else []
+        starts = (np.flatnonzero(ids[: len(ids) - length + 1] == ids[length - 1:]) if len(ids) >= length
+                  else np.zeros(0, np.int64))
         if not len(starts):
             raise DatasetError(f"no episode in this split has {length} frames; collect longer episodes or use a "
                                f"shorter horizon.")

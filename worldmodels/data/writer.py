@@ -110,7 +110,8 @@ class DatasetWriter:
         episodes = self._buffers[split]
         if not episodes:
             return
-        arrays = {k: np.concatenate([e[k] for e in episodes]) for k in FIELDS}
+        # Values typed Any: mypy matches **arrays against savez's own `allow_pickle: bool` parameter too.
+        arrays: dict[str, Any] = {k: np.concatenate([e[k] for e in episodes]) for k in FIELDS}
         buf = io.BytesIO()
         (np.savez_compressed if self.compress else np.savez)(buf, **arrays)
         data = buf.getvalue()

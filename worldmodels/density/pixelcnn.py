@@ -78,7 +78,7 @@ class PixelCNNConfig:
     @classmethod
     def small(cls, **overrides: Any) -> PixelCNNConfig:
         """A cheaper setting for CPU tests and debugging: 8 planes, 1 residual block, 32 hidden planes."""
-        base = {"channels": 8, "num_res_blocks": 1, "hidden_channels": 32}
+        base: dict[str, Any] = {"channels": 8, "num_res_blocks": 1, "hidden_channels": 32}
         base.update(overrides)
         return cls(**base)
 
@@ -88,6 +88,8 @@ class MaskedConv2d(nn.Conv2d):
 
     Type ``A`` also masks the centre (the pixel itself); type ``B`` keeps it. Same-size output.
     """
+
+    mask: torch.Tensor
 
     def __init__(self, mask_type: Literal["A", "B"], in_channels: int, out_channels: int, kernel_size: int):
         if mask_type not in ("A", "B"):

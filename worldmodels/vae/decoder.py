@@ -38,6 +38,8 @@ class MaskedConv2d(nn.Conv2d):
     for type B), everything below is closed.
     """
 
+    mask: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str) -> None:
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")

@@ -22,6 +22,8 @@ from torch.nn import functional as F
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` whose weight is multiplied by a fixed 0/1 mask ``[out, in]`` (a buffer, saved)."""
 
+    mask: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, mask: torch.Tensor, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.register_buffer("mask", mask.to(torch.float32))

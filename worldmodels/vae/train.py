@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
 from worldmodels.vae.config import EstimatorConfig, ModelConfig, VAEFitConfig, validate
 from worldmodels.vae.evaluate import heldout_frames
 from worldmodels.vae.model import BinaryVAE
+
+if TYPE_CHECKING:
+    from worldmodels.data.reader import OnCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     torch.set_num_threads(cfg.run.torch_threads)
     torch.manual_seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
-    on_corrupt = "skip" if cfg.data.skip_corrupt else "error"
+    on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
 
     if ckpt is not None:
         saved = ckpt["vae"]

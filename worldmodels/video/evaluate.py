@@ -95,8 +95,9 @@ def check_compatible(model: ImaginingModel, manifest: dict[str, Any], data_dir: 
         model), naming both and the fix.
     """
     game = manifest.get("game")
-    if getattr(model, "channels", 1) != 1:
-        raise DatasetError(f"the model predicts {model.channels}-channel (colour) frames but Reverie datasets hold "
+    channels = getattr(model, "channels", 1)  # not part of ImaginingModel: only colour models need refusing
+    if channels != 1:
+        raise DatasetError(f"the model predicts {channels}-channel (colour) frames but Reverie datasets hold "
                            f"luminance frames: evaluate a model trained with one channel.")
     # An empty or missing game (a model built by hand) is not checked.
     if game and model.game and _squash_game(game) != _squash_game(model.game):

@@ -81,6 +81,13 @@ class VideoPredictor(nn.Module):
     :param game: the game of the training data (kept to refuse data of another game).
     """
 
+    mean: torch.Tensor  # buffer [C, H, W]
+    # The body picks the layers: DenseEncoder returns features, ResidualEncoder (features, skip).
+    encoder: DenseEncoder | ResidualEncoder
+    lstm: nn.LSTMCell | ConvLSTMCell | None
+    transform: FactoredActionTransform | ActionBody
+    decoder: DenseDecoder | ResidualDecoder
+
     def __init__(self, cfg: ModelConfig, num_actions: int, mean_frame: np.ndarray | None = None,
                  game: str = "") -> None:
         super().__init__()
@@ -170,6 +177,7 @@ class VideoPredictor(nn.Module):
     def _read(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Recurrent model: feed ``state["frame"]`` through encoder and LSTM; returns the new ``h``, ``c``
         (plus the encoder's skip features for the residual body)."""
+        assert self.lstm is not None, "only the recurrent architecture reads frames one at a time"
         x = state["frame"] - self.mean
         if self.cfg.body == "paper":
             h, c = self.lstm(self.encoder(x), (state["h"], state["c"]))
@@ -237,10 +245,10 @@ class VideoPredictor(nn.Module):
         ``[B, T, H, W]`` predictions; ``[:, t]`` is the frame after ``actions[:, t]``. The first action is the
         one taken at the last context frame."""
         state = self.start(self.frames_in(context_frames))
-        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
+        acts = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
         out = []
-        for t in range(actions.shape[1]):
-            state, frame, _ = self.advance(state, self.one_hot(actions[:, t]))
+        for t in range(acts.shape[1]):
+            state, frame, _ = self.advance(state, self.one_hot(acts[:, t]))
             out.append(self.frames_out(frame))
         return np.stack(out, 1)
 

@@ -95,9 +95,11 @@ class ConvLSTMCell(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.gates = nn.Conv2d(2 * channels, 4 * channels, 3, padding=1)
+        bias = self.gates.bias
+        assert bias is not None
         with torch.no_grad():  # forget-gate bias 1: remember by default (Jozefowicz et al. 2015)
-            self.gates.bias.zero_()
-            self.gates.bias[channels: 2 * channels] = 1.0
+            bias.zero_()
+            bias[channels: 2 * channels] = 1.0
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """:param x: ``[B, C, H, W]``. :param state: ``(h, c)``, each ``[B, C, H, W]``. :return: ``(h', c')``."""
@@ -232,6 +234,7 @@ class ResidualDecoder(nn.Module):
         self.mix = nn.Conv2d(2 * stem, stem, 3, padding=1)
         self.out = nn.ConvTranspose2d(stem, out_channels, 4, stride=2, padding=1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
         nn.init.zeros_(self.out.bias)
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

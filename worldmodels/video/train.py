@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir
 from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
 from worldmodels.video.config import VideoFitConfig, validate
 from worldmodels.video.model import VideoPredictor
+
+if TYPE_CHECKING:
+    from worldmodels.data.reader import OnCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     torch.manual_seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
     phases = cfg.optim.phases
-    on_corrupt = "skip" if cfg.data.skip_corrupt else "error"
+    on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
     sampler = WindowSampler(cfg.data.path, "train", m.context + phases[0].steps, seed=cfg.run.seed,
                             on_corrupt=on_corrupt)
     manifest = sampler.manifest

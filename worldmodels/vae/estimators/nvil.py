@@ -29,6 +29,10 @@ class NVIL(Estimator):
     :param alpha: decay of the running mean c and variance v.
     :param normalise: divide the signal by max(1, sqrt(v))."""
 
+    c: torch.Tensor  # buffers: running mean and variance of the learning signal, and whether they are set
+    v: torch.Tensor
+    started: torch.Tensor
+
     def __init__(self, pixels: int, hidden: int = 100, alpha: float = 0.8, normalise: bool = True) -> None:
         super().__init__()  # the KL penalty is set by make_estimator (default: plain ELBO)
         self.baseline = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden), nn.Tanh(), nn.Linear(hidden, 1))
