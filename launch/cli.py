@@ -114,8 +114,16 @@ def write_gif(cfg: object, observations: list, path: Path, fps: int = 15) -> Pat
 def cmd_plot(args: argparse.Namespace) -> int:
     from launch.plot import plot_runs
 
+    random_level = None
+    if args.random:
+        from launch.plot import resolve_game
+        from launch.scores import random_return
+
+        game = resolve_game([Path(p) for p in args.run_dirs], args.game, required=True)
+        assert game is not None
+        random_level = random_return(game)
     out = plot_runs([Path(p) for p in args.run_dirs], Path(args.output), baseline=args.baseline,
-                    game=args.game, tags=args.tag or None)
+                    game=args.game, tags=args.tag or None, random_level=random_level)
     print(out)
     return 0
 
@@ -176,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=["DQN", "Rainbow"], help="draw the published Dopamine curve too")
     p.add_argument("--game", help="game of the baseline (default: from the first run's config.yaml)")
     p.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
+    p.add_argument("--random", action="store_true",
+                   help="draw the random-policy return (published for Atari, measured for MinAtar and toy/catch)")
     p.set_defaults(func=cmd_plot)
 
     from launch import imagine_cli, vae_cli, video_cli

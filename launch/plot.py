@@ -207,6 +207,10 @@ def _draw_baseline(ax: Axes, game: str, agent: str, max_frames: float | None) ->
     )
 
 
+def _draw_random(ax: Axes, level: float) -> None:
+    ax.axhline(level, color="0.4", linestyle="--", linewidth=1.2, label=f"random policy ({level:.2f})")
+
+
 def _run_labels(run_dirs: Sequence[Path]) -> list[str]:
     names = [d.name for d in run_dirs]
     if len(set(names)) == len(names):
@@ -230,7 +234,7 @@ def _save_png(fig: Figure, out: Path) -> Path:
     return out
 
 
-def _resolve_game(run_dirs: Sequence[Path], game: str | None, required: bool) -> str | None:
+def resolve_game(run_dirs: Sequence[Path], game: str | None, required: bool) -> str | None:
     if game is not None:
         return game
     found = {d: _config_game(d) for d in run_dirs}
@@ -266,6 +270,7 @@ def plot_runs(
     full_baseline: bool = False,
     title: str | None = None,
     dpi: int = 100,
+    random_level: float | None = None,
 ) -> Path:
     """Plot scalar curves of several runs into one PNG, one panel per tag, optionally with a baseline.
 
@@ -289,6 +294,8 @@ def plot_runs(
         overlap the runs' frames.
     :param title: figure title; default is the game (or "Learning curves").
     :param dpi: pixels per inch; the PNG is 10 x (5 + 3 (panels - 1)) inches.
+    :param random_level: the mean return of random play (:func:`launch.scores.random_return`), a dashed line on the
+        ``charts/episodic_return`` panel; None draws none.
     :return: ``out`` as a Path.
     :raises FileNotFoundError: a run directory is missing or has no event files.
     :raises ValueError: a tag no run has, a baseline without a game, or a game/agent without published data
@@ -304,7 +311,7 @@ def plot_runs(
         raise ValueError("tags is empty; give at least one scalar tag.")
     if baseline is not None and RETURN_TAG not in panel_tags:
         raise ValueError(f"A baseline is drawn on the {RETURN_TAG!r} panel; add that tag to tags.")
-    game = _resolve_game(dirs, game, required=baseline is not None)
+    game = resolve_game(dirs, game, required=baseline is not None)
     if baseline is not None:
         assert game is not None  # _resolve_game raised otherwise
         scores.load_dopamine(game, baseline)  # fail on an unknown game/agent before reading any events
@@ -338,9 +345,12 @@ def plot_runs(
         if with_baseline:
             assert game is not None and baseline is not None
             _draw_baseline(ax, game, baseline, None if full_baseline else max_frames)
+        if random_level is not None and t == RETURN_TAG:
+            _draw_random(ax, random_level)
         ax.set_ylabel(t)
         # A legend on the first panel, and again only where the baseline or a different set of runs appears.
-        if first_runs is None or with_baseline or drawn != first_runs:
+        with_random = random_level is not None and t == RETURN_TAG
+        if first_runs is None or with_baseline or with_random or drawn != first_runs:
             ax.legend(loc="best", fontsize="small", framealpha=0.8)
         first_runs = drawn if first_runs is None else first_runs
     if smooth > 1:
@@ -385,8 +395,7 @@ def plot_learning_curve(
         steps, values = _scalars(acc, run_dir, EVAL_TAG)
         ax.plot(steps / 1e6, values, color="C3", marker="o", linestyle="-", linewidth=1.0, label=EVAL_TAG)
     if random_level is not None:
-        ax.axhline(random_level, color="0.4", linestyle="--", linewidth=1.2,
-                   label=f"random policy ({random_level:.2f})")
+        _draw_random(ax, random_level)
     ax.set_ylabel("episodic return")
     ax.legend(loc="best", fontsize="small")
     game = _config_game(run_dir)

@@ -20,8 +20,8 @@ clipped extrinsic reward before the n-step (and Monte Carlo) return: ``r + bonus
   1000-1090 per actor. In training the learner sets the pace (about 120 steps/s), so both are fast enough.
 - Checkpoints: each actor's density model (``NStepAdder.state_dict``) and the shared server's are saved with
   every checkpoint and restored on resume (actor i from actor i's state), so a resumed run keeps its counts. A
-  restarted actor (Ray) starts with a fresh model. CTS reaches ~200 MB per model after 100k frames: that much
-  travels to the driver at every checkpoint.
+  restarted actor (Ray) starts with a fresh model. A CTS model is 10.9 MB after 100k frames (`reverie bench
+  density`): that much travels to the driver per actor at every checkpoint.
 """
 
 from __future__ import annotations
