@@ -1,7 +1,9 @@
-"""Fake actor parts for runtime tests (importable by Ray workers, unlike a test module)."""
+"""Fakes shared by tests: actor parts for runtime tests (importable by Ray workers, unlike a test module) and a
+synthetic trajectory dataset."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,3 +51,24 @@ def sleepy_parts(cfg: Any, actor_id: int) -> tuple[Any, SleepyPolicy, CountAdder
         CountAdder()
 
 
+
+
+def moving_dot_dataset(root: Path, episodes: int = 6, length: int = 40, heldout_fraction: float = 0.2,
+                       shard_frames: int = 100) -> Path:
+    """A trajectory dataset of 84x84 frames in which a 4x4 dot moves left (action 0), stays (1) or moves right (2)
+    by 4 pixels per step, walls at the edges; ``root`` is returned."""
+    from worldmodels.data import DatasetWriter
+
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(root, {"game": "dot"}, heldout_fraction=heldout_fraction, shard_frames=shard_frames)
+    for _ in range(episodes):
+        x = int(rng.integers(10, 74))
+        f = np.zeros((length, 84, 84), np.uint8)
+        acts = rng.integers(0, 3, length).astype(np.int64)
+        for t in range(length):
+            f[t, 40:44, x:x + 4] = 255
+            x = int(np.clip(x + 4 * (acts[t] - 1), 0, 80))
+        acts[-1] = -1
+        w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
+    w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
+    return root

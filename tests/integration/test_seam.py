@@ -73,3 +73,26 @@ def test_cli_dispatches_train_and_evaluate_on_algo(tmp_path: Path, capsys: pytes
     assert report["algo"] == "tabular_catch" and len(report["returns"]) == 3
     # the DQN schema is not used for it: a DQN-only key is unknown here
     assert main(["train", str(preset), "replay.capacity=5", "--run-dir", str(tmp_path / "bad")]) == 2
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_any_error_still_closes_actors_restores_signals_and_keeps_a_checkpoint(tmp_path: Path) -> None:
+    import signal
+
+    cfg = _cfg(total_frames=100_000)
+    cfg.runtime.num_actors = 2
+    cfg.runtime.actor_cpus = 0.5
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[TrainState] = []
+
+    def fail(state: TrainState) -> None:
+        seen.append(state)
+        if state.updates >= 3:
+            raise RuntimeError("a bug in a hook")
+
+    with pytest.raises(RuntimeError, match="a bug in a hook"):
+        run_training(BUILDER, cfg, run_dir=tmp_path / "crash", hooks=[fail])
+    assert seen[-1].runtime.actors == []  # the Ray actors were killed
+    assert signal.getsignal(signal.SIGTERM) is before
+    ckpt = load_checkpoint(find_checkpoint(tmp_path / "crash"))
+    assert ckpt["updates"] == seen[-1].updates  # what the run learnt up to the error is kept

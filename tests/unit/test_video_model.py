@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.data import DatasetError, DatasetWriter, WindowSampler
+from tests.algos.fakes import moving_dot_dataset
+from worldmodels.data import DatasetError, WindowSampler
 from worldmodels.protocols import WorldModel
 from worldmodels.video import ModelConfig, VideoPredictor
 from worldmodels.video.config import VideoFitConfig, validate
@@ -138,22 +139,6 @@ def test_state_round_trip_gives_identical_predictions() -> None:
     np.testing.assert_array_equal(again.imagine(ctx, acts), model.imagine(ctx, acts))
     with pytest.raises(ValueError, match="not a video-predictor state"):
         VideoPredictor.from_state_dict_full({"format": "other"})
-
-
-def moving_dot_dataset(root: Path, episodes: int = 6, length: int = 40) -> None:
-    """A dot that moves left (action 0), stays (1) or moves right (2) by 4 pixels per step; walls at the edges."""
-    rng = np.random.default_rng(0)
-    w = DatasetWriter(root, {"game": "dot"}, heldout_fraction=0.2, shard_frames=100)
-    for _ in range(episodes):
-        x = int(rng.integers(10, 74))
-        f = np.zeros((length, 84, 84), np.uint8)
-        acts = rng.integers(0, 3, length).astype(np.int64)
-        for t in range(length):
-            f[t, 40:44, x:x + 4] = 255
-            x = int(np.clip(x + 4 * (acts[t] - 1), 0, 80))
-        acts[-1] = -1
-        w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
-    w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
 
 
 def test_window_sampler_stays_in_episodes(tmp_path: Path) -> None:

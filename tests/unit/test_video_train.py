@@ -15,28 +15,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from launch.config import load_config
+from tests.algos.fakes import moving_dot_dataset
 from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 from worldmodels.common.scaffold import RunExistsError
-from worldmodels.data import DatasetError, DatasetWriter, WindowSampler
+from worldmodels.data import DatasetError, WindowSampler
 from worldmodels.video import VideoFitConfig
 from worldmodels.video.train import fit_world_model
 
 
-def dot_dataset(root: Path, episodes: int = 4, length: int = 24) -> Path:
-    """A dot that the action moves left, nowhere or right, on 84x84 frames."""
-    rng = np.random.default_rng(0)
-    w = DatasetWriter(root, {"game": "dot"}, heldout_fraction=0.25, shard_frames=50)
-    for _ in range(episodes):
-        x = int(rng.integers(10, 74))
-        f = np.zeros((length, 84, 84), np.uint8)
-        acts = rng.integers(0, 3, length).astype(np.int64)
-        for t in range(length):
-            f[t, 40:44, x:x + 4] = 255
-            x = int(np.clip(x + 4 * (acts[t] - 1), 0, 80))
-        acts[-1] = -1
-        w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
-    w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
-    return root
+def small_dots(root: Path) -> Path:
+    return moving_dot_dataset(root, episodes=4, length=24, heldout_fraction=0.25, shard_frames=50)
 
 
 def tiny(data: Path, *overrides: str) -> VideoFitConfig:
@@ -81,7 +69,7 @@ def scalar_tags(run: Path) -> set[str]:
 
 def test_sigterm_in_the_loop_leaves_a_checkpoint_and_closes_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_writers: list[SummaryWriter]) -> None:
-    data, run = dot_dataset(tmp_path / "data"), tmp_path / "run"
+    data, run = small_dots(tmp_path / "data"), tmp_path / "run"
     cfg = tiny(data)
     handler = signal.getsignal(signal.SIGTERM)
     fail_on_sample(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGTERM))  # what a scheduler sends
@@ -103,7 +91,7 @@ def test_sigterm_in_the_loop_leaves_a_checkpoint_and_closes_the_run(
 
 def test_an_error_in_the_loop_keeps_a_checkpoint_and_every_older_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_writers: list[SummaryWriter]) -> None:
-    data, run = dot_dataset(tmp_path / "data"), tmp_path / "run"
+    data, run = small_dots(tmp_path / "data"), tmp_path / "run"
 
     def crash() -> None:
         raise RuntimeError("disk on fire")
@@ -116,7 +104,7 @@ def test_an_error_in_the_loop_keeps_a_checkpoint_and_every_older_one(
 
 
 def test_run_directory_refusal_and_device(tmp_path: Path) -> None:
-    data = dot_dataset(tmp_path / "data")
+    data = small_dots(tmp_path / "data")
     # A bad dataset leaves at most an empty folder, so the same command runs once the data is fixed.
     with pytest.raises(DatasetError):
         fit_world_model(tiny(tmp_path / "nothing"), run_dir=tmp_path / "run")
