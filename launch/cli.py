@@ -105,7 +105,7 @@ def write_gif(cfg: object, observations: list, path: Path, fps: int = 15) -> Pat
     if not observations:
         raise UserError("no frames were recorded for the GIF (the game ended at once?)")
     spec = probe_env(cfg)
-    scale = 8 if spec.frame_shape[-1] <= 16 else 2
+    scale = 16 if spec.frame_shape[-1] <= 16 else 2  # MinAtar 10x10 -> 160x160, Atari 84x84 -> 168x168
     frames: list[ArrayLike] = [observation_to_rgb(o, spec.stack, spec.frame_shape, scale) for o in observations]
     atomic_write(path, lambda f: imageio.mimwrite(f, frames, format="GIF", duration=1000 / fps, loop=0))
     return path
