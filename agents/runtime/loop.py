@@ -182,6 +182,7 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
         actor_scalars: dict[str, float] = {}
         stop = False
         while not stop:
+            run.check_interrupt()  # a SIGINT / SIGTERM stops the run here, between steps
             # --- rate limiter: how many updates the data allows, how far actors may run ahead ---------------
             due = learner.updates_due(state)
             collecting = state.steps < state.total_steps

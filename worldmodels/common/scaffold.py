@@ -6,14 +6,18 @@ A training run needs the same frame around its loop whatever it trains::
         run.on_interrupt(checkpoint)          # SIGINT / SIGTERM: write a last checkpoint, then stop
         run.add_cleanup(runtime.close)        # runs on *any* exit: success, Ctrl-C, any exception
         while ...:
+            run.check_interrupt()             # between steps: a SIGINT / SIGTERM stops the run here
             ...
             run.advance(frames)               # progress bar with frames/s
-            run.rates.log(run.writer, frames)  # charts/frames_per_s (wall clock), charts/cpu_frames_per_s
+            wall_fps, cpu_fps, _ = rates.measure(frames)  # charts/frames_per_s, charts/cpu_frames_per_s
 
 - The run directory is refused if it already holds a run (:class:`RunExistsError`), unless resuming;
   ``config.yaml`` is written there; one TensorBoard writer and one tqdm bar are opened.
-- SIGTERM (a cluster scheduler) is turned into ``KeyboardInterrupt`` like Ctrl-C; on either, the callback given to
-  :meth:`RunScaffold.on_interrupt` writes a last checkpoint before the interrupt propagates.
+- SIGINT (Ctrl-C) and SIGTERM (a cluster scheduler) ask the run to stop: the loop finishes the step it is in and
+  raises ``KeyboardInterrupt`` at its next :meth:`RunScaffold.check_interrupt`, and the callback given to
+  :meth:`RunScaffold.on_interrupt` writes a last checkpoint before the interrupt propagates. Stopping between steps,
+  never inside one, keeps a signal out of library internals (an interrupt inside TensorBoard's writer queue can hang
+  the writer's close; one inside an optimiser step leaves half-updated weights). A second signal stops at once.
 - Cleanup (actors, servers, the writer, the bar, the signal handler) happens in ``__exit__`` for every way out,
   not only KeyboardInterrupt, in reverse order of registration; a failing cleanup is logged and never hides the
   error that ended the run.
@@ -91,10 +95,6 @@ class Rates:
         return dn / dw, dn / dc, dw
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 class RunScaffold:
     """The frame around a training loop; a context manager (see the module docstring).
 
@@ -119,7 +119,8 @@ class RunScaffold:
         self._cleanups: list[Callable[[], Any]] = []
         self._interrupt: Callable[[], Any] | None = None
         self._error: Callable[[], Any] | None = None
-        self._previous_sigterm: Any = None
+        self._previous_handlers: dict[int, Any] = {}
+        self.stop_requested = False
         self.writer: Any = None
         self.bar: Any = None
         self.last_checkpoint: Path | None = None
@@ -131,11 +132,24 @@ class RunScaffold:
         self.writer = SummaryWriter(log_dir=str(self.path))
         self.bar = tqdm(**self._bar_args)
         # Handlers can only be installed from the main thread (a trainer run from a worker thread keeps Python's).
-        try:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
-        except ValueError:
-            self._previous_sigterm = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+            except ValueError:
+                break
         return self
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_requested:  # a second signal: the user means it, stop wherever the run is
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        log.warning("%s received: stopping after this step (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def check_interrupt(self) -> None:
+        """Call between steps: raises ``KeyboardInterrupt`` if SIGINT or SIGTERM asked the run to stop."""
+        if self.stop_requested:
+            raise KeyboardInterrupt
 
     def on_interrupt(self, write_checkpoint: Callable[[], Any]) -> None:
         """What to do on Ctrl-C or SIGTERM before the interrupt propagates: write a last checkpoint."""
@@ -158,13 +172,6 @@ class RunScaffold:
         if postfix:
             self.bar.set_postfix(refresh=False, **postfix)
 
-    def log_rates(self, rates: Rates, count: float, step: int, prefix: str = "frames") -> float:
-        """Log ``charts/<prefix>_per_s`` (wall clock) and ``charts/cpu_<prefix>_per_s`` at ``step``; the wall rate."""
-        wall, cpu, _ = rates.measure(count)
-        self.writer.add_scalar(f"charts/{prefix}_per_s", wall, step)
-        self.writer.add_scalar(f"charts/cpu_{prefix}_per_s", cpu, step)
-        return wall
-
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
@@ -183,7 +190,8 @@ class RunScaffold:
             self.close()
 
     def close(self) -> None:
-        """Close the bar, run the cleanups (newest first), close the writer, restore SIGTERM; idempotent."""
+        """Close the bar, run the cleanups (newest first), close the writer, restore the signal handlers;
+        idempotent."""
         if self.bar is not None:
             self.bar.close()
         while self._cleanups:
@@ -195,6 +203,6 @@ class RunScaffold:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
+        while self._previous_handlers:
+            signum, handler = self._previous_handlers.popitem()
+            signal.signal(signum, handler)

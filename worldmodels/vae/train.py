@@ -125,6 +125,7 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
         start_frames, started, rates = frames, time.perf_counter(), Rates(frames)
         last_eval: dict[str, float] = {}
         while frames < cfg.run.total_frames and not (cfg.run.max_seconds and elapsed >= cfg.run.max_seconds):
+            run.check_interrupt()  # a SIGINT / SIGTERM stops the run here, between updates
             t0 = time.process_time()
             x = binarize(next(batches))
             stats = vae.train_step(x)

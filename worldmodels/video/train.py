@@ -196,6 +196,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
             for group in optimizer.param_groups:
                 group["lr"] = phase.lr
             while unfinished(i):
+                run.check_interrupt()  # a SIGINT / SIGTERM stops the run here, between updates
                 c0 = time.process_time()
                 batch = {k: to_device(v, device) for k, v in sampler.sample(phase.batch_size).items()}
                 out = model.loss(batch, reward_weight=cfg.optim.reward_loss_weight)
