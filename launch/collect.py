@@ -303,7 +303,8 @@ def _make_runtime(parts_fn: Any, spec: dict[str, Any], actors: int, seed: int, c
         # max_restarts=0: a restarted actor would start new games in the middle of its open episodes (a dead
         # actor fails the collection, as before). niceness=None: the workers keep Ray's (0 in a local instance).
         runtime = RayRuntime(parts_fn, spec, num_actors=actors, seed=seed, chunk_steps=chunk_steps,
-                             steps_per_chunk=chunk_steps * envs_per_actor, max_restarts=0, niceness=None)
+                             steps_per_chunk=chunk_steps * envs_per_actor, max_restarts=0, niceness=None,
+                             restarts_setting="reverie collect restarts no actor: max_restarts")
     except BaseException:
         if started_ray:
             ray.shutdown()

@@ -65,11 +65,13 @@ class RayRuntime:
         actors across nodes).
     :param max_restarts: restarts Ray grants a dead actor.
     :param niceness: Unix niceness each actor process sets itself to (None: leave Ray's).
+    :param restarts_setting: the setting that sets ``max_restarts``, named when actors died too often.
     """
 
     def __init__(self, parts_fn: PartsFn, cfg: Any, num_actors: int, seed: int, chunk_steps: int,
                  steps_per_chunk: int, torch_threads: int = 1, actor_cpus: float = 1.0,
-                 max_restarts: int = 5, niceness: int | None = 0) -> None:
+                 max_restarts: int = 5, niceness: int | None = 0,
+                 restarts_setting: str = "runtime.max_actor_restarts") -> None:
         remote_cls = ray.remote(num_cpus=actor_cpus, max_restarts=max_restarts, max_task_retries=0)(EnvActor)
         # Any: Ray types a handle as the actor class itself, whose plain methods have no `.remote` (only methods
         # decorated with @ray.method do), so the type system cannot follow calls made through the handle.
@@ -81,6 +83,7 @@ class RayRuntime:
         self.steps_per_chunk = steps_per_chunk
         self.restarts = 0
         self.max_restarts = max_restarts
+        self.restarts_setting = restarts_setting
         self._inflight: dict[ray.ObjectRef, int] = {}
         self._busy = [False] * num_actors
         self._weights_ref: ray.ObjectRef | None = None
@@ -136,8 +139,8 @@ class RayRuntime:
                 self._actor_version[i] = 0
                 if self.restarts > self.max_restarts * self.num_actors:
                     raise RuntimeError(
-                        f"actors died {self.restarts} times (runtime.max_actor_restarts={self.max_restarts} "
-                        f"per actor); see the actor logs above for the cause") from err
+                        f"actors died {self.restarts} times ({self.restarts_setting}={self.max_restarts} per actor); "
+                        f"see the actor logs above for the cause") from err
                 log.warning("actor %d died (%s); Ray restarts it and training goes on", i, type(err).__name__)
         return outputs
 
