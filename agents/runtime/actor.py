@@ -227,15 +227,17 @@ class EnvActor:
         return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
                            time.perf_counter() - start, extras_out, stats, discovered, self._weights_version)
 
+    def _parts(self) -> dict[str, Any]:
+        return {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
+
     def get_state(self) -> dict[str, Any]:
         """What this actor learned that a resumed run needs (e.g. its density model): the ``state_dict()`` of its
         policy, adder and trackers, where they have one."""
-        parts = {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
-        return {name: part.state_dict() for name, part in parts.items() if hasattr(part, "state_dict")}
+        return {name: part.state_dict() for name, part in self._parts().items() if hasattr(part, "state_dict")}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned (parts without a saved state keep theirs)."""
-        parts = {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
+        parts = self._parts()
         for name, part_state in state.items():
             part = parts.get(name)
             if part is not None and hasattr(part, "load_state_dict"):
