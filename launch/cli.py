@@ -43,9 +43,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     presets, overrides = split_presets(args.config, args.overrides)
     builder = get_builder(peek_algo(presets, overrides))  # the algorithm selects the schema
     cfg = load_config(builder.config_class, presets, overrides)
-    run_dir = args.resume or args.run_dir
-    state = run_training(builder, cfg, run_dir=run_dir, resume=args.resume is not None, config_yaml=to_yaml(cfg))
-    path = Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
+    state = run_training(builder, cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
+                         config_yaml=to_yaml(cfg))
+    assert state.run_dir is not None
+    path = state.run_dir
     summary = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
                "episodes": state.episodes}
     if state.returns:

@@ -212,6 +212,10 @@ class NStepAdder:
         self.pseudo_count = pseudo_count
         self.density_server = density_server
         has_bonus = pseudo_count is not None or density_server is not None
+        if has_bonus:
+            from worldmodels.density import preprocess_frames  # only actors with a bonus load the density package
+
+            self._preprocess = preprocess_frames
         self.stats: BonusStats | None = BonusStats(builder.num_envs) if has_bonus else None
         self._resetting = np.zeros(builder.num_envs, bool)
 
@@ -222,9 +226,7 @@ class NStepAdder:
 
     def _score(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bonus and pseudo-count float64 [N] of the newest frames of ``obs`` [N, S, 84, 84] (learned in order)."""
-        from worldmodels.density import preprocess_frames
-
-        frames = preprocess_frames(obs[:, -1])
+        frames = self._preprocess(obs[:, -1])
         if self.density_server is not None:
             import ray
 

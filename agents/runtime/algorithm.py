@@ -37,12 +37,10 @@ class EnvSpec:
 
 
 def env_spec(env: Any) -> EnvSpec:
-    """The :class:`EnvSpec` of a built vector env (which it leaves open)."""
-    obs_shape = tuple(int(d) for d in env.single_observation_space.shape)
-    stack = int(getattr(env, "stack", obs_shape[0]))
-    frame_shape = tuple(getattr(env, "frame_shape", obs_shape[1:]))
-    return EnvSpec(obs_shape, int(env.single_action_space.n), int(getattr(env, "frame_skip", 4)), stack,
-                   frame_shape)
+    """The :class:`EnvSpec` of a built vector env (which it leaves open): every vector env of :mod:`envs` says how
+    its observation splits into frames (``stack``, ``frame_shape``) and its ``frame_skip``."""
+    return EnvSpec(tuple(int(d) for d in env.single_observation_space.shape), int(env.single_action_space.n),
+                   int(env.frame_skip), int(env.stack), tuple(int(d) for d in env.frame_shape))
 
 
 @dataclass

@@ -32,7 +32,7 @@ from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Lea
 from envs import make_env
 from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
-from worldmodels.common.scaffold import Rates, RunScaffold, StopRun
+from worldmodels.common.scaffold import Rates, RunScaffold, StopRun, run_path
 from worldmodels.common.scaffold import config_yaml as config_yaml_of
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,10 @@ class TrainState(Counters):
     setup: ActorSetup | None = None
     """How the actors were built (shared services in ``setup.extras``)."""
     run_dir: Path | None = None
+    """Where the run writes (``--run-dir``, or ``run.runs_dir / run.name``)."""
 
 
 Hook = Callable[[TrainState], None]
-
-
-def run_dir_of(cfg: Any, run_dir: str | Path | None) -> Path:
-    """``run_dir`` or ``runs_dir/name``."""
-    return Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name
 
 
 def probe_env(cfg: Any) -> EnvSpec:
@@ -131,7 +127,7 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
     learner: Learner = builder.make_learner(cfg, spec, device)
     state = TrainState(frame_skip=spec.frame_skip, total_steps=cfg.run.total_frames // spec.frame_skip,
                        learner=learner)
-    path = run_dir_of(cfg, run_dir)
+    path = run_path(run_dir, cfg.run.runs_dir, cfg.run.name)
     ckpt: dict[str, Any] | None = None
     if resume:
         ckpt = load_checkpoint(find_checkpoint(path))

@@ -33,7 +33,7 @@ def test_local_mode_trains_deterministically_and_learns(tmp_path: Path) -> None:
     table_a = load_checkpoint(find_checkpoint(tmp_path / "a"))["table"].numpy()
     table_b = load_checkpoint(find_checkpoint(tmp_path / "b"))["table"].numpy()
     np.testing.assert_array_equal(table_a, table_b)
-    # one update per ingested chunk of 16 vector steps x 4 envs, except the first (reset) steps' chunk accounting
+    # One update per ingested chunk; a chunk holds at most 16 vector steps x 4 envs (reset steps are not counted).
     assert a.updates == b.updates and a.updates >= a.steps // (16 * 4)
     # Random play scores about -3.6, perfect play +5: greedy play on the learned table must be well above random.
     result = BUILDER.evaluate(cfg, table_a, 20, seed=7)

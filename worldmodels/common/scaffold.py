@@ -49,6 +49,11 @@ class StopRun(Exception):
     """Raised by a hook to end training early and cleanly (final checkpoint written, everything closed)."""
 
 
+def run_path(run_dir: str | Path | None, runs_dir: str, name: str) -> Path:
+    """Where a run lives: ``--run-dir`` if given, else ``run.runs_dir / run.name``."""
+    return Path(run_dir) if run_dir else Path(runs_dir) / name
+
+
 def prepare_run_dir(path: str | Path, resume: bool) -> Path:
     """The run's directory: an existing run to resume, or a new (empty or absent) folder, created.
 
@@ -82,9 +87,6 @@ class Rates:
     """
 
     def __init__(self, count: float = 0.0) -> None:
-        self.reset(count)
-
-    def reset(self, count: float) -> None:
         self._wall, self._cpu, self._count = time.perf_counter(), time.process_time(), count
 
     def measure(self, count: float) -> tuple[float, float, float]:

@@ -28,7 +28,7 @@ import torch
 
 from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
-from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir
+from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir, run_path
 from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
 from worldmodels.vae.config import EstimatorConfig, ModelConfig, VAEFitConfig, validate
 from worldmodels.vae.evaluate import heldout_frames
@@ -62,7 +62,7 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     validate(cfg)
     device = resolve_device(cfg.run.device, key="run.device")
     # Refuse a used run directory before reading any data; a new run's folder is created empty.
-    path = prepare_run_dir(Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name, resume)
+    path = prepare_run_dir(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume)
     ckpt = load_checkpoint(find_checkpoint(path)) if resume else None
     config_yaml = config_yaml or scaffold_config_yaml(cfg)
     torch.set_num_threads(cfg.run.torch_threads)

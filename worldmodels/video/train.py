@@ -31,7 +31,7 @@ import torch
 
 from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device, to_device
-from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir
+from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir, run_path
 from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
 from worldmodels.video.config import VideoFitConfig, validate
 from worldmodels.video.model import VideoPredictor
@@ -100,7 +100,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     device = resolve_device(cfg.run.device, key="run.device")
     m = cfg.model
     # Refuse a used run directory before reading any data; a new run's folder is created empty.
-    path = prepare_run_dir(Path(run_dir) if run_dir else Path(cfg.run.runs_dir) / cfg.run.name, resume)
+    path = prepare_run_dir(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume)
     ckpt = None
     if resume:
         ckpt = load_checkpoint(find_checkpoint(path))
