@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 _ALGORITHMS: dict[str, str] = {
+    "actor_critic": "agents.actor_critic.builder",
     "dqn": "agents.dqn.builder",
 }
 

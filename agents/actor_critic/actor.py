@@ -1,0 +1,217 @@
+"""The actor-critic acting side: a policy that samples from its logits (carrying an LSTM state when it has one)
+and the trajectory adder that cuts vector-env steps into fixed-length unrolls.
+
+An unroll (:class:`Unroll`) holds, for each of B envs, T steps and what a learner needs to re-run them: the T + 1
+observations (the last one is the bootstrap observation), the episode-start mask, the actions, the behaviour
+policy's logits (V-trace's and PPO's denominator), the clipped rewards, discounts and episode ends, a mask of the
+NextStep autoreset steps (which the learner leaves out, exactly as the n-step adder skips them), and, for an LSTM,
+the recurrent state entering step 0. Frames stay uint8 until the network.
+
+Consecutive unrolls of one env overlap by one observation: unroll k's bootstrap observation is unroll k + 1's
+first, so every step is learned from once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.actor_critic.config import ActorCriticConfig
+from agents.actor_critic.networks import ActorCriticNetwork, State
+from agents.runtime.algorithm import env_spec
+from envs import MINATAR_GAMES, TOY_GAMES, make_env
+
+
+@dataclass
+class Unroll:
+    """T steps of B envs, time-major. Built by :class:`TrajectoryAdder`; several concatenate along B."""
+
+    obs: np.ndarray
+    """uint8 ``[T + 1, B, *obs_shape]``: the observation each step acted in, then the bootstrap observation."""
+    starts: np.ndarray
+    """bool ``[T + 1, B]``: the observation is the first of a game (an LSTM state is zeroed there)."""
+    actions: np.ndarray
+    """int64 ``[T, B]``."""
+    logits: np.ndarray
+    """float32 ``[T, B, A]``: the behaviour policy's logits."""
+    rewards: np.ndarray
+    """float32 ``[T, B]``: clipped if ``agent.clip_rewards``; 0 on autoreset steps."""
+    discounts: np.ndarray
+    """float32 ``[T, B]``: gamma, or 0 where the step terminated the episode (and on autoreset steps)."""
+    carry: np.ndarray
+    """float32 ``[T, B]``: 1 where the return continues into the next step, 0 where an episode ended (terminated
+    or truncated) and on autoreset steps (see :mod:`agents.actor_critic.returns`)."""
+    valid: np.ndarray
+    """bool ``[T, B]``: False on NextStep autoreset steps (the env only reset; the learner masks them out)."""
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    """The recurrent state entering step 0, each ``[B, ...]`` (empty for a feed-forward core)."""
+
+    @property
+    def length(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def batch(self) -> int:
+        return int(self.actions.shape[1])
+
+    @staticmethod
+    def concat(unrolls: list[Unroll]) -> Unroll:
+        """Unrolls of equal length side by side: B is the sum of theirs."""
+        if len(unrolls) == 1:
+            return unrolls[0]
+        cat = {name: np.concatenate([getattr(u, name) for u in unrolls], axis=1)
+               for name in ("obs", "starts", "actions", "logits", "rewards", "discounts", "carry", "valid")}
+        state = {k: np.concatenate([u.state[k] for u in unrolls], axis=0) for k in unrolls[0].state}
+        return Unroll(**cat, state=state)
+
+
+class ACPolicy:
+    """Samples actions from the network's softmax policy (or takes the most probable one) for N envs at once.
+
+    :param network: the actor's copy of the network (weights replaced by :meth:`set_weights`).
+    :param seed: seeds the sampling (Gumbel-max on a numpy generator: deterministic for a fixed seed).
+    :param greedy: take the argmax of the logits (evaluation with ``agent.eval_greedy``).
+
+    ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]`` and, for an LSTM, ``state_<name>`` (the state entering
+    the step, before the reset at game starts) for the adder to store at each unroll's start.
+    """
+
+    def __init__(self, network: ActorCriticNetwork, seed: int, greedy: bool = False) -> None:
+        self.network = network.eval().requires_grad_(False)
+        self.rng = np.random.default_rng(seed)
+        self.greedy = greedy
+        self.state: State | None = None
+
+    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        n = obs.shape[0]
+        if self.state is None:
+            self.state = self.network.initial_state(n)
+        starts_t = torch.from_numpy(np.zeros(n, bool) if starts is None else np.asarray(starts, bool))
+        extras = {f"state_{k}": v.numpy().copy() for k, v in self.state.items()}
+        with torch.inference_mode():
+            logits_t, _, new_state = self.network.step(torch.from_numpy(obs), self.state, starts_t)
+        logits = logits_t.numpy()
+        if self.greedy:
+            actions = logits.argmax(axis=1)
+        else:  # Gumbel-max: argmax(logits + Gumbel noise) is a sample of softmax(logits)
+            actions = (logits - np.log(-np.log(self.rng.random(logits.shape)))).argmax(axis=1)
+        actions = actions.astype(np.int64)
+        if "prev_action" in new_state:
+            new_state["prev_action"] = torch.from_numpy(actions)
+        self.state = new_state
+        extras["logits"] = logits.astype(np.float32)
+        return actions, extras
+
+    def observe_rewards(self, rewards: np.ndarray) -> None:
+        """The clipped rewards ``[N]`` of the step just taken: the next step's previous-reward input."""
+        if self.state is not None and "prev_reward" in self.state:
+            self.state["prev_reward"] = torch.from_numpy(np.asarray(rewards, np.float32))
+
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.network.load_state_dict(weights)
+
+
+class TrajectoryAdder:
+    """Cuts vector-env steps into unrolls of ``unroll_length`` steps per env; :meth:`flush` returns the finished
+    ones as one :class:`Unroll` (None if none finished).
+
+    :param num_envs: N. :param unroll_length: T. :param obs_shape: one observation. :param num_actions: A.
+    :param gamma: discount per step.
+    :param clip_rewards: clip rewards to [-1, 1] before storing them.
+    :param on_rewards: called with each step's stored rewards ``[N]`` (the LSTM's previous-reward input).
+    """
+
+    def __init__(self, num_envs: int, unroll_length: int, obs_shape: tuple[int, ...], num_actions: int,
+                 gamma: float, clip_rewards: bool, on_rewards: Callable[[np.ndarray], None] | None = None) -> None:
+        n, t = num_envs, unroll_length
+        self.num_envs, self.unroll_length, self.gamma = n, t, gamma
+        self.clip_rewards = clip_rewards
+        self.on_rewards = on_rewards
+        self.obs = np.zeros((t + 1, n, *obs_shape), np.uint8)
+        self.starts = np.zeros((t + 1, n), bool)
+        self.actions = np.zeros((t, n), np.int64)
+        self.logits = np.zeros((t, n, num_actions), np.float32)
+        self.rewards = np.zeros((t, n), np.float32)
+        self.discounts = np.zeros((t, n), np.float32)
+        self.carry = np.zeros((t, n), np.float32)
+        self.valid = np.zeros((t, n), bool)
+        self._state0: dict[str, np.ndarray] = {}
+        self._t = 0
+        self._resetting = np.zeros(n, bool)
+        self._done: list[Unroll] = []
+
+    def reset(self, obs: np.ndarray) -> None:
+        """New games in every env: the unroll in progress is dropped."""
+        self.obs[0] = obs
+        self.starts[0] = True
+        self._t = 0
+        self._resetting[:] = False
+
+    def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
+        t = self._t
+        if t == 0:
+            self._state0 = {k[len("state_"):]: v.copy() for k, v in extras.items() if k.startswith("state_")}
+        valid = ~self._resetting  # a NextStep autoreset step only resets its env
+        rewards = np.asarray(rewards, np.float32)
+        if self.clip_rewards:
+            rewards = np.clip(rewards, -1.0, 1.0)
+        rewards = np.where(valid, rewards, 0.0).astype(np.float32)
+        if self.on_rewards is not None:
+            self.on_rewards(rewards)
+        terminated = np.asarray(terminated, bool)
+        ended = terminated | np.asarray(truncated, bool)
+        self.actions[t] = actions
+        self.logits[t] = extras["logits"]
+        self.rewards[t] = rewards
+        self.discounts[t] = np.where(valid & ~terminated, self.gamma, 0.0)
+        self.carry[t] = valid & ~ended
+        self.valid[t] = valid
+        # The observation a reset step returns is the first of a new game; only at game over (not at a life-loss
+        # terminal) does the env reset on the next step.
+        self.starts[t + 1] = self._resetting
+        game_over = np.asarray(info.get("game_over", ended), bool)
+        self._resetting = game_over & valid
+        self.obs[t + 1] = next_obs
+        self._t += 1
+        if self._t == self.unroll_length:
+            self._done.append(Unroll(self.obs.copy(), self.starts.copy(), self.actions.copy(), self.logits.copy(),
+                                     self.rewards.copy(), self.discounts.copy(), self.carry.copy(),
+                                     self.valid.copy(), self._state0))
+            self.obs[0] = self.obs[-1]
+            self.starts[0] = self.starts[-1]
+            self._t = 0
+
+    def flush(self) -> Unroll | None:
+        """The unrolls finished since the last flush, side by side (the open one stays)."""
+        if not self._done:
+            return None
+        out, self._done = Unroll.concat(self._done), []
+        return out
+
+
+def actor_seed(cfg: ActorCriticConfig, actor_id: int) -> int:
+    return cfg.run.seed + 1000 * (actor_id + 1)
+
+
+def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int) -> ActorCriticNetwork:
+    return ActorCriticNetwork(obs_shape, num_actions, cfg.network)
+
+
+def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy, TrajectoryAdder]:
+    """Build one actor's vector env, policy and trajectory adder (runs inside the actor's process)."""
+    seed = actor_seed(cfg, actor_id)
+    backend = {} if cfg.env.game in TOY_GAMES + MINATAR_GAMES else {"backend": cfg.env.backend}
+    env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=cfg.env.num_envs, seed=seed,
+                   num_threads=cfg.env.num_threads, **backend)
+    spec = env_spec(env)
+    torch.manual_seed(seed)
+    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed)
+    adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
+                            cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
+    return env, policy, adder

@@ -1,0 +1,189 @@
+"""Every setting of an actor-critic run (A2C, PPO, IMPALA), in one typed tree of dataclasses.
+
+One learner, three objectives, selected by ``agent.loss``:
+
+- ``a2c``: synchronous advantage actor-critic (Mnih et al. 2016, A3C made synchronous as in OpenAI Baselines):
+  n-step returns over the unroll (``gae_lambda = 1``), RMSProp, one update per batch of unrolls;
+- ``ppo``: the clipped surrogate of Schulman et al. (2017) with GAE, several epochs of minibatches over each batch
+  (CleanRL's ``ppo_atari.py`` settings are the ``ppo_pong`` preset);
+- ``impala``: asynchronous actors, V-trace off-policy correction (Espeholt et al. 2018, Sec. 4.1).
+
+The defaults are A2C on Atari as OpenAI Baselines and Stable-Baselines3 run it (16 envs, 5-step unrolls, RMSProp
+7e-4, entropy 0.01); presets in ``configs/`` change them. Units: ``*_frames`` fields count emulator frames (agent
+steps x the env's frame skip); ``unroll_length`` counts vector-env steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from agents.runtime.config import AtariPresetChoice, EnvConfig, RunConfig, RuntimeConfig, validate_common
+from worldmodels.common.checks import Choice, require_positive, require_range
+
+
+class ACLossChoice(Choice):
+    a2c = "a2c"
+    ppo = "ppo"
+    impala = "impala"
+
+
+class CoreChoice(Choice):
+    ff = "ff"
+    lstm = "lstm"
+
+
+class TorsoChoice(Choice):
+    auto = "auto"
+    a3c = "a3c"
+    nature = "nature"
+    minatar = "minatar"
+
+
+class ACOptimizerChoice(Choice):
+    rmsprop = "rmsprop"
+    adam = "adam"
+
+
+#: Objectives whose actors all collect one unroll on the same weights before each update (on-policy).
+SYNCHRONOUS_LOSSES = ("a2c", "ppo")
+
+
+@dataclass
+class ACNetworkConfig:
+    torso: TorsoChoice = TorsoChoice.auto
+    """Conv torso: "a3c" (Mnih et al. 2016: 16 8x8/4, 32 4x4/2), "nature" (Mnih et al. 2015), "minatar" (16 3x3/1)
+    or "auto" (a3c for 84x84 frames, minatar for 10x10)."""
+    hidden: int = 256
+    """Units of the fully connected layer after the torso (A3C: 256; Nature CNN / CleanRL: 512)."""
+    core: CoreChoice = CoreChoice.ff
+    """"ff": policy and value heads on the hidden layer; "lstm": an LSTM between them (A3C LSTM; its state lives
+    in the actor, is reset at episode starts, and the learner re-runs each unroll from its stored first state)."""
+    lstm_size: int = 256
+    """Units of the LSTM (core "lstm")."""
+    prev_action_reward: bool = False
+    """Feed the previous action (one-hot) and clipped reward into the LSTM, as STRAW's LSTM baseline does (core
+    "lstm" only; zero at the first step of a game)."""
+
+
+@dataclass
+class ACAgentConfig:
+    loss: ACLossChoice = ACLossChoice.a2c
+    """Objective: "a2c", "ppo" or "impala" (see the module docstring)."""
+    gamma: float = 0.99
+    """Discount per agent step."""
+    unroll_length: int = 5
+    """T: vector-env steps per unroll; the returns bootstrap from the value of the unroll's last observation
+    (A2C's n in its n-step return: 5; CleanRL's PPO: 128; IMPALA on Atari: 20)."""
+    gae_lambda: float = 1.0
+    """lambda of the advantage estimate of a2c and ppo (Schulman et al. 2016): 1 is the n-step return to the
+    unroll's end (A2C); CleanRL's PPO uses 0.95. V-trace has its own trace cut, ``vtrace_c_bar``."""
+    lr: float = 7e-4
+    """Learning rate at the start of the run (A2C: 7e-4; PPO: 2.5e-4; IMPALA: 6e-4)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over ``run.total_frames`` (A3C, CleanRL, IMPALA all do)."""
+    optimizer: ACOptimizerChoice = ACOptimizerChoice.rmsprop
+    """"rmsprop" (A2C and IMPALA; one set of statistics, shared by all actors' data: A3C's shared RMSProp) or "adam"
+    (PPO)."""
+    optimizer_eps: float = 1e-5
+    """epsilon of RMSProp / Adam (Baselines' A2C and CleanRL's PPO: 1e-5; IMPALA: 0.01; A3C: 0.1)."""
+    rmsprop_alpha: float = 0.99
+    """RMSProp's squared-gradient decay (A2C and IMPALA: 0.99)."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip (A2C, PPO: 0.5; IMPALA: 40); 0 disables it."""
+    value_coef: float = 1.0
+    """Weight c of the value loss ``0.5 * mean((target - V)^2)`` in ``pg + c * value - entropy_coef * entropy``.
+    Stable-Baselines3 and Baselines drop the 0.5, so their ``vf_coef`` x is our ``2x`` (A2C's 0.5 is our 1.0);
+    CleanRL keeps it (PPO's 0.5 is our 0.5); IMPALA's baseline cost 0.5 is our 0.5 (its loss keeps the 0.5)."""
+    entropy_coef: float = 0.01
+    """Weight of the policy's entropy bonus (A2C, PPO, IMPALA on Atari: 0.01)."""
+    clip_rewards: bool = True
+    """Clip rewards to [-1, 1] in the actor (all three papers on Atari)."""
+    clip_advantages: bool = False
+    """Clip the policy-gradient advantage to [-1, 1] (STRAW, Vezhnevets et al. 2016, does)."""
+    normalize_advantages: bool = False
+    """Normalise advantages to zero mean and unit std per minibatch (CleanRL's PPO does; A2C and IMPALA do not)."""
+    ppo_epochs: int = 4
+    """PPO: passes over each batch."""
+    ppo_minibatches: int = 4
+    """PPO: minibatches per pass (of steps for a feed-forward core, of whole env columns for an LSTM)."""
+    ppo_clip: float = 0.1
+    """PPO: epsilon of the clipped ratio (CleanRL's Atari setting: 0.1)."""
+    ppo_clip_value: bool = True
+    """PPO: clip the value update around the values the batch was collected with (CleanRL: on)."""
+    vtrace_rho_bar: float = 1.0
+    """IMPALA: truncation rho-bar of the importance weights in the value targets and the policy gradient."""
+    vtrace_c_bar: float = 1.0
+    """IMPALA: truncation c-bar of the trace coefficients."""
+    batch_chunks: int = 2
+    """IMPALA: actor chunks per learner batch (a chunk holds ``env.num_envs`` unrolls; the paper's batch is 32
+    unrolls). A2C and PPO learn from one chunk per actor, collected on the same weights."""
+    eval_greedy: bool = False
+    """Evaluate with the most probable action instead of sampling from the policy."""
+
+
+@dataclass
+class ActorCriticConfig:
+    algo: str = "actor_critic"
+    """Algorithm: selects this schema (``reverie train`` reads it first)."""
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(preset=AtariPresetChoice.nature))
+    network: ACNetworkConfig = field(default_factory=ACNetworkConfig)
+    agent: ACAgentConfig = field(default_factory=ACAgentConfig)
+    runtime: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(chunk_steps=5, max_ahead_chunks=0,
+                                                                         publish_every_updates=1))
+    run: RunConfig = field(default_factory=lambda: RunConfig(name="actor_critic"))
+
+
+def is_synchronous(cfg: ActorCriticConfig) -> bool:
+    """A2C and PPO: every actor collects one unroll per env on the same weights, then one update."""
+    return str(cfg.agent.loss) in SYNCHRONOUS_LOSSES
+
+
+def validate(cfg: ActorCriticConfig) -> None:
+    """Check the values OmegaConf's type checks cannot: ranges, impossible sizes, and the runtime settings the
+    synchronous objectives depend on.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    if cfg.algo != "actor_critic":
+        raise ValueError(f"algo={cfg.algo!r}: this is the actor-critic config; select another algorithm's schema "
+                         "with algo.")
+    validate_common(cfg.env, cfg.runtime, cfg.run)
+    a, n = cfg.agent, cfg.network
+    require_positive({
+        "agent.unroll_length": a.unroll_length, "agent.ppo_epochs": a.ppo_epochs,
+        "agent.ppo_minibatches": a.ppo_minibatches, "agent.batch_chunks": a.batch_chunks,
+        "network.hidden": n.hidden, "network.lstm_size": n.lstm_size,
+    })
+    require_range("agent.gamma", a.gamma, 0.0, 1.0, low_open=True)
+    require_range("agent.gae_lambda", a.gae_lambda, 0.0, 1.0)
+    for key, value in (("agent.lr", a.lr), ("agent.optimizer_eps", a.optimizer_eps),
+                       ("agent.ppo_clip", a.ppo_clip), ("agent.vtrace_rho_bar", a.vtrace_rho_bar),
+                       ("agent.vtrace_c_bar", a.vtrace_c_bar)):
+        if not (value > 0.0 and math.isfinite(value)):
+            raise ValueError(f"{key}={value} must be a finite number > 0.")
+    for key, value in (("agent.max_grad_norm", a.max_grad_norm), ("agent.value_coef", a.value_coef),
+                       ("agent.entropy_coef", a.entropy_coef)):
+        if not (value >= 0.0 and math.isfinite(value)):
+            raise ValueError(f"{key}={value} must be a finite number >= 0.")
+    require_range("agent.rmsprop_alpha", a.rmsprop_alpha, 0.0, 1.0, low_open=True)
+    rt = cfg.runtime
+    if rt.chunk_steps % a.unroll_length != 0:
+        raise ValueError(f"runtime.chunk_steps={rt.chunk_steps} must be a multiple of agent.unroll_length="
+                         f"{a.unroll_length}: actors send whole unrolls (set runtime.chunk_steps={a.unroll_length}).")
+    if is_synchronous(cfg):
+        if rt.chunk_steps != a.unroll_length:
+            raise ValueError(f"agent.loss={a.loss}: every actor sends one unroll per env per update, so "
+                             f"runtime.chunk_steps={rt.chunk_steps} must equal agent.unroll_length={a.unroll_length}.")
+        if rt.max_ahead_chunks != 0:
+            raise ValueError(f"agent.loss={a.loss} is on-policy: actors must not run ahead of the learner "
+                             f"(runtime.max_ahead_chunks={rt.max_ahead_chunks}); set runtime.max_ahead_chunks=0.")
+        if rt.publish_every_updates != 1:
+            raise ValueError(f"agent.loss={a.loss} is on-policy: every update's weights must reach the actors "
+                             f"(runtime.publish_every_updates={rt.publish_every_updates}); set it to 1.")
+    if str(a.loss) == "ppo":
+        batch = max(1, rt.num_actors) * cfg.env.num_envs * (a.unroll_length if n.core == "ff" else 1)
+        unit = "steps" if n.core == "ff" else "env columns (an LSTM learns from whole unrolls)"
+        if a.ppo_minibatches > batch:
+            raise ValueError(f"agent.ppo_minibatches={a.ppo_minibatches} exceeds the {batch} {unit} of a batch; "
+                             f"lower it or raise env.num_envs.")

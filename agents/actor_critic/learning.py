@@ -1,0 +1,269 @@
+"""The actor-critic learner: one network, one optimiser, three objectives (``agent.loss``).
+
+Every update re-runs the network over a batch of unrolls (:class:`~agents.actor_critic.actor.Unroll`) from the
+recurrent state stored at their start, then minimises ``policy_loss + value_coef * value_loss - entropy_coef *
+entropy``, with ``value_loss = 0.5 * mean((target - V)^2)``, every mean over the steps that are not autoreset steps:
+
+- ``a2c`` (Mnih et al. 2016, Alg. S3, synchronous): advantages ``A = G - V`` from the n-step return to the unroll's
+  end (GAE with ``gae_lambda``; 1 is the paper's), ``policy_loss = -mean(log pi(a|x) A)``; one gradient step.
+- ``ppo`` (Schulman et al. 2017, eq. 7 and 9; CleanRL's ``ppo_atari.py``): GAE advantages and value targets from the
+  values at collection time; ``ppo_epochs`` passes of ``ppo_minibatches`` minibatches, each minimising
+  ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = pi(a|x) / pi_old(a|x)``, the value loss optionally
+  clipped around the old values.
+- ``impala`` (Espeholt et al. 2018, Sec. 4): V-trace targets ``v_s`` and advantages ``rho_s (r_s + gamma v_{s+1} -
+  V(x_s))`` from the behaviour logits each unroll carries (:func:`agents.actor_critic.returns.vtrace`).
+
+Synchronous objectives (a2c, ppo) wait for one chunk from every actor, all collected on the newest weights;
+IMPALA updates on ``agent.batch_chunks`` chunks as they come, whatever weights collected them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.actor_critic.actor import Unroll
+from agents.actor_critic.config import ActorCriticConfig, is_synchronous
+from agents.actor_critic.networks import ActorCriticNetwork
+from agents.actor_critic.returns import gae_advantages, vtrace
+from agents.runtime.actor import ActorOutput
+from agents.runtime.algorithm import Counters, EnvSpec
+
+
+class Batch:
+    """An :class:`Unroll` as tensors on the learner's device (``obs`` stays uint8)."""
+
+    def __init__(self, unroll: Unroll, device: torch.device) -> None:
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(device, non_blocking=True)
+
+        self.obs = put(unroll.obs)
+        self.starts = put(unroll.starts)
+        self.actions = put(unroll.actions)
+        self.behaviour_logits = put(unroll.logits)
+        self.rewards = put(unroll.rewards)
+        self.discounts = put(unroll.discounts)
+        self.carry = put(unroll.carry)
+        self.mask = put(unroll.valid).float()
+        self.state = {k: put(v) for k, v in unroll.state.items()}
+
+    def columns(self, cols: torch.Tensor) -> Batch:
+        """The unrolls ``cols`` (env columns), for PPO's minibatches over whole unrolls."""
+        out = Batch.__new__(Batch)
+        for name in ("obs", "starts", "actions", "behaviour_logits", "rewards", "discounts", "carry", "mask"):
+            setattr(out, name, getattr(self, name)[:, cols])
+        out.state = {k: v[cols] for k, v in self.state.items()}
+        return out
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``mask`` is 1 (0 if there are none)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log pi(a|x)`` and the policy's entropy (nats), both shaped like ``actions``, of logits ``[..., A]``."""
+    log_p = F.log_softmax(logits, dim=-1)
+    log_p_a = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    return log_p_a, entropy
+
+
+def shape_advantages(adv: torch.Tensor, mask: torch.Tensor, normalize: bool, clip: bool) -> torch.Tensor:
+    """Optionally normalise (zero mean, unit std over the unmasked entries) then clip to [-1, 1] (STRAW)."""
+    if normalize:
+        mean = masked_mean(adv, mask)
+        std = masked_mean((adv - mean) ** 2, mask).sqrt()
+        adv = (adv - mean) / (std + 1e-8)
+    if clip:
+        adv = adv.clamp(-1.0, 1.0)
+    return adv
+
+
+def ppo_policy_loss(log_p_a: torch.Tensor, old_log_p_a: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                    clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7), to minimise; and the ratio ``[...]`` and the share of
+    steps whose ratio was clipped. ``log_p_a``, ``old_log_p_a``, ``adv``, ``mask``: same shape."""
+    ratio = torch.exp(log_p_a - old_log_p_a)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * adv
+    loss = -masked_mean(torch.min(unclipped, clipped), mask)
+    clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
+    return loss, ratio, clip_fraction
+
+
+class ActorCriticLearner:
+    """The driver's side of A2C / PPO / IMPALA (see the module docstring).
+
+    :param spec: the env (observation shape, actions). :param cfg: the run's config.
+    :param device: where the network and its updates run.
+    """
+
+    def __init__(self, spec: EnvSpec, cfg: ActorCriticConfig, device: torch.device) -> None:
+        torch.manual_seed(cfg.run.seed)
+        self.cfg = cfg
+        self.agent = cfg.agent
+        self.device = device
+        self.network = ActorCriticNetwork(spec.obs_shape, spec.num_actions, cfg.network).to(device)
+        a = cfg.agent
+        params = list(self.network.parameters())
+        if a.optimizer == "rmsprop":
+            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
+                params, lr=a.lr, alpha=a.rmsprop_alpha, eps=a.optimizer_eps, foreach=True)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=a.lr, eps=a.optimizer_eps, foreach=True)
+        self.synchronous = is_synchronous(cfg)
+        self.batch_chunks = max(1, cfg.runtime.num_actors) if self.synchronous else a.batch_chunks
+        self.steps_per_chunk = cfg.runtime.chunk_steps * cfg.env.num_envs
+        self.pending: list[Unroll] = []
+        self.lr = a.lr
+        self._busy = 0.0
+        self._since = time.perf_counter()
+
+    # --- the runtime's Learner protocol ---------------------------------------------------------------------
+    def ingest(self, output: ActorOutput) -> None:
+        if output.payload is not None:
+            self.pending.append(output.payload)
+
+    def updates_due(self, counters: Counters) -> int:
+        return 1 if len(self.pending) >= self.batch_chunks else 0
+
+    def collect_allowance(self, counters: Counters) -> int:
+        # Synchronous: exactly the chunks that complete this batch (runtime.max_ahead_chunks is 0), so every chunk
+        # of a batch is collected on the weights of the last update. IMPALA: the same plus the runtime's slack.
+        return max(0, self.batch_chunks - len(self.pending)) * self.steps_per_chunk
+
+    def update(self, counters: Counters) -> dict[str, float]:
+        start = time.perf_counter()
+        unroll = Unroll.concat(self.pending[:self.batch_chunks])
+        del self.pending[:self.batch_chunks]
+        if self.agent.anneal_lr:
+            self.lr = self.agent.lr * max(0.0, 1.0 - counters.frames / max(1, self.cfg.run.total_frames))
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+        batch = Batch(unroll, self.device)
+        loss = str(self.agent.loss)
+        stats = self._ppo(batch) if loss == "ppo" else self._one_step(batch, loss)
+        self._busy += time.perf_counter() - start
+        return stats
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
+
+    def scalars(self) -> dict[str, float]:
+        now = time.perf_counter()
+        busy = self._busy / max(1e-9, now - self._since)
+        self._busy, self._since = 0.0, now
+        return {"charts/learning_rate": self.lr, "charts/learner_busy_fraction": busy}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"learner": {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                            "lr": self.lr}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["learner"]["network"])
+        self.optimizer.load_state_dict(state["learner"]["optimizer"])
+        self.lr = float(state["learner"]["lr"])
+
+    # --- objectives --------------------------------------------------------------------------------------------
+    def _step(self, loss: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = 0.0
+        if self.agent.max_grad_norm > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.agent.max_grad_norm,
+                                                        foreach=True))
+        self.optimizer.step()
+        return norm
+
+    def losses(self, batch: Batch, loss: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The a2c or impala loss of ``batch`` (a scalar with a graph) and its parts (for logging and tests)."""
+        a = self.agent
+        logits, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards)
+        log_p_a, entropy = log_prob_entropy(logits[:-1], batch.actions)
+        values_d = values.detach()
+        parts: dict[str, torch.Tensor] = {}
+        if loss == "impala":
+            behaviour_log_p_a, _ = log_prob_entropy(batch.behaviour_logits, batch.actions)
+            log_rhos = log_p_a.detach() - behaviour_log_p_a
+            targets, adv = vtrace(log_rhos, batch.rewards, batch.discounts, batch.carry, values_d,
+                                  a.vtrace_rho_bar, a.vtrace_c_bar)
+            parts["mean_rho"] = masked_mean(torch.exp(log_rhos), batch.mask)
+        else:
+            adv = gae_advantages(batch.rewards, batch.discounts, batch.carry, values_d, a.gae_lambda)
+            targets = adv + values_d[:-1]
+        adv = shape_advantages(adv, batch.mask, a.normalize_advantages, a.clip_advantages)
+        policy_loss = -masked_mean(log_p_a * adv, batch.mask)
+        value_loss = 0.5 * masked_mean((targets - values[:-1]) ** 2, batch.mask)
+        entropy_mean = masked_mean(entropy, batch.mask)
+        total = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy_mean
+        parts.update(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy_mean,
+                     value_mean=masked_mean(values_d[:-1], batch.mask))
+        return total, parts
+
+    def _one_step(self, batch: Batch, loss: str) -> dict[str, float]:
+        total, parts = self.losses(batch, loss)
+        norm = self._step(total)
+        return {**{f"losses/{k}": float(v.detach()) for k, v in parts.items()}, "losses/grad_norm": norm}
+
+    def _ppo(self, batch: Batch) -> dict[str, float]:
+        a = self.agent
+        with torch.no_grad():
+            _, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards)
+            adv_all = gae_advantages(batch.rewards, batch.discounts, batch.carry, values, a.gae_lambda)
+            returns_all = adv_all + values[:-1]
+            old_log_p_all, _ = log_prob_entropy(batch.behaviour_logits, batch.actions)
+        old_values_all = values[:-1]
+        recurrent = self.network.recurrent
+        steps, envs = batch.actions.shape
+        sums: dict[str, list[float]] = {}
+        for _ in range(a.ppo_epochs):
+            if recurrent:  # whole unrolls, so the LSTM re-runs each from its stored first state
+                order = torch.randperm(envs, device=self.device)
+            else:  # single steps (autoreset steps dropped), as CleanRL shuffles its flat batch
+                order = torch.nonzero(batch.mask.reshape(-1), as_tuple=False).squeeze(1)
+                order = order[torch.randperm(len(order), device=self.device)]
+            for idx in torch.tensor_split(order, a.ppo_minibatches):
+                if recurrent:
+                    mb = batch.columns(idx)
+                    logits, values = self.network.unroll(mb.obs, mb.state, mb.starts, mb.actions, mb.rewards)
+                    logits, values, mask = logits[:-1], values[:-1], mb.mask
+                    actions = mb.actions
+
+                    def pick(x: torch.Tensor, cols: torch.Tensor = idx) -> torch.Tensor:
+                        return x[:, cols]
+                else:
+                    flat_obs = batch.obs[:-1].reshape(steps * envs, *batch.obs.shape[2:])
+                    logits, values = self.network(flat_obs[idx])
+                    actions = batch.actions.reshape(-1)[idx]
+                    mask = torch.ones(len(idx), device=self.device)
+
+                    def pick(x: torch.Tensor, flat: torch.Tensor = idx) -> torch.Tensor:
+                        return x.reshape(-1)[flat]
+                log_p_a, entropy = log_prob_entropy(logits, actions)
+                adv = shape_advantages(pick(adv_all), mask, a.normalize_advantages, a.clip_advantages)
+                policy_loss, ratio, clip_fraction = ppo_policy_loss(log_p_a, pick(old_log_p_all), adv, mask,
+                                                                    a.ppo_clip)
+                returns, old_values = pick(returns_all), pick(old_values_all)
+                value_err = (values - returns) ** 2
+                if a.ppo_clip_value:
+                    clipped = old_values + (values - old_values).clamp(-a.ppo_clip, a.ppo_clip)
+                    value_err = torch.max(value_err, (clipped - returns) ** 2)
+                value_loss = 0.5 * masked_mean(value_err, mask)
+                entropy_mean = masked_mean(entropy, mask)
+                total = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy_mean
+                norm = self._step(total)
+                with torch.no_grad():
+                    log_ratio = torch.log(ratio)
+                    approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)  # Schulman's low-variance estimator
+                for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss),
+                                   ("entropy", entropy_mean), ("approx_kl", approx_kl),
+                                   ("clip_fraction", clip_fraction), ("grad_norm", norm)):
+                    sums.setdefault(key, []).append(float(value))
+        out = {f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
+        out["losses/value_mean"] = float(masked_mean(old_values_all, batch.mask))
+        return out
