@@ -49,6 +49,10 @@ class Torso(nn.Sequential):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """:param obs: uint8 ``[B, C_in, H, W]`` observations (or float, already scaled).
         :return: float32 ``[B, out_features]``."""
+        # Channels-last (NHWC) input: oneDNN's convolutions on the CPU take it without reordering, measured 1.3-1.4x
+        # faster forward + backward for the A3C and Nature torsos at batch 96 on one thread. Reordered as uint8
+        # (a quarter of the bytes), before the float conversion, which keeps the layout.
+        obs = obs.contiguous(memory_format=torch.channels_last) if obs.dim() == 4 else obs
         if obs.is_floating_point():
             return super().forward(obs)
         x = obs.float()  # a new tensor: dividing in place never touches the caller's

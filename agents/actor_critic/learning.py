@@ -165,7 +165,12 @@ class ActorCriticLearner:
                             "lr": self.lr}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.network.load_state_dict(state["learner"]["network"])
+        try:
+            self.network.load_state_dict(state["learner"]["network"])
+        except RuntimeError as err:  # a network of another shape: name the fix, not torch's key lists
+            raise ValueError("the checkpoint's network does not fit this config's (network.core, torso, sizes or "
+                             "game differ); resume with the run's own config: reverie train RUN_DIR/config.yaml "
+                             f"--resume RUN_DIR ({str(err).splitlines()[0]})") from err
         self.optimizer.load_state_dict(state["learner"]["optimizer"])
         self.lr = float(state["learner"]["lr"])
 
@@ -234,16 +239,16 @@ class ActorCriticLearner:
                     logits, values, mask = logits[:-1], values[:-1], mb.mask
                     actions = mb.actions
 
-                    def pick(x: torch.Tensor, cols: torch.Tensor = idx) -> torch.Tensor:
-                        return x[:, cols]
+                    def pick(x: torch.Tensor, i: torch.Tensor = idx) -> torch.Tensor:
+                        return x[:, i]  # the minibatch's env columns
                 else:
                     flat_obs = batch.obs[:-1].reshape(steps * envs, *batch.obs.shape[2:])
                     logits, values = self.network(flat_obs[idx])
                     actions = batch.actions.reshape(-1)[idx]
                     mask = torch.ones(len(idx), device=self.device)
 
-                    def pick(x: torch.Tensor, flat: torch.Tensor = idx) -> torch.Tensor:
-                        return x.reshape(-1)[flat]
+                    def pick(x: torch.Tensor, i: torch.Tensor = idx) -> torch.Tensor:
+                        return x.reshape(-1)[i]  # the minibatch's steps of the flattened [T * B] batch
                 log_p_a, entropy = log_prob_entropy(logits, actions)
                 adv = shape_advantages(pick(adv_all), mask, a.normalize_advantages, a.clip_advantages)
                 policy_loss, ratio, clip_fraction = ppo_policy_loss(log_p_a, pick(old_log_p_all), adv, mask,
@@ -260,10 +265,10 @@ class ActorCriticLearner:
                 with torch.no_grad():
                     log_ratio = torch.log(ratio)
                     approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)  # Schulman's low-variance estimator
-                for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss),
-                                   ("entropy", entropy_mean), ("approx_kl", approx_kl),
-                                   ("clip_fraction", clip_fraction), ("grad_norm", norm)):
-                    sums.setdefault(key, []).append(float(value))
+                for key, value in (("policy_loss", policy_loss.item()), ("value_loss", value_loss.item()),
+                                   ("entropy", entropy_mean.item()), ("approx_kl", approx_kl.item()),
+                                   ("clip_fraction", clip_fraction.item()), ("grad_norm", norm)):
+                    sums.setdefault(key, []).append(value)
         out = {f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
         out["losses/value_mean"] = float(masked_mean(old_values_all, batch.mask))
         return out
