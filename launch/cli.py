@@ -129,12 +129,68 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.name == "throughput":
-        from launch.bench import format_throughput_table, run_throughput_bench
+def cmd_sb3(args: argparse.Namespace) -> int:
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError as err:
+        raise UserError("reverie sb3 needs Stable-Baselines3: pip install -e .[bench]") from err
+    from agents.actor_critic.config import ActorCriticConfig
+    from launch.config import load_config, peek_algo, split_presets, to_yaml
+    from launch.plot import plot_learning_curve
+    from launch.sb3_runs import train_sb3
 
-        result = run_throughput_bench(seconds=args.seconds or 20.0, game=args.game)
-        print(json.dumps(result) if args.json else format_throughput_table(result))
+    presets, overrides = split_presets(args.config, args.overrides)
+    algo = peek_algo(presets, overrides)
+    if algo != "actor_critic":
+        raise UserError(f"reverie sb3 trains the actor-critic presets (algo: actor_critic, e.g. a2c_pong, ppo_pong); "
+                        f"{' '.join(presets)} selects algo={algo}.")
+    cfg = load_config(ActorCriticConfig, presets, overrides)
+    result = train_sb3(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
+                       config_yaml=to_yaml(cfg))
+    summary: dict[str, object] = {"run_dir": str(result.run_dir), "frames": result.frames,
+                                  "episodes": result.episodes}
+    if result.returns:
+        summary["mean_return_last_20"] = sum(result.returns[-20:]) / len(result.returns[-20:])
+        try:
+            from launch.scores import random_return
+
+            summary["learning_curve"] = str(plot_learning_curve(result.run_dir,
+                                                                random_level=random_return(cfg.env.game)))
+        except Exception as err:  # a plot must never fail a finished run
+            logging.warning("could not plot the learning curve: %s", err)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.algo and args.name != "throughput":
+        raise UserError(f"--algo applies to `reverie bench throughput` only, not {args.name}.")
+    if args.name == "throughput":
+        from launch.bench_ac import expand_algos
+
+        algos = expand_algos(args.algo or ["dqn"])
+        seconds = args.seconds or 20.0
+        if algos == ["dqn"]:
+            from launch.bench import format_throughput_table, run_throughput_bench
+
+            result = run_throughput_bench(seconds=seconds, game=args.game)
+            print(json.dumps(result) if args.json else format_throughput_table(result))
+            return 0
+        tables: list[str] = []
+        figures: dict[str, object] = {}
+        if "dqn" in algos:
+            from launch.bench import format_throughput_table, run_throughput_bench
+
+            figures["dqn"] = dqn = run_throughput_bench(seconds=seconds, game=args.game)
+            tables.append(format_throughput_table(dqn))
+        ac = [a for a in algos if a != "dqn"]
+        if ac:
+            from launch.bench_ac import format_ac_table, run_ac_bench
+
+            ac_result = run_ac_bench(ac, seconds=seconds, game=args.game)
+            figures.update(ac_result)
+            tables.append(format_ac_table(ac_result))
+        print(json.dumps(figures) if args.json else "\n\n".join(tables))
     elif args.name == "density":
         from launch.bench_density import format_density_table, run_density_bench
 
@@ -189,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the random-policy return (published for Atari, measured for MinAtar and toy/catch)")
     p.set_defaults(func=cmd_plot)
 
+    p = sub.add_parser("sb3", help="train Stable-Baselines3's A2C or PPO with an actor-critic preset's settings",
+                       description="Train Stable-Baselines3's A2C or PPO (agent.loss) with the settings of our "
+                                   "actor-critic presets (a2c_pong, ppo_pong, a2c_minatar, ...) on the same env, "
+                                   "logged like `reverie train` (TensorBoard at emulator frames, checkpoints, "
+                                   "--resume), as the yardstick of our implementation. CONFIG and overrides as for "
+                                   "`reverie train`; needs `pip install -e .[bench]`.")
+    add_config_arguments(p)
+    p.set_defaults(func=cmd_sb3)
+
     from launch import imagine_cli, vae_cli, video_cli
 
     vae_cli.register(sub)
@@ -202,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per measurement (default 20 for throughput and vae, 5 for world-model)")
     p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
     p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
+    p.add_argument("--algo", action="append", choices=["dqn", "a2c", "ppo", "impala", "all"],
+                   help="throughput of which training (repeatable; default dqn): dqn (the DQN pipeline, Ray, SB3's "
+                        "DQN), a2c / ppo (ours vs SB3's with the a2c_pong / ppo_pong settings), impala "
+                        "(impala_pong, 2 Ray actors: steps/s, learner busy fraction); all = a2c, ppo, impala")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
     return parser
