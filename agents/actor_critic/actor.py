@@ -49,6 +49,9 @@ class Unroll:
     """bool ``[T, B]``: False on NextStep autoreset steps (the env only reset; the learner masks them out)."""
     state: dict[str, np.ndarray] = field(default_factory=dict)
     """The recurrent state entering step 0, each ``[B, ...]`` (empty for a feed-forward core)."""
+    values: np.ndarray | None = None
+    """float32 ``[T, B]``: the behaviour policy's values V(x_t) (PPO's GAE and value clipping use them: on-policy
+    they are the learner's, so it need not run the batch through the network once more); None if not recorded."""
 
     @property
     def length(self) -> int:
@@ -66,7 +69,10 @@ class Unroll:
         cat = {name: np.concatenate([getattr(u, name) for u in unrolls], axis=1)
                for name in ("obs", "starts", "actions", "logits", "rewards", "discounts", "carry", "valid")}
         state = {k: np.concatenate([u.state[k] for u in unrolls], axis=0) for k in unrolls[0].state}
-        return Unroll(**cat, state=state)
+        values = None
+        if all(u.values is not None for u in unrolls):
+            values = np.concatenate([u.values for u in unrolls if u.values is not None], axis=1)
+        return Unroll(**cat, state=state, values=values)
 
 
 class ACPolicy:
@@ -76,7 +82,7 @@ class ACPolicy:
     :param seed: seeds the sampling (Gumbel-max on a numpy generator: deterministic for a fixed seed).
     :param greedy: take the argmax of the logits (evaluation with ``agent.eval_greedy``).
 
-    ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]`` and, for an LSTM, ``state_<name>`` (the state entering
+    ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]``, ``values`` float32 ``[N]`` and, for an LSTM, ``state_<name>`` (the state entering
     the step, before the reset at game starts) for the adder to store at each unroll's start.
     """
 
@@ -94,7 +100,7 @@ class ACPolicy:
         starts_t = torch.from_numpy(np.zeros(n, bool) if starts is None else np.asarray(starts, bool))
         extras = {f"state_{k}": v.numpy().copy() for k, v in self.state.items()}
         with torch.inference_mode():
-            logits_t, _, new_state = self.network.step(torch.from_numpy(obs), self.state, starts_t)
+            logits_t, values_t, new_state = self.network.step(torch.from_numpy(obs), self.state, starts_t)
         logits = logits_t.numpy()
         if self.greedy:
             actions = logits.argmax(axis=1)
@@ -105,6 +111,7 @@ class ACPolicy:
             new_state["prev_action"] = torch.from_numpy(actions)
         self.state = new_state
         extras["logits"] = logits.astype(np.float32)
+        extras["values"] = values_t.numpy().astype(np.float32)
         return actions, extras
 
     def observe_rewards(self, rewards: np.ndarray) -> None:
@@ -136,6 +143,8 @@ class TrajectoryAdder:
         self.starts = np.zeros((t + 1, n), bool)
         self.actions = np.zeros((t, n), np.int64)
         self.logits = np.zeros((t, n, num_actions), np.float32)
+        self.values = np.zeros((t, n), np.float32)
+        self._has_values = True
         self.rewards = np.zeros((t, n), np.float32)
         self.discounts = np.zeros((t, n), np.float32)
         self.carry = np.zeros((t, n), np.float32)
@@ -168,6 +177,10 @@ class TrajectoryAdder:
         ended = terminated | np.asarray(truncated, bool)
         self.actions[t] = actions
         self.logits[t] = extras["logits"]
+        if "values" in extras:
+            self.values[t] = extras["values"]
+        else:  # a policy that does not report values: the learner computes them
+            self._has_values = False
         self.rewards[t] = rewards
         self.discounts[t] = np.where(valid & ~terminated, self.gamma, 0.0)
         self.carry[t] = valid & ~ended
@@ -182,7 +195,9 @@ class TrajectoryAdder:
         if self._t == self.unroll_length:
             self._done.append(Unroll(self.obs.copy(), self.starts.copy(), self.actions.copy(), self.logits.copy(),
                                      self.rewards.copy(), self.discounts.copy(), self.carry.copy(),
-                                     self.valid.copy(), self._state0))
+                                     self.valid.copy(), self._state0,
+                                     self.values.copy() if self._has_values else None))
+            self._has_values = True
             self.obs[0] = self.obs[-1]
             self.starts[0] = self.starts[-1]
             self._t = 0

@@ -50,6 +50,7 @@ class Batch:
         self.carry = put(unroll.carry)
         self.mask = put(unroll.valid).float()
         self.state = {k: put(v) for k, v in unroll.state.items()}
+        self.behaviour_values = None if unroll.values is None else put(unroll.values)
 
     def columns(self, cols: torch.Tensor) -> Batch:
         """The unrolls ``cols`` (env columns), for PPO's minibatches over whole unrolls."""
@@ -57,6 +58,7 @@ class Batch:
         for name in ("obs", "starts", "actions", "behaviour_logits", "rewards", "discounts", "carry", "mask"):
             setattr(out, name, getattr(self, name)[:, cols])
         out.state = {k: v[cols] for k, v in self.state.items()}
+        out.behaviour_values = None if self.behaviour_values is None else self.behaviour_values[:, cols]
         return out
 
 
@@ -218,7 +220,13 @@ class ActorCriticLearner:
     def _ppo(self, batch: Batch) -> dict[str, float]:
         a = self.agent
         with torch.no_grad():
-            _, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards)
+            if batch.behaviour_values is not None and not self.network.recurrent:
+                # On-policy, the actors' values are this network's: only the bootstrap values are new.
+                _, bootstrap = self.network(batch.obs[-1])
+                values = torch.cat([batch.behaviour_values, bootstrap.unsqueeze(0)])
+            else:
+                _, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions,
+                                                batch.rewards)
             adv_all = gae_advantages(batch.rewards, batch.discounts, batch.carry, values, a.gae_lambda)
             returns_all = adv_all + values[:-1]
             old_log_p_all, _ = log_prob_entropy(batch.behaviour_logits, batch.actions)
