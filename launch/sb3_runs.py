@@ -18,7 +18,7 @@ The settings, ours -> SB3 (``agent.loss`` picks A2C or PPO; IMPALA and LSTM core
 ``agent.value_coef``               ``vf_coef = value_coef / 2`` (our value loss keeps the 0.5 of 0.5 (R - V)^2)
 ``agent.max_grad_norm``            ``max_grad_norm`` (our 0 = no clipping: infinity)
 ``agent.normalize_advantages``     ``normalize_advantage``
-``agent.optimizer``, ``_eps``,     ``policy_kwargs.optimizer_class`` (RMSprop / Adam) with ``optimizer_kwargs``
+``agent.optimizer``, ``_eps``,     ``policy_kwargs.optimizer_class`` (RMSpropTFLike / RMSprop / Adam) with ``optimizer_kwargs``
 ``rmsprop_alpha``                  ``{alpha, eps}`` / ``{eps}``; A2C also gets ``use_rms_prop``, ``rms_prop_eps``
 ``agent.ppo_epochs``               ``n_epochs``
 ``agent.ppo_minibatches``          ``batch_size = n_steps * n_envs // ppo_minibatches``
@@ -262,6 +262,9 @@ def check_sb3_config(cfg: ActorCriticConfig) -> None:
     if a.clip_advantages:
         raise ValueError("agent.clip_advantages=true: Stable-Baselines3 has no advantage clipping; set "
                          "agent.clip_advantages=false.")
+    if a.loss_reduction != "mean":
+        raise ValueError(f"agent.loss_reduction={a.loss_reduction}: Stable-Baselines3 averages its losses; set "
+                         "agent.loss_reduction=mean.")
     if cfg.env.backend != "ale_vector":
         raise ValueError(f"env.backend={cfg.env.backend}: reverie sb3 runs the ale_vector backend (the gymnasium "
                          "backend only adds RAM metrics); set env.backend=ale_vector.")
@@ -281,7 +284,12 @@ def make_model(cfg: ActorCriticConfig, env: VecEnv, device: torch.device | str =
     check_sb3_config(cfg)
     a, n = cfg.agent, cfg.network
     optimizer: dict[str, Any]
-    if str(a.optimizer) == "rmsprop":
+    if str(a.optimizer) == "rmsprop_tf":  # SB3's own copy of TensorFlow's RMSProp, as its Atari A2C settings use
+        from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+        optimizer = {"optimizer_class": RMSpropTFLike,
+                     "optimizer_kwargs": {"alpha": a.rmsprop_alpha, "eps": a.optimizer_eps, "weight_decay": 0.0}}
+    elif str(a.optimizer) == "rmsprop":
         optimizer = {"optimizer_class": torch.optim.RMSprop,
                      "optimizer_kwargs": {"alpha": a.rmsprop_alpha, "eps": a.optimizer_eps, "weight_decay": 0.0}}
     else:
@@ -297,7 +305,7 @@ def make_model(cfg: ActorCriticConfig, env: VecEnv, device: torch.device | str =
         "verbose": 0,
     }
     if str(a.loss) == "a2c":
-        return A2C("CnnPolicy", env, use_rms_prop=str(a.optimizer) == "rmsprop", rms_prop_eps=a.optimizer_eps,
+        return A2C("CnnPolicy", env, use_rms_prop=str(a.optimizer) != "adam", rms_prop_eps=a.optimizer_eps,
                    **common)
     return PPO("CnnPolicy", env, n_epochs=a.ppo_epochs, batch_size=a.unroll_length * env.num_envs // a.ppo_minibatches,
                clip_range=a.ppo_clip, clip_range_vf=a.ppo_clip if a.ppo_clip_value else None, **common)

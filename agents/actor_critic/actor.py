@@ -81,13 +81,17 @@ class ACPolicy:
     :param network: the actor's copy of the network (weights replaced by :meth:`set_weights`).
     :param seed: seeds the sampling (Gumbel-max on a numpy generator: deterministic for a fixed seed).
     :param greedy: take the argmax of the logits (evaluation with ``agent.eval_greedy``).
+    :param clip_rewards: clip the rewards :meth:`observe_rewards` gets to [-1, 1] (``agent.clip_rewards``), so that the
+        LSTM's previous-reward input is the same in training (the adder's clipped rewards) and in evaluation (raw).
 
     ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]``, ``values`` float32 ``[N]`` and, for an LSTM, ``state_<name>`` (the state entering
     the step, before the reset at game starts) for the adder to store at each unroll's start.
     """
 
-    def __init__(self, network: ActorCriticNetwork, seed: int, greedy: bool = False) -> None:
+    def __init__(self, network: ActorCriticNetwork, seed: int, greedy: bool = False,
+                 clip_rewards: bool = False) -> None:
         self.network = network.eval().requires_grad_(False)
+        self.clip_rewards = clip_rewards
         self.rng = np.random.default_rng(seed)
         self.greedy = greedy
         self.state: State | None = None
@@ -115,9 +119,14 @@ class ACPolicy:
         return actions, extras
 
     def observe_rewards(self, rewards: np.ndarray) -> None:
-        """The clipped rewards ``[N]`` of the step just taken: the next step's previous-reward input."""
+        """The rewards ``[N]`` of the step just taken: the next step's previous-reward input (clipped if
+        ``clip_rewards``). The trajectory adder calls it in training, :func:`agents.runtime.evaluate.play_games` in
+        evaluation."""
         if self.state is not None and "prev_reward" in self.state:
-            self.state["prev_reward"] = torch.from_numpy(np.asarray(rewards, np.float32))
+            rewards = np.asarray(rewards, np.float32)
+            if self.clip_rewards:
+                rewards = np.clip(rewards, -1.0, 1.0)
+            self.state["prev_reward"] = torch.from_numpy(rewards)
 
     def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
         self.network.load_state_dict(weights)
@@ -226,7 +235,7 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy,
                    num_threads=cfg.env.num_threads, **backend)
     spec = env_spec(env)
     torch.manual_seed(seed)
-    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed)
+    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed, clip_rewards=cfg.agent.clip_rewards)
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
     return env, policy, adder

@@ -42,7 +42,13 @@ class TorsoChoice(Choice):
 
 class ACOptimizerChoice(Choice):
     rmsprop = "rmsprop"
+    rmsprop_tf = "rmsprop_tf"
     adam = "adam"
+
+
+class ReductionChoice(Choice):
+    mean = "mean"
+    sum = "sum"
 
 
 #: Objectives whose actors all collect one unroll on the same weights before each update (on-policy).
@@ -82,11 +88,16 @@ class ACAgentConfig:
     """Learning rate at the start of the run (A2C: 7e-4; PPO: 2.5e-4; IMPALA: 6e-4)."""
     anneal_lr: bool = True
     """Anneal the learning rate linearly to 0 over ``run.total_frames`` (A3C, CleanRL, IMPALA all do)."""
-    optimizer: ACOptimizerChoice = ACOptimizerChoice.rmsprop
-    """"rmsprop" (A2C and IMPALA; one set of statistics, shared by all actors' data: A3C's shared RMSProp) or "adam"
-    (PPO)."""
+    optimizer: ACOptimizerChoice = ACOptimizerChoice.rmsprop_tf
+    """"rmsprop_tf" (A2C and IMPALA: RMSProp as TensorFlow defines it, which Baselines' A2C and IMPALA were tuned with:
+    squared-gradient average starting at 1, epsilon inside the square root; see ``agents/actor_critic/optim.py``),
+    "rmsprop" (PyTorch's) or "adam" (PPO). One set of statistics for all actors' data: A3C's shared RMSProp."""
     optimizer_eps: float = 1e-5
-    """epsilon of RMSProp / Adam (Baselines' A2C and CleanRL's PPO: 1e-5; IMPALA: 0.01; A3C: 0.1)."""
+    """epsilon of the optimiser (Baselines' A2C and CleanRL's PPO: 1e-5; IMPALA: 0.01; A3C: 0.1)."""
+    loss_reduction: ReductionChoice = ReductionChoice.mean
+    """How the per-step losses combine: "mean" over the batch's steps (Baselines' A2C, CleanRL's PPO) or "sum" over
+    them (IMPALA's scalable_agent and TorchBeast, whose learning rate and epsilon assume gradients T x B times as
+    large as a mean's)."""
     rmsprop_alpha: float = 0.99
     """RMSProp's squared-gradient decay (A2C and IMPALA: 0.99)."""
     max_grad_norm: float = 0.5
@@ -181,6 +192,9 @@ def validate(cfg: ActorCriticConfig) -> None:
         if rt.publish_every_updates != 1:
             raise ValueError(f"agent.loss={a.loss} is on-policy: every update's weights must reach the actors "
                              f"(runtime.publish_every_updates={rt.publish_every_updates}); set it to 1.")
+    if str(a.loss) == "ppo" and a.loss_reduction != "mean":
+        raise ValueError(f"agent.loss_reduction={a.loss_reduction} applies to a2c and impala; PPO averages over each "
+                         "minibatch (CleanRL): set agent.loss_reduction=mean.")
     if str(a.loss) == "ppo":
         batch = max(1, rt.num_actors) * cfg.env.num_envs * (a.unroll_length if n.core == "ff" else 1)
         unit = "steps" if n.core == "ff" else "env columns (an LSTM learns from whole unrolls)"

@@ -20,7 +20,7 @@ def evaluate_policy(cfg: ActorCriticConfig, weights: dict[str, torch.Tensor], ep
     def make_policy(spec: EnvSpec, round_seed: int) -> ACPolicy:
         network = make_network(cfg, spec.obs_shape, spec.num_actions)
         network.load_state_dict(weights)
-        return ACPolicy(network, round_seed, greedy=cfg.agent.eval_greedy)
+        return ACPolicy(network, round_seed, greedy=cfg.agent.eval_greedy, clip_rewards=cfg.agent.clip_rewards)
 
     return play_games(cfg.env.game, make_policy, episodes, seed=seed, preset=preset, max_envs=max_envs,
                       record=record)

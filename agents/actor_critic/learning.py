@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from agents.actor_critic.actor import Unroll
 from agents.actor_critic.config import ActorCriticConfig, is_synchronous
 from agents.actor_critic.networks import ActorCriticNetwork
+from agents.actor_critic.optim import RMSpropTF
 from agents.actor_critic.returns import gae_advantages, vtrace
 from agents.runtime.actor import ActorOutput
 from agents.runtime.algorithm import Counters, EnvSpec
@@ -65,6 +66,11 @@ class Batch:
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over the entries where ``mask`` is 1 (0 if there are none)."""
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over the entries where ``mask`` is 1."""
+    return (x * mask).sum()
 
 
 def log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,9 +119,12 @@ class ActorCriticLearner:
         self.network = ActorCriticNetwork(spec.obs_shape, spec.num_actions, cfg.network).to(device)
         a = cfg.agent
         params = list(self.network.parameters())
-        if a.optimizer == "rmsprop":
-            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
-                params, lr=a.lr, alpha=a.rmsprop_alpha, eps=a.optimizer_eps, foreach=True)
+        if a.optimizer == "rmsprop_tf":
+            self.optimizer: torch.optim.Optimizer = RMSpropTF(params, lr=a.lr, alpha=a.rmsprop_alpha,
+                                                              eps=a.optimizer_eps)
+        elif a.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(params, lr=a.lr, alpha=a.rmsprop_alpha, eps=a.optimizer_eps,
+                                                 foreach=True)
         else:
             self.optimizer = torch.optim.Adam(params, lr=a.lr, eps=a.optimizer_eps, foreach=True)
         self.synchronous = is_synchronous(cfg)
@@ -204,11 +213,12 @@ class ActorCriticLearner:
             adv = gae_advantages(batch.rewards, batch.discounts, batch.carry, values_d, a.gae_lambda)
             targets = adv + values_d[:-1]
         adv = shape_advantages(adv, batch.mask, a.normalize_advantages, a.clip_advantages)
-        policy_loss = -masked_mean(log_p_a * adv, batch.mask)
-        value_loss = 0.5 * masked_mean((targets - values[:-1]) ** 2, batch.mask)
-        entropy_mean = masked_mean(entropy, batch.mask)
-        total = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy_mean
-        parts.update(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy_mean,
+        reduce = masked_sum if a.loss_reduction == "sum" else masked_mean
+        policy_loss = -reduce(log_p_a * adv, batch.mask)
+        value_loss = 0.5 * reduce((targets - values[:-1]) ** 2, batch.mask)
+        total = policy_loss + a.value_coef * value_loss - a.entropy_coef * reduce(entropy, batch.mask)
+        # Logged as optimised (sums under loss_reduction "sum"), except the entropy: a mean, a property of the policy.
+        parts.update(policy_loss=policy_loss, value_loss=value_loss, entropy=masked_mean(entropy, batch.mask),
                      value_mean=masked_mean(values_d[:-1], batch.mask))
         return total, parts
 

@@ -21,6 +21,8 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
     """Play ``episodes`` games of ``game``, at most ``max_envs`` at a time.
 
     :param make_policy: builds the policy for a round of games from the env's spec and a seed (distinct per round).
+        A policy with an ``observe_rewards(rewards)`` method (a recurrent policy fed the previous reward) gets each
+        step's rewards ``[N]``, as its adder gives them in training.
     :param seed: evaluation seed (distinct from training seeds).
     :param preset: Atari protocol of the evaluation env ("machado" by default, whatever the training preset).
     :param record: if given, the observations of the first game (env 0 of the first round) are appended to it,
@@ -36,6 +38,7 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
         n = min(max_envs, episodes - len(returns))
         env = make_env(game, preset=preset, num_envs=n, seed=seed + 7919 * round_idx)
         policy = make_policy(env_spec(env), seed + round_idx)
+        observe_rewards = getattr(policy, "observe_rewards", None)
         obs, _ = env.reset(seed=seed + 7919 * round_idx)
         ep_ret = np.zeros(n)
         ep_len = np.zeros(n, dtype=np.int64)
@@ -47,6 +50,8 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
             actions, _ = policy.act(obs, 0, starts)
             starts = np.zeros(n, dtype=bool)  # only the first game of each env counts: no later starts matter
             obs, rewards, term, trunc, info = env.step(actions)
+            if observe_rewards is not None:
+                observe_rewards(rewards)
             live = ~done
             ep_ret += np.where(live, info.get("raw_reward", rewards), 0.0)
             ep_len += live

@@ -137,7 +137,9 @@ def test_settings_map_onto_sb3() -> None:
     assert (model.n_steps, model.gamma, model.gae_lambda, model.ent_coef, model.vf_coef) == (5, 0.99, 1.0, 0.01, 0.5)
     assert isinstance(model.learning_rate, LinearToZero) and model.learning_rate(0.5) == pytest.approx(3.5e-4)
     opt = model.policy.optimizer
-    assert isinstance(opt, torch.optim.RMSprop)
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+    assert isinstance(opt, RMSpropTFLike)  # a2c_pong's rmsprop_tf: TensorFlow's RMSProp, as SB3's rl-zoo uses
     assert opt.defaults["alpha"] == 0.99 and opt.defaults["eps"] == 1e-5 and model.max_grad_norm == 0.5
     # The features are our network's torso + fc: same weights, same numbers on uint8 observations.
     ours = ActorCriticNetwork((4, 84, 84), 3, a2c.network)
