@@ -4,7 +4,9 @@ Measured in one run, one after the other, each on one torch thread:
 
 - ``a2c`` and ``ppo``: our full training loop (``agents.actor_critic.train.train``, local mode, presets
   ``a2c_pong`` / ``ppo_pong``), then Stable-Baselines3's A2C / PPO with the same settings on the same env (the
-  ``reverie sb3`` adapter, :mod:`launch.sb3_runs`): same envs, unroll length, batch, epochs and minibatches.
+  ``reverie sb3`` adapter, :mod:`launch.sb3_runs`): same envs, unroll length, batch, epochs and minibatches, the
+  same network architecture built the way SB3 builds its ``NatureCNN`` (a plain channels-first ``nn.Sequential``;
+  our torsos' channels-last input is one of the things measured).
   Agent steps per second of wall clock, acting and learning together; the ratio ours / SB3 (target >= 1.3).
 - ``impala``: preset ``impala_pong`` with its 2 Ray actors: agent steps/s and the learner's busy fraction (the
   share of wall time spent inside ``learner.update``).

@@ -204,11 +204,13 @@ def make_sb3_env(cfg: ActorCriticConfig) -> ReverieVecEnv:
 
 
 class ReverieFeatures(BaseFeaturesExtractor):
-    """Our actor-critic network below its heads: ``make_torso(obs_shape, kind)`` then Linear(hidden) + ReLU.
+    """Our actor-critic network's architecture below its heads, built the way SB3 builds its own ``NatureCNN``: the
+    layers of ``make_torso(obs_shape, kind)`` in a plain ``nn.Sequential`` (channels-first input, none of our
+    torso's channels-last reordering: that speed-up is ours, not SB3's), then Linear(hidden) + ReLU.
 
-    SB3 casts observations to float before the extractor (``normalize_images=False`` leaves pixels at 0..255), and
-    our torso takes float input as already scaled, so the scaling the torso gives uint8 input (/255 for pixels,
-    /1 for MinAtar's 0/1 channels) happens here: the same numbers reach the first conv as in ours.
+    SB3 casts observations to float before the extractor (``normalize_images=False`` leaves pixels at 0..255), so
+    the scaling our torso gives uint8 input (/255 for pixels, /1 for MinAtar's 0/1 channels) happens here: the same
+    numbers reach the first conv as in ours.
 
     :param observation_space: the env's (uint8 ``(C, H, W)``).
     :param torso: ``network.torso`` ("auto" as ours: a3c on 84x84 pixels, minatar on 10x10).
@@ -218,13 +220,15 @@ class ReverieFeatures(BaseFeaturesExtractor):
     def __init__(self, observation_space: gym.spaces.Box, torso: str = "auto", hidden: int = 256) -> None:
         super().__init__(observation_space, features_dim=hidden)
         shape = tuple(int(d) for d in observation_space.shape)
-        self.torso, features = make_torso(shape, torso_kind(shape, torso))
+        ours, features = make_torso(shape, torso_kind(shape, torso))
+        self.input_divisor = ours.input_divisor
+        self.torso = nn.Sequential(*ours)  # the same layers and parameter names, plain forward
         self.fc = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         x = observations.float()
-        if self.torso.input_divisor != 1.0:
-            x = x / self.torso.input_divisor
+        if self.input_divisor != 1.0:
+            x = x / self.input_divisor
         return self.fc(self.torso(x))
 
 

@@ -199,8 +199,10 @@ class ActorCriticLearner:
     def losses(self, batch: Batch, loss: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The a2c or impala loss of ``batch`` (a scalar with a graph) and its parts (for logging and tests)."""
         a = self.agent
-        logits, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards)
-        log_p_a, entropy = log_prob_entropy(logits[:-1], batch.actions)
+        logits, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards,
+                                             bootstrap_grad=False)
+        logits = logits[:-1]
+        log_p_a, entropy = log_prob_entropy(logits, batch.actions)
         values_d = values.detach()
         parts: dict[str, torch.Tensor] = {}
         if loss == "impala":

@@ -20,7 +20,7 @@ def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "plot", "bench"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "plot", "bench", "sb3"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
