@@ -126,7 +126,7 @@ class ReverieVecEnv(VecEnv):
         obs, _ = self.env.reset() if seed is None else self.env.reset(seed=int(seed))
         self._reset_seeds()
         self._reset_options()
-        self.reset_infos = [{} for _ in range(self.num_envs)]
+        self.reset_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         self._started = True
