@@ -10,13 +10,18 @@ from agents.dqn.config import DQNConfig, validate
 from launch.config import CONFIG_DIR, ConfigError, load_config, to_yaml
 from worldmodels.common.scaffold import RunExistsError, prepare_run_dir
 
-DQN_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith(("vae_", "video_")))
+AGENT_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith(("vae_", "video_")))
 
 
-@pytest.mark.parametrize("preset", DQN_PRESETS)
-def test_every_dqn_preset_loads_and_validates(preset: str) -> None:
-    cfg = load_config(DQNConfig, [preset])
-    validate(cfg)
+@pytest.mark.parametrize("preset", AGENT_PRESETS)
+def test_every_agent_preset_loads_and_validates(preset: str) -> None:
+    from agents.registry import get_builder
+    from launch.config import peek_algo
+
+    builder = get_builder(peek_algo([preset]))  # the preset's algo key picks the schema, as in `reverie train`
+    cfg = load_config(builder.config_class, [preset])
+    builder.validate(cfg)
+    assert cfg.algo == builder.name
 
 
 def test_presets_stack_and_overrides_win() -> None:
