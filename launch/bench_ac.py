@@ -155,8 +155,8 @@ def run_ac_bench(algos: Sequence[str], seconds: float = 20.0, game: str = "pong"
 def format_ac_table(result: dict[str, dict[str, Any]]) -> str:
     """The figures of :func:`run_ac_bench` as a table."""
 
-    def f(x: float | None, unit: str = "") -> str:
-        return "n/a (pip install -e .[bench])" if x is None else f"{x:,.1f}{unit}"
+    def f(x: float | None, unit: str = "", digits: int = 1) -> str:
+        return "n/a (pip install -e .[bench])" if x is None else f"{x:,.{digits}f}{unit}"
 
     rows = [("algorithm (preset)", "ours", "SB3", "ours / SB3 [>= 1.3]", "learner busy")]
     for algo, r in result.items():
@@ -165,7 +165,7 @@ def format_ac_table(result: dict[str, dict[str, Any]]) -> str:
         busy = r.get("learner_busy_fraction")
         rows.append((setting, f(r["steps_per_s"], " steps/s"),
                      "-" if algo == "impala" else f(r.get("sb3_steps_per_s"), " steps/s"),
-                     "-" if algo == "impala" else f(r.get("ratio_vs_sb3"), "x"),
+                     "-" if algo == "impala" else f(r.get("ratio_vs_sb3"), "x", digits=2),
                      "-" if busy is None else f"{100 * busy:.0f}%"))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
