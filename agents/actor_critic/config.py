@@ -67,6 +67,10 @@ class ACNetworkConfig:
     in the actor, is reset at episode starts, and the learner re-runs each unroll from its stored first state)."""
     lstm_size: int = 256
     """Units of the LSTM (core "lstm")."""
+    orthogonal_init: bool = True
+    """Orthogonal initialisation (Saxe et al. 2014) as OpenAI Baselines, CleanRL and SB3 initialise their actor-critics:
+    gain sqrt(2) for the torso and fc layers, 0.01 for the policy head (a near-uniform first policy), 1 for the value
+    head, zero biases. False keeps PyTorch's default initialisation."""
     prev_action_reward: bool = False
     """Feed the previous action (one-hot) and clipped reward into the LSTM, as STRAW's LSTM baseline does (core
     "lstm" only; zero at the first step of a game)."""

@@ -55,6 +55,19 @@ class ActorCriticNetwork(nn.Module):
             head_in = cfg.lstm_size
         self.policy = nn.Linear(head_in, num_actions)
         self.value = nn.Linear(head_in, 1)
+        if cfg.orthogonal_init:
+            self._orthogonal_init()
+
+    def _orthogonal_init(self) -> None:
+        """Baselines' / CleanRL's initialisation: orthogonal weights (gain sqrt(2) for ReLU layers, 0.01 for the
+        policy logits, 1 for the value), zero biases; the LSTM keeps PyTorch's."""
+        layers: list[tuple[nn.Module, float]] = [(m, 2 ** 0.5) for m in (*self.torso, *self.fc)
+                                                 if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for module, gain in layers + [(self.policy, 0.01), (self.value, 1.0)]:
+            assert isinstance(module, (nn.Conv2d, nn.Linear))
+            nn.init.orthogonal_(module.weight, gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def initial_state(self, batch: int) -> State:
         """The zero state of ``batch`` envs (empty for a feed-forward core)."""
