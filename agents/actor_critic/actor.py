@@ -23,7 +23,7 @@ import torch
 from agents.actor_critic.config import ActorCriticConfig
 from agents.actor_critic.networks import ActorCriticNetwork, State
 from agents.runtime.algorithm import env_spec
-from envs import MINATAR_GAMES, TOY_GAMES, make_env
+from agents.runtime.config import actor_seed, make_actor_env
 
 
 @dataclass
@@ -219,20 +219,14 @@ class TrajectoryAdder:
         return out
 
 
-def actor_seed(cfg: ActorCriticConfig, actor_id: int) -> int:
-    return cfg.run.seed + 1000 * (actor_id + 1)
-
-
 def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int) -> ActorCriticNetwork:
     return ActorCriticNetwork(obs_shape, num_actions, cfg.network)
 
 
 def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy, TrajectoryAdder]:
     """Build one actor's vector env, policy and trajectory adder (runs inside the actor's process)."""
-    seed = actor_seed(cfg, actor_id)
-    backend = {} if cfg.env.game in TOY_GAMES + MINATAR_GAMES else {"backend": cfg.env.backend}
-    env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=cfg.env.num_envs, seed=seed,
-                   num_threads=cfg.env.num_threads, **backend)
+    seed = actor_seed(cfg.run, actor_id)
+    env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
     torch.manual_seed(seed)
     policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed, clip_rewards=cfg.agent.clip_rewards)

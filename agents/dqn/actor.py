@@ -34,8 +34,9 @@ import torch
 from agents.dqn.config import DQNConfig, ExplorationConfig
 from agents.dqn.networks import QNetwork
 from agents.runtime.algorithm import env_spec
+from agents.runtime.config import actor_seed, make_actor_env
 from agents.runtime.nstep import NStepBuilder
-from envs import MINATAR_GAMES, TOY_GAMES, make_env, newest_frames, resolve_game
+from envs import newest_frames, resolve_game
 from envs.montezuma import RoomTracker, is_montezuma
 
 if TYPE_CHECKING:
@@ -271,10 +272,6 @@ class NStepAdder:
             self.pseudo_count.load_state_dict(state["pseudo_count"])
 
 
-def actor_seed(cfg: DQNConfig, actor_id: int) -> int:
-    return cfg.run.seed + 1000 * (actor_id + 1)
-
-
 def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
                    ) -> tuple[Any, EpsilonGreedyPolicy, NStepAdder, list[Any]]:
     """Build one actor's vector env, policy, adder and episode trackers (runs inside the actor's process).
@@ -291,10 +288,8 @@ def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
     Trackers: the bonus statistics if a bonus is set; rooms visited on Montezuma's Revenge with the
     ``gymnasium`` backend (the only one that exposes the RAM).
     """
-    seed = actor_seed(cfg, actor_id)
-    backend = {} if cfg.env.game in TOY_GAMES + MINATAR_GAMES else {"backend": cfg.env.backend}
-    env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=cfg.env.num_envs, seed=seed,
-                   num_threads=cfg.env.num_threads, **backend)
+    seed = actor_seed(cfg.run, actor_id)
+    env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
     torch.manual_seed(seed)
     network = QNetwork(spec.num_actions, obs_shape=spec.obs_shape, hidden=cfg.network.hidden,

@@ -11,6 +11,7 @@ Units: ``*_frames`` fields count emulator frames (agent steps x the env's frame 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from worldmodels.common.checks import Choice, require_positive
 from worldmodels.common.device import DeviceChoice
@@ -122,3 +123,18 @@ def validate_common(env: EnvConfig, runtime: RuntimeConfig, run: RunConfig) -> N
     if (env.game.startswith("toy/") or env.game.startswith("minatar/")) and env.backend != "ale_vector":
         raise ValueError(f"env.backend={env.backend!r} applies to Atari games only; {env.game} has its own "
                          "vector env: leave env.backend at 'ale_vector'.")
+
+
+def actor_seed(run: RunConfig, actor_id: int) -> int:
+    """The seed of actor ``actor_id``'s envs, policy and network (``run.seed + 1000 * (actor_id + 1)``)."""
+    return run.seed + 1000 * (actor_id + 1)
+
+
+def make_actor_env(env: EnvConfig, seed: int) -> Any:
+    """One actor's vector env as the ``env`` section says (the Atari backend only for Atari games: MinAtar and
+    toy/catch have their own vector envs)."""
+    from envs import MINATAR_GAMES, TOY_GAMES, make_env
+
+    backend = {} if env.game in TOY_GAMES + MINATAR_GAMES else {"backend": env.backend}
+    return make_env(env.game, preset=env.preset, num_envs=env.num_envs, seed=seed, num_threads=env.num_threads,
+                    **backend)
