@@ -4,8 +4,7 @@ The yardstick beside ``reverie train``: the same config file (``reverie sb3 a2c_
 trains SB3's implementation instead of ours, on the same vector env, and writes a run directory that
 ``reverie plot`` reads like ours (``config.yaml``, TensorBoard scalars at x = emulator frames, checkpoints).
 
-The env: ``envs.make_env(env.game, preset=env.preset, num_envs=..., seed=run.seed + 1000)`` (the seed of our local
-actor) behind :class:`ReverieVecEnv`, which turns our NextStep autoreset into SB3's same-step reset without any env
+The env: our local actor's (``agents.runtime.config.make_actor_env``, seed ``run.seed + 1000``) behind :class:`ReverieVecEnv`, which turns our NextStep autoreset into SB3's same-step reset without any env
 taking an extra game step (see the class).
 
 The settings, ours -> SB3 (``agent.loss`` picks A2C or PPO; IMPALA and LSTM cores have no SB3 counterpart):
@@ -43,6 +42,7 @@ Checkpoints: SB3 model files ``checkpoints/ckpt_<frames>.zip``, written atomical
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -68,8 +68,9 @@ from torch import nn
 
 from agents.actor_critic.config import ActorCriticConfig, validate
 from agents.actor_critic.networks import torso_kind
+from agents.runtime.config import actor_seed, make_actor_env
 from agents.torsos import make_torso
-from envs import MINATAR_GAMES, TOY_GAMES, make_env
+
 from worldmodels.common.checkpoint import CheckpointError
 from worldmodels.common.device import resolve_device
 from worldmodels.common.scaffold import Rates, RunScaffold, run_path
@@ -192,9 +193,8 @@ def sb3_num_envs(cfg: ActorCriticConfig) -> int:
 
 def make_sb3_env(cfg: ActorCriticConfig) -> ReverieVecEnv:
     """Our vector env for ``cfg`` (seed ``run.seed + 1000``, our local actor's) in a :class:`ReverieVecEnv`."""
-    extra = {} if cfg.env.game in TOY_GAMES + MINATAR_GAMES else {"num_threads": cfg.env.num_threads}
-    env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=sb3_num_envs(cfg), seed=cfg.run.seed + 1000,
-                   **extra)
+    # Our local actor's env (make_actor_env, actor 0's seed), with the envs of our whole batch.
+    env = make_actor_env(dataclasses.replace(cfg.env, num_envs=sb3_num_envs(cfg)), actor_seed(cfg.run, 0))
     preset = getattr(env, "preset", None)
     env_clips = bool(getattr(preset, "clip_rewards", False))
     return ReverieVecEnv(env, clip_rewards=bool(cfg.agent.clip_rewards) and not env_clips)
