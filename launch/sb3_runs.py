@@ -4,8 +4,9 @@ The yardstick beside ``reverie train``: the same config file (``reverie sb3 a2c_
 trains SB3's implementation instead of ours, on the same vector env, and writes a run directory that
 ``reverie plot`` reads like ours (``config.yaml``, TensorBoard scalars at x = emulator frames, checkpoints).
 
-The env: our local actor's (``agents.runtime.config.make_actor_env``, seed ``run.seed + 1000``) behind :class:`ReverieVecEnv`, which turns our NextStep autoreset into SB3's same-step reset without any env
-taking an extra game step (see the class).
+The env: our local actor's (``agents.runtime.config.make_actor_env``, seed ``run.seed + 1000``) behind
+:class:`ReverieVecEnv`, which turns our NextStep autoreset into SB3's same-step reset without any env taking an
+extra game step (see the class).
 
 The settings, ours -> SB3 (``agent.loss`` picks A2C or PPO; IMPALA and LSTM cores have no SB3 counterpart):
 
@@ -17,7 +18,7 @@ The settings, ours -> SB3 (``agent.loss`` picks A2C or PPO; IMPALA and LSTM core
 ``agent.value_coef``               ``vf_coef = value_coef / 2`` (our value loss keeps the 0.5 of 0.5 (R - V)^2)
 ``agent.max_grad_norm``            ``max_grad_norm`` (our 0 = no clipping: infinity)
 ``agent.normalize_advantages``     ``normalize_advantage``
-``agent.optimizer``, ``_eps``,     ``policy_kwargs.optimizer_class`` (RMSpropTFLike / RMSprop / Adam) with ``optimizer_kwargs``
+``agent.optimizer``, ``_eps``,     ``optimizer_class`` (RMSpropTFLike / RMSprop / Adam), ``optimizer_kwargs``
 ``rmsprop_alpha``                  ``{alpha, eps}`` / ``{eps}``; A2C also gets ``use_rms_prop``, ``rms_prop_eps``
 ``agent.ppo_epochs``               ``n_epochs``
 ``agent.ppo_minibatches``          ``batch_size = n_steps * n_envs // ppo_minibatches``
@@ -70,7 +71,6 @@ from agents.actor_critic.config import ActorCriticConfig, validate
 from agents.actor_critic.networks import torso_kind
 from agents.runtime.config import actor_seed, make_actor_env
 from agents.torsos import make_torso
-
 from worldmodels.common.checkpoint import CheckpointError
 from worldmodels.common.device import resolve_device
 from worldmodels.common.scaffold import Rates, RunScaffold, run_path

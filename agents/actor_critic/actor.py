@@ -84,8 +84,9 @@ class ACPolicy:
     :param clip_rewards: clip the rewards :meth:`observe_rewards` gets to [-1, 1] (``agent.clip_rewards``), so that the
         LSTM's previous-reward input is the same in training (the adder's clipped rewards) and in evaluation (raw).
 
-    ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]``, ``values`` float32 ``[N]`` and, for an LSTM, ``state_<name>`` (the state entering
-    the step, before the reset at game starts) for the adder to store at each unroll's start.
+    ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]``, ``values`` float32 ``[N]`` and, for an LSTM,
+    ``state_<name>`` (the state entering the step, before the reset at game starts) for the adder to store at each
+    unroll's start.
     """
 
     def __init__(self, network: ActorCriticNetwork, seed: int, greedy: bool = False,
@@ -229,7 +230,8 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy,
     env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
     torch.manual_seed(seed)
-    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed, clip_rewards=cfg.agent.clip_rewards)
+    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed,
+                      clip_rewards=cfg.agent.clip_rewards)
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
     return env, policy, adder
