@@ -18,11 +18,10 @@ from typing import Any, TypeVar, overload
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from worldmodels.common.resume import ResumePoint, config_changes, find_resume_point, is_safe
+
 T = TypeVar("T")
 
-#: Keys that configs saved by older versions may hold and that were removed since: ``env.frame_skip`` was never
-#: passed to the env (the frame skip is the env's own: 4 on Atari, 1 on MinAtar).
-RETIRED_KEYS = ("env.frame_skip",)
 
 #: The repository's presets: ``reverie train smoke`` finds ``configs/smoke.yaml``.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -111,11 +110,32 @@ def _stacked_layers(presets: Sequence[str | Path]) -> list[Any]:
     return layers
 
 
-def split_presets(config: str, extra: list[str]) -> tuple[list[str], list[str]]:
+def preset_names(kind: str, algo: str | None = None) -> list[str]:
+    """The presets in ``configs/`` of one command, read from the files (never listed by hand).
+
+    :param kind: "agent" (``reverie train``: presets with an ``env`` section), "vae" (``fit-vae``: an
+        ``estimator`` section) or "world-model" (``fit-world-model``: the rest with a ``model`` section).
+    :param algo: agent presets of this algorithm only (``actor_critic`` for ``reverie sb3``).
+    """
+    names = []
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        try:
+            keys = {str(k) for node, _ in _stacked_layers([path]) for k in node}
+        except ConfigError:
+            continue  # a broken preset is reported when it is used, not in --help
+        found = "vae" if "estimator" in keys else "agent" if "env" in keys or "algo" in keys else \
+            "world-model" if "model" in keys else None
+        if found == kind and (algo is None or peek_algo([path]) == algo):
+            names.append(path.stem)
+    return names
+
+
+def split_presets(config: str | None, extra: list[str]) -> tuple[list[str], list[str]]:
     """The command line's ``CONFIG [CONFIG ...] [key=value ...]``: presets (words without "=", applied in order)
-    and overrides. ``reverie train dqn_catch smoke run.seed=3`` stacks smoke on dqn_catch, then sets the seed."""
-    presets = [config] + [item for item in extra if "=" not in item]
-    return presets, [item for item in extra if "=" in item]
+    and overrides. ``reverie train dqn_catch smoke run.seed=3`` stacks smoke on dqn_catch, then sets the seed.
+    CONFIG may be absent (``reverie train --resume RUN run.total_frames=...``)."""
+    words = ([config] if config is not None else []) + list(extra)
+    return [w for w in words if "=" not in w], [w for w in words if "=" in w]
 
 
 def peek_algo(presets: Sequence[str | Path], overrides: Sequence[str] = (), default: str = "dqn") -> str:
@@ -132,16 +152,18 @@ def peek_algo(presets: Sequence[str | Path], overrides: Sequence[str] = (), defa
     return algo
 
 
-def load_config(schema_cls: type[T], presets: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> T:
+def load_config(schema_cls: type[T], presets: Sequence[str | Path] = (), overrides: Sequence[str] = (),
+                base: T | None = None) -> T:
     """Merge defaults, presets (in order) and ``key=value`` overrides into a typed config object.
 
     :param schema_cls: the dataclass tree, e.g. ``agents.dqn.config.DQNConfig``.
     :param presets: YAML paths or names in ``configs/``.
     :param overrides: dotted ``key=value`` strings; values are parsed as YAML (``true``, ``1e-4``, ``null``).
+    :param base: start from this config instead of the defaults (a resumed run's saved config).
     :raises ConfigError: unknown key, wrong type or malformed override, naming the key and the valid ones.
     """
     schema = schema_cls()
-    cfg = OmegaConf.structured(schema)
+    cfg = OmegaConf.structured(base if base is not None else schema)
     for node, where in _stacked_layers(presets):
         try:
             cfg = OmegaConf.merge(cfg, node)
@@ -196,11 +218,11 @@ def load_run_config(schema_cls: type[T] | None, run_or_checkpoint: str | Path) -
     :raises worldmodels.common.checkpoint.CheckpointError: no (readable) checkpoint there.
     :raises ConfigError: neither the checkpoint nor the run directory holds a config, or it does not load.
     """
-    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+    from worldmodels.common.checkpoint import load_latest
+    from worldmodels.common.resume import ResumeError, run_dir_of, saved_config
 
-    path = find_checkpoint(run_or_checkpoint)
-    ckpt = load_checkpoint(path)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    path, ckpt = load_latest(run_or_checkpoint)
+    run_dir = run_dir_of(path)
     text = ckpt.get("config")
     if schema_cls is None:
         from agents.registry import get_builder
@@ -208,21 +230,95 @@ def load_run_config(schema_cls: type[T] | None, run_or_checkpoint: str | Path) -
         algo = ckpt.get("algo") or (OmegaConf.create(text).get("algo") if text else None) or "dqn"
         schema_cls = get_builder(str(algo)).config_class
     if text:
-        schema = schema_cls()
-        saved = OmegaConf.create(text)
-        for key in RETIRED_KEYS:  # settings older runs saved that no longer exist (their behaviour is kept)
-            section, _, name = key.rpartition(".")
-            node = OmegaConf.select(saved, section) if section else saved
-            if node is not None and name in node:
-                node.pop(name)
         try:
-            cfg = OmegaConf.merge(OmegaConf.structured(schema), saved)
-        except (ConfigAttributeError, ConfigKeyError, ValidationError) as err:
-            raise _explain(err, schema, f"the config saved in {path}") from err
-        return OmegaConf.to_object(cfg), ckpt, path  # type: ignore[return-value]
+            return saved_config(schema_cls, text, path), ckpt, path
+        except ResumeError as err:
+            raise ConfigError(str(err)) from err
     if (run_dir / "config.yaml").is_file():
         return load_config(schema_cls, [run_dir / "config.yaml"]), ckpt, path
     raise ConfigError(f"{path} carries no config and {run_dir} has no config.yaml: cannot rebuild the network.")
+
+
+def resume_config(schema_cls: type[T], point: ResumePoint, presets: Sequence[str | Path],
+                  overrides: Sequence[str], safe_keys: Sequence[str]) -> T:
+    """The config a resumed run continues with: the run's saved config, with ``overrides`` applied (the trainer
+    refuses those outside ``safe_keys``). Presets named on the command line are not applied: with the overrides
+    they must describe the saved config outside ``safe_keys`` (else :class:`ConfigError`; retyping the command that
+    started the run does), and where they differ on a safe key the saved value stays. A folder whose run saved no
+    checkpoint starts afresh from the presets given, or else from its own ``config.yaml``.
+
+    :raises ConfigError: the presets contradict the run's settings, or an override does not apply.
+    """
+    from worldmodels.common.resume import ResumeError, saved_config
+
+    run_dir = point.run_dir
+    if point.state is None:
+        return load_config(schema_cls, presets or [run_dir / "config.yaml"], overrides)
+    text = point.state.get("config")
+    if not text and (run_dir / "config.yaml").is_file():
+        text = (run_dir / "config.yaml").read_text()
+    try:
+        saved = saved_config(schema_cls, text, point.checkpoint or run_dir)
+    except ResumeError as err:
+        raise ConfigError(str(err)) from err
+    if presets:
+        # The command names presets: it must describe this run (as retyping the command that started it does).
+        named = load_config(schema_cls, presets, overrides)
+        differ = {k: v for k, v in config_changes(saved, named).items() if not is_safe(k, v[0], safe_keys)}
+        if differ:
+            listed = "; ".join(f"{k}: saved {old!r}, this command {new!r}"
+                               for k, (old, new) in list(differ.items())[:8])
+            more = f"; and {len(differ) - 8} more" if len(differ) > 8 else ""
+            raise ConfigError(
+                f"--resume {run_dir}: {' '.join(map(str, presets))} with these overrides does not describe this run "
+                f"({listed}{more}). A resumed run continues with its own saved settings: resume with `--resume "
+                f"{run_dir}` and no presets (overrides of {', '.join(p.lstrip('+') for p in safe_keys)} are "
+                f"allowed), or start a new run.")
+    return load_config(schema_cls, [], overrides, base=saved)
+
+
+def _run_algo(point: ResumePoint, presets: Sequence[str], overrides: Sequence[str]) -> str:
+    """The agent algorithm a resumed run trains (the checkpoint's); presets that select another are refused."""
+    if point.state is None:  # a run that saved no checkpoint starts afresh, as a new run would
+        return peek_algo(presets or [point.run_dir / "config.yaml"], overrides)
+    text = point.state.get("config")
+    algo = str(point.state.get("algo") or (OmegaConf.create(text).get("algo") if text else None) or "dqn")
+    if presets and peek_algo(presets, [], default=algo) != algo:
+        raise ConfigError(f"--resume {point.run_dir}: the run trains {algo!r}, the presets {' '.join(presets)} "
+                          f"select {peek_algo(presets, [], default=algo)!r}; resume with `--resume "
+                          f"{point.run_dir}` and no presets.")
+    return algo
+
+
+def config_from_args(schema_cls: type[T] | None, args: argparse.Namespace,
+                     safe_keys: Sequence[str] = ()) -> tuple[T, ResumePoint | None]:
+    """The config of a training command (``CONFIG [more presets] [key=value ...] [--resume RUN]``) and, when it
+    resumes, the checkpoint it continues from.
+
+    :param schema_cls: the config dataclass; None: the agent algorithm the presets select (``algo``), or on resume
+        the one the checkpoint names.
+    :param safe_keys: the keys a resume may change (the trainer's ``RESUME_SAFE_KEYS``).
+    :raises ConfigError: no CONFIG and no --resume, presets that contradict a resumed run, bad overrides.
+    """
+    presets, overrides = split_presets(args.config, args.overrides)
+    if getattr(args, "resume", None) is not None and getattr(args, "run_dir", None):
+        raise ConfigError(f"give --resume {args.resume} or --run-dir {args.run_dir}, not both: a resumed run writes "
+                          f"into its own directory.")
+    if getattr(args, "resume", None) is None:
+        if not presets:
+            raise ConfigError("give CONFIG (a preset name in configs/ or a YAML path), or --resume RUN_DIR to "
+                              "continue a run.")
+        if schema_cls is None:
+            from agents.registry import get_builder
+
+            schema_cls = get_builder(peek_algo(presets, overrides)).config_class
+        return load_config(schema_cls, presets, overrides), None
+    point = find_resume_point(args.resume)
+    if schema_cls is None:
+        from agents.registry import get_builder
+
+        schema_cls = get_builder(_run_algo(point, presets, overrides)).config_class
+    return resume_config(schema_cls, point, presets, overrides, safe_keys), point
 
 
 def to_yaml(cfg: Any) -> str:
@@ -234,9 +330,13 @@ def to_yaml(cfg: Any) -> str:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every config-driven command shares: CONFIG, ``key=value`` overrides, --run-dir, --resume."""
-    parser.add_argument("config", help="YAML file or preset name in configs/")
+    parser.add_argument("config", nargs="?",
+                        help="YAML file or preset name in configs/ (optional with --resume: the run's own config)")
     parser.add_argument("overrides", nargs="*",
                         help="more presets to stack on CONFIG, in order (e.g. smoke), then dotted key=value "
                              "overrides (e.g. run.seed=3)")
     parser.add_argument("--run-dir", help="run directory (default runs/<run.name>); must not exist yet")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue this run with its saved settings from its newest valid checkpoint (or "
+                             "RUN_DIR/checkpoints/FILE); overrides may change only how long it runs and how often "
+                             "it logs, checkpoints and evaluates")

@@ -69,11 +69,12 @@ from torch import nn
 
 from agents.actor_critic.config import ActorCriticConfig, validate
 from agents.actor_critic.networks import torso_kind
-from agents.runtime.config import actor_seed, make_actor_env
+from agents.runtime.config import RESUME_SAFE_KEYS, actor_seed, make_actor_env
 from agents.torsos import make_torso
 from worldmodels.common.checkpoint import CheckpointError
 from worldmodels.common.device import resolve_device
-from worldmodels.common.scaffold import Rates, RunScaffold, run_path
+from worldmodels.common.resume import check_resume_config, saved_config
+from worldmodels.common.scaffold import Rates, RunScaffold, check_run_dir, run_path
 from worldmodels.common.scaffold import config_yaml as config_yaml_of
 
 #: The objectives SB3 has (``agent.loss``).
@@ -486,7 +487,8 @@ def train_sb3(cfg: ActorCriticConfig, run_dir: str | Path | None = None, resume:
     :param cfg: an actor-critic config (``agent.loss`` a2c or ppo, ``network.core`` ff).
     :param run_dir: where to write (default ``runs_dir/name``); with ``resume``, the run to continue.
     :param resume: continue the run in ``run_dir`` from its newest checkpoint, frame count and TensorBoard run
-        included (the settings are ``cfg``'s, as for ``reverie train --resume``).
+        included, with the run's saved settings (only :data:`agents.runtime.config.RESUME_SAFE_KEYS` may differ,
+        as for ``reverie train --resume``); a run that saved no checkpoint starts afresh.
     :param config_yaml: the config as YAML, saved as ``config.yaml`` (default: ``cfg``'s).
     :param callbacks: more SB3 callbacks (after the run's own).
     :raises ValueError: settings SB3 cannot run (:func:`check_sb3_config`).
@@ -495,7 +497,16 @@ def train_sb3(cfg: ActorCriticConfig, run_dir: str | Path | None = None, resume:
     check_sb3_config(cfg)
     config_yaml = config_yaml or config_yaml_of(cfg)
     path = run_path(run_dir, cfg.run.runs_dir, cfg.run.name)
-    ckpt = find_sb3_checkpoint(path) if resume else None
+    ckpt = None
+    if resume and list_sb3_checkpoints(path / "checkpoints"):
+        # A resumed run continues with the settings it was saved with (config.yaml), as `reverie train --resume`.
+        saved = saved_config(ActorCriticConfig, (path / "config.yaml").read_text(), path / "config.yaml")
+        check_resume_config(saved, cfg, RESUME_SAFE_KEYS, path)
+        ckpt = find_sb3_checkpoint(path)
+    elif resume and not (path / "config.yaml").is_file():
+        find_sb3_checkpoint(path)  # raises: not a run
+    else:
+        check_run_dir(path, resume=False)  # a new run, or one that saved no checkpoint: starts afresh
     torch.set_num_threads(1)
     set_random_seed(cfg.run.seed)
     device = resolve_device(cfg.runtime.device)
@@ -506,7 +517,7 @@ def train_sb3(cfg: ActorCriticConfig, run_dir: str | Path | None = None, resume:
             load_sb3_checkpoint(model, ckpt)
         frame_skip = env.frame_skip
         start_frames = model.num_timesteps * frame_skip
-        with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=cfg.run.total_frames,
+        with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
                          initial=start_frames, progress=cfg.run.progress) as run:
 
             def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:

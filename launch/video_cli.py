@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from launch.config import add_config_arguments
+from launch.config import add_config_arguments, preset_names
 
 
 def cmd_fit_world_model(args: argparse.Namespace) -> int:
-    from launch.config import load_config, split_presets, to_yaml
+    from launch.config import config_from_args, to_yaml
     from worldmodels.video import VideoFitConfig
+    from worldmodels.video.config import RESUME_SAFE_KEYS
     from worldmodels.video.train import fit_world_model
 
-    cfg = load_config(VideoFitConfig, *split_presets(args.config, args.overrides))
-    summary = fit_world_model(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
-                              config_yaml=to_yaml(cfg))
+    cfg, point = config_from_args(VideoFitConfig, args, RESUME_SAFE_KEYS)
+    summary = fit_world_model(cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
+                              config_yaml=to_yaml(cfg), resume_from=point)
     print(json.dumps(summary))
     return 0
 
@@ -28,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit-world-model`` to the ``reverie`` subparsers."""
     p = sub.add_parser("fit-world-model", help="train an action-conditional video predictor on a dataset",
                        description="Train worldmodels.video.VideoPredictor (Oh et al. 2015) with the 1-, 3-, 5-step "
-                                   "curriculum. CONFIG is a YAML path or a preset name (video_cpu_ff, video_cpu_rnn, "
-                                   "video_paper_ff, video_paper_rnn, video_tiny); key=value pairs override it, e.g. "
+                                   "curriculum. CONFIG is a YAML path or a preset name "
+                                   f"({', '.join(preset_names('world-model'))}); key=value pairs override it, e.g. "
                                    "data.path=data/pong optim.phases.0.updates=500.")
     add_config_arguments(p)
     p.set_defaults(func=cmd_fit_world_model)

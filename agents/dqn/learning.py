@@ -17,6 +17,7 @@ and G^MC the transition's Monte Carlo return to the end of its episode (computed
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ import torch.nn.functional as F
 from agents.dqn.config import AgentConfig, NetworkConfig
 from agents.dqn.networks import QNetwork
 from worldmodels.common.device import to_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -174,17 +177,30 @@ class DQNReplayLearner:
                                         alpha=cfg.replay.alpha, beta=cfg.replay.beta_start,
                                         prioritized=cfg.replay.prioritized, seed=cfg.run.seed, stack=stack,
                                         frame_shape=frame_shape)
+        self._refill_from: tuple[int, int] | None = (0, 0)
 
     def ingest(self, output: Any) -> None:
         self.replay.add(output.payload)
 
+    def _since_refill(self, counters: Any) -> tuple[int, int]:
+        """(agent steps, updates) since the replay was last empty: since the run started, or since a resume whose
+        checkpoint held no replay (``replay.save_in_checkpoint: false``), which refills ``learning_starts`` steps
+        before updating again, as a new run does, rather than training on a handful of transitions."""
+        if self._refill_from is None:
+            self._refill_from = (counters.steps, counters.updates)
+            log.warning("the checkpoint holds no replay (replay.save_in_checkpoint=false): collecting %d agent steps "
+                        "before updates resume", self.learning_starts)
+        return counters.steps - self._refill_from[0], counters.updates - self._refill_from[1]
+
     def updates_due(self, counters: Any) -> int:
         if len(self.replay) < self.cfg.agent.batch_size:
             return 0
-        return max(0, counters.steps - self.learning_starts) // self.period - counters.updates
+        steps, updates = self._since_refill(counters)
+        return max(0, steps - self.learning_starts) // self.period - updates
 
     def collect_allowance(self, counters: Any) -> int:
-        return self.learning_starts + counters.updates * self.period - counters.steps
+        steps, updates = self._since_refill(counters)
+        return self.learning_starts + updates * self.period - steps
 
     def update(self, counters: Any) -> dict[str, float]:
         beta_start = self.cfg.replay.beta_start
@@ -213,3 +229,5 @@ class DQNReplayLearner:
         self.core.load_state_dict(state["learner"])
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
+        else:
+            self._refill_from = None  # set from the counters the run resumes at, by the next call

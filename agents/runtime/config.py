@@ -76,6 +76,13 @@ class RuntimeConfig:
     is none). Actors act on the CPU."""
 
 
+#: The settings a resumed run may change (``--resume RUN key=value``): how long it runs and how often it logs,
+#: checkpoints and evaluates, where the run is named and which Ray cluster it joins. Everything else is what the
+#: checkpoint was trained with (see :mod:`worldmodels.common.resume`).
+RESUME_SAFE_KEYS = ("run.total_frames", "run.checkpoint_every_frames", "run.keep_checkpoints", "run.log_every_frames",
+                    "run.eval_episodes", "run.progress", "run.name", "run.runs_dir", "runtime.ray_address")
+
+
 @dataclass
 class RunConfig:
     name: str = "run"

@@ -29,9 +29,11 @@ import torch
 
 from agents.runtime.actor import ActorOutput
 from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Learner, env_spec
+from agents.runtime.config import RESUME_SAFE_KEYS
 from envs import make_env
-from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
+from worldmodels.common.resume import ResumeError, ResumePoint, open_run
 from worldmodels.common.scaffold import Rates, RunScaffold, StopRun, run_path
 from worldmodels.common.scaffold import config_yaml as config_yaml_of
 
@@ -103,13 +105,19 @@ class _Window:
 
 
 def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, resume: bool = False,
-                 hooks: Sequence[Hook] = (), config_yaml: str | None = None) -> TrainState:
+                 hooks: Sequence[Hook] = (), config_yaml: str | None = None,
+                 resume_from: ResumePoint | None = None) -> TrainState:
     """Train ``builder``'s algorithm as ``cfg`` says; returns the final counters.
 
     :param builder: the algorithm (its ``BUILDER``).
-    :param cfg: the merged config (the algorithm's dataclass).
-    :param run_dir: where to write (default ``runs_dir/name``).
-    :param resume: continue the run in ``run_dir`` from its newest checkpoint.
+    :param cfg: the merged config (the algorithm's dataclass). On resume it must equal the run's saved config but
+        for :data:`agents.runtime.config.RESUME_SAFE_KEYS` (each change is logged).
+    :param run_dir: where to write (default ``runs_dir/name``); on resume, the run directory or one of its
+        checkpoint files.
+    :param resume: continue the run in ``run_dir`` from its newest valid checkpoint (or the file named). A run
+        directory that saved no checkpoint starts afresh.
+    :param resume_from: the checkpoint already found and loaded (by the CLI), instead of finding it again.
+    :raises ResumeError: a resume whose config changes settings that may not change.
     :param hooks: called with the live :class:`TrainState` after every batch of chunks; a hook may raise
         :class:`StopTraining` to end the run early (used by benchmarks).
     :param config_yaml: the config as YAML, saved as ``config.yaml`` (and in every checkpoint); default: ``cfg``'s.
@@ -127,17 +135,24 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
     learner: Learner = builder.make_learner(cfg, spec, device)
     state = TrainState(frame_skip=spec.frame_skip, total_steps=cfg.run.total_frames // spec.frame_skip,
                        learner=learner)
-    path = run_path(run_dir, cfg.run.runs_dir, cfg.run.name)
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        ckpt = load_checkpoint(find_checkpoint(path))
-        learner.load_state_dict(ckpt)
+    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, builder.config_class, cfg,
+                           RESUME_SAFE_KEYS, resume_from)
+    ckpt, ckpt_path = (point.state, point.checkpoint) if point is not None else (None, None)
+    if ckpt is not None:
+        if ckpt.get("algo", "dqn") != builder.name:
+            raise ResumeError(f"{ckpt_path} is a checkpoint of {ckpt.get('algo', 'dqn')!r}, not of "
+                              f"{builder.name!r}: resume it with its own config (`reverie train --resume {path}`).")
+        try:
+            learner.load_state_dict(ckpt)
+        except (RuntimeError, KeyError, ValueError) as err:  # torch's size mismatch, a missing entry
+            raise CheckpointError(f"{ckpt_path} does not fit the learner this config builds "
+                                  f"({str(err).splitlines()[0][:200]}); resume with the run's own config.") from err
         state.steps, state.updates, state.episodes = ckpt["steps"], ckpt["updates"], ckpt["episodes"]
         set_rng_state(ckpt["rng"])
         state.discovered = {tag: set(items) for tag, items in ckpt.get("discovered", {}).items()}
         log.info("resumed %s at %d frames", path, state.frames)
 
-    with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=cfg.run.total_frames,
+    with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
                      initial=state.frames, progress=cfg.run.progress) as run:
         state.run_dir = run.path
         writer = run.writer
@@ -185,6 +200,10 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
             if not collecting and due <= 0:
                 break  # all frames collected and the updates they owe done: the ratio holds to the end
             budget = learner.collect_allowance(state) + slack if collecting else 0
+            if collecting and due <= 0 and budget < runtime.steps_per_chunk:
+                # Neither an update nor a chunk would be due, and nothing would ever change that: e.g. a learner
+                # resumed without its data. One more chunk is always allowed then, so a run moves from any state.
+                budget = runtime.steps_per_chunk
             outputs: list[ActorOutput] = runtime.poll(state.frames, budget, block=due <= 0) if collecting else []
 
             # --- experience into the learner ---------------------------------------------------------------

@@ -39,8 +39,11 @@ def test_collect_fit_imagine(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert len(fit["heldout_mse"]) == 3 == len(fit["heldout_copy_last_mse"])
     ckpt = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
     assert ckpt["curriculum"]["updates"] == 8 and ckpt["world_model"]["game"] == "Pong"
+    # The run keeps its saved settings (stage 2: 2 updates) unless an override lengthens the stage.
+    assert main(["fit-world-model", "--resume", str(run)]) == 0
+    assert last_json(capsys)["updates"] == 8
     assert main(["fit-world-model", "video_tiny", f"data.path={data}", "run.progress=false", "--resume",
-                 str(run)]) == 0
+                 str(run), "optim.phases.1.updates=4"]) == 0
     fit = last_json(capsys)
     assert fit["updates"] == 10 and fit["frames"] == 6 * 4 + 4 * 2 * 3  # stage 2 ran to its 4 updates, no more
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})

@@ -58,3 +58,22 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path: Path) -> None:
         save_checkpoint(tmp_path, 5, {"x": Boom()})
     assert load_checkpoint(first)["x"] == 1
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_load_latest_skips_a_corrupt_newest_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from worldmodels.common.checkpoint import CheckpointError, load_latest, save_checkpoint
+
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    for frames in (100, 200, 300):
+        save_checkpoint(ckpt_dir, frames, {"frames": frames})
+    newest = ckpt_dir / "ckpt_000000000300.pt"
+    newest.write_bytes(newest.read_bytes()[:50])
+    path, state = load_latest(tmp_path / "run")
+    assert state["frames"] == 200 and path.name == "ckpt_000000000200.pt"
+    assert newest.name in caplog.text
+    with pytest.raises(CheckpointError, match="corrupt"):  # a file named explicitly is never replaced
+        load_latest(newest)
+    for p in ckpt_dir.iterdir():
+        p.write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="every checkpoint"):
+        load_latest(tmp_path / "run")

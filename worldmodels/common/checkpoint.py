@@ -7,6 +7,7 @@ good one was. Loading errors name the file and say what to do instead of surfaci
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
 import re
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 
 from worldmodels.common.atomic import atomic_write
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
 
@@ -71,6 +74,35 @@ def find_checkpoint(run_or_ckpt: str | Path) -> Path:
     return ckpts[-1]
 
 
+def load_latest(run_or_ckpt: str | Path) -> tuple[Path, dict[str, Any]]:
+    """A checkpoint file given by name, or the newest *valid* checkpoint of a run directory, loaded.
+
+    A corrupt or truncated newer checkpoint (a disk filled up, a copy cut short) is skipped with a warning naming
+    it, so one bad file never blocks a run that has good older ones; a file named explicitly is never replaced.
+
+    :returns: (the checkpoint's path, its contents).
+    :raises CheckpointError: no checkpoint there, or every one is corrupt (naming them).
+    """
+    path = Path(run_or_ckpt)
+    if path.is_file():
+        return path, load_checkpoint(path)
+    find_checkpoint(path)  # raises the "no checkpoint here" error
+    ckpts = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
+    bad: list[str] = []
+    for ckpt in reversed(ckpts):
+        try:
+            state = load_checkpoint(ckpt)
+        except CheckpointError as err:
+            log.warning("skipping checkpoint %s: %s", ckpt, err)
+            bad.append(ckpt.name)
+            continue
+        if bad:
+            log.warning("using %s, the newest valid checkpoint of %s (skipped: %s)", ckpt.name, path, ", ".join(bad))
+        return ckpt, state
+    raise CheckpointError(f"every checkpoint in {ckpts[0].parent} is corrupt or truncated ({', '.join(bad)}): "
+                          f"start a new run (a different --run-dir), or restore a copy of the folder.")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
@@ -83,8 +115,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}); use an older one from "
-            f"{path.parent} or start a new run.") from err
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}); name an older one from "
+            f"{path.parent} instead, give the run directory (its newest valid checkpoint is used), or start a new "
+            f"run.") from err
     if not isinstance(state, dict) or state.get("format") != "reverie-checkpoint-v1":
         raise CheckpointError(f"{path} is not a Reverie checkpoint (no 'format: reverie-checkpoint-v1').")
     return state

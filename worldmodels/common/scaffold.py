@@ -11,8 +11,10 @@ A training run needs the same frame around its loop whatever it trains::
             run.advance(frames)               # progress bar with frames/s
             wall_fps, cpu_fps, _ = rates.measure(frames)  # charts/frames_per_s, charts/cpu_frames_per_s
 
-- The run directory is refused if it already holds a run (:class:`RunExistsError`), unless resuming;
-  ``config.yaml`` is written there; one TensorBoard writer and one tqdm bar are opened.
+- The run directory is refused if it already holds a run (:class:`RunExistsError`), unless resuming; a folder left
+  by a start that failed before its first checkpoint is reused. ``config.yaml`` is written there atomically when
+  the run starts; one TensorBoard writer and one tqdm bar are opened. How a resume picks its checkpoint and
+  config is :mod:`worldmodels.common.resume`.
 - SIGINT (Ctrl-C) and SIGTERM (a cluster scheduler) ask the run to stop: the loop finishes the step it is in and
   raises ``KeyboardInterrupt`` at its next :meth:`RunScaffold.check_interrupt`, and the callback given to
   :meth:`RunScaffold.on_interrupt` writes a last checkpoint before the interrupt propagates. Stopping between steps,
@@ -54,20 +56,58 @@ def run_path(run_dir: str | Path | None, runs_dir: str, name: str) -> Path:
     return Path(run_dir) if run_dir else Path(runs_dir) / name
 
 
-def prepare_run_dir(path: str | Path, resume: bool) -> Path:
-    """The run's directory: an existing run to resume, or a new (empty or absent) folder, created.
+#: What a run start writes before its first checkpoint: a folder holding only these (and no checkpoint) is a start
+#: that failed, which a new start may reuse.
+_RUN_ARTEFACTS = ("config.yaml", "checkpoints", "events.out.tfevents.*")
+
+
+def _failed_start(path: Path) -> bool:
+    """``path`` holds only what a run start writes before its first checkpoint (no checkpoint, no other file)."""
+    from fnmatch import fnmatch
+
+    from worldmodels.common.checkpoint import list_checkpoints
+
+    if list_checkpoints(path / "checkpoints"):
+        return False
+    return all(any(fnmatch(p.name, pattern) for pattern in _RUN_ARTEFACTS) for p in path.iterdir())
+
+
+def check_run_dir(path: str | Path, resume: bool) -> Path:
+    """Check, without creating or removing anything, that ``path`` can hold this run: a run to resume, or a folder
+    that is absent, empty, or holds a start that failed (a config but no checkpoint). Trainers call it before
+    reading data, so that a bad directory is refused early; :func:`prepare_run_dir` then makes the folder, once
+    everything else has been validated, so that a failed start leaves nothing that blocks the next attempt.
 
     :raises FileNotFoundError: ``resume`` and ``path`` holds no run (no ``config.yaml``).
-    :raises RunExistsError: a new run whose directory already holds files.
+    :raises RunExistsError: a new run whose directory holds a run with checkpoints, or files that are not a run's.
     """
     path = Path(path)
     if resume:
         if not (path / "config.yaml").is_file():
             raise FileNotFoundError(f"cannot resume: {path} holds no run (no config.yaml).")
         return path
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and not path.is_dir():
+        raise RunExistsError(f"run directory {path} is a file; choose a new name (run.name=... or --run-dir ...).")
+    if path.exists() and any(path.iterdir()) and not _failed_start(path):
         raise RunExistsError(f"run directory {path} already exists; pass --resume {path} to continue it, or "
                              f"choose a new name (run.name=... or --run-dir ...).")
+    return path
+
+
+def prepare_run_dir(path: str | Path, resume: bool) -> Path:
+    """The run's directory: an existing run to resume, or a new folder, created. A folder left by a start that
+    failed (a config and TensorBoard files but no checkpoint) is emptied of them and reused, with a warning.
+
+    :raises FileNotFoundError: ``resume`` and ``path`` holds no run (no ``config.yaml``).
+    :raises RunExistsError: a new run whose directory holds a run with checkpoints, or files that are not a run's.
+    """
+    import shutil
+
+    path = check_run_dir(path, resume)
+    if not resume and path.exists() and any(path.iterdir()):
+        log.warning("%s holds a run that stopped before its first checkpoint: reusing the folder", path)
+        for p in path.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -114,8 +154,7 @@ class RunScaffold:
                  total: int | None = None, initial: int = 0, unit: str = "frame", progress: bool = True,
                  desc: str | None = None) -> None:
         self.path = prepare_run_dir(path, resume)
-        if config_yaml:
-            (self.path / "config.yaml").write_text(config_yaml)
+        self._config_yaml = config_yaml
         self._bar_args = {"total": total, "initial": initial, "unit": unit, "unit_scale": True,
                           "disable": not progress, "dynamic_ncols": True, "desc": desc or self.path.name}
         self._cleanups: list[Callable[[], Any]] = []
@@ -131,6 +170,10 @@ class RunScaffold:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
+        from worldmodels.common.atomic import atomic_write
+
+        if self._config_yaml:  # atomically, and only now that the run starts (a resume refused earlier keeps its own)
+            atomic_write(self.path / "config.yaml", self._config_yaml.encode())
         self.writer = SummaryWriter(log_dir=str(self.path))
         self.bar = tqdm(**self._bar_args)
         # Handlers can only be installed from the main thread (a trainer run from a worker thread keeps Python's).

@@ -120,6 +120,13 @@ class DataConfig:
     """Skip (with a warning naming it) a shard whose checksum does not match, instead of stopping."""
 
 
+#: The settings a resumed ``fit-vae`` run may change: how long it trains, how often it logs, checkpoints and
+#: evaluates, and whether corrupt shards are skipped (see :mod:`worldmodels.common.resume`).
+RESUME_SAFE_KEYS = ("run.total_frames", "run.max_seconds", "run.checkpoint_every_frames", "run.keep_checkpoints",
+                    "run.log_every_frames", "run.grad_var_every_frames", "run.grad_var_repeats", "run.eval_frames",
+                    "run.progress", "run.name", "run.runs_dir", "data.skip_corrupt")
+
+
 @dataclass
 class RunConfig:
     name: str = "vae"

@@ -113,6 +113,15 @@ class DataConfig:
     """Skip (with a warning naming it) a shard whose checksum does not match, instead of stopping."""
 
 
+#: The settings a resumed ``fit-world-model`` run may change: the length of each curriculum stage and stages
+#: appended after the saved ones (``+``), how often it logs, checkpoints and evaluates, and whether corrupt shards
+#: are skipped (see :mod:`worldmodels.common.resume`).
+RESUME_SAFE_KEYS = ("optim.phases.*.updates", "optim.phases.*.cpu_minutes", "+optim.phases.*",
+                    "run.checkpoint_every_updates", "run.keep_checkpoints", "run.log_every_updates",
+                    "run.eval_every_updates", "run.eval_rollouts", "run.eval_horizon", "run.progress", "run.name",
+                    "run.runs_dir", "data.skip_corrupt")
+
+
 @dataclass
 class RunConfig:
     name: str = "world_model"

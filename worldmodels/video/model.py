@@ -315,14 +315,14 @@ class VideoPredictor(nn.Module):
 
 
 def load_world_model(run_or_checkpoint: str | Path) -> VideoPredictor:
-    """The newest checkpoint of a `reverie fit-world-model` run (or a checkpoint file), in eval mode on the CPU.
+    """The newest valid checkpoint of a `reverie fit-world-model` run (a corrupt newer one is skipped with a
+    warning), or a checkpoint file, in eval mode on the CPU.
 
     :raises FileNotFoundError: no run or checkpoint there. :raises ValueError: a checkpoint of another kind.
     """
-    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+    from worldmodels.common.checkpoint import load_latest
 
-    path = find_checkpoint(run_or_checkpoint)
-    ckpt = load_checkpoint(path)
+    path, ckpt = load_latest(run_or_checkpoint)
     if "world_model" not in ckpt:
         raise ValueError(f"{path} is not a fit-world-model checkpoint (no 'world_model' state): give the run "
                          f"directory of `reverie fit-world-model`.")
