@@ -12,7 +12,9 @@ pseudo-count), and sets of things discovered (e.g. rooms), which the driver unio
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -154,10 +156,17 @@ class EnvActor:
         # Which observations are the first of a game (a recurrent policy resets its state there).
         self._starts = np.ones(n, dtype=bool)
         self._weights_version = -1
+        # Which life of this actor this is: Ray restarts a dead actor by constructing it again in a new process,
+        # so the driver tells a restart (a new token) from a call that merely failed (the same token).
+        self._incarnation = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
     def ping(self) -> int:
         """Cheap liveness check; returns the actor id."""
         return self.actor_id
+
+    def incarnation(self) -> str:
+        """A token unique to this construction of the actor (a restarted actor returns a new one)."""
+        return self._incarnation
 
     def where(self) -> dict[str, Any]:
         """Process id, niceness and, under Ray, the node id this actor runs on (to check placement across nodes)."""

@@ -5,18 +5,23 @@
   than ``max_ahead_chunks`` chunks ahead of the learner.
 - Weights are published with one ``ray.put`` per publication; each actor receives the object reference with
   its next task only if it has not seen that version (a restarted actor gets it again).
-- Actors are created with ``max_restarts``: when one dies, its task fails with ``RayActorError``, Ray restarts
-  the process, and the driver resubmits to it; ``restarts`` counts these events for logging.
+- Actors are created with ``max_restarts``: when one dies, its task fails with ``RayActorError`` and Ray
+  restarts the process. The driver then asks the actor for its incarnation token (:meth:`EnvActor.incarnation`),
+  which waits out the restart (calls made while Ray restarts it fail with ``ActorUnavailableError`` and are
+  retried a moment later), and resubmits work. ``restarts`` counts *new incarnations*, one per death: the calls
+  that fail while an actor restarts are not deaths (counting those tripled the count of one kill -9). An actor Ray
+  will no longer restart (``ActorDiedError`` after its ``max_restarts``) stops the run with an error.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
 
@@ -90,7 +95,10 @@ class RayRuntime:
         self._version = 0  # publications so far (actor i has seen publication _actor_version[i])
         self._learner_version = -1  # the learner's update count at the last publication
         self._actor_version = [0] * num_actors
-        ray.get([a.ping.remote() for a in self.actors])  # surface construction errors here, not later
+        self._probes: dict[ray.ObjectRef, int] = {}  # incarnation queries of actors whose task failed
+        self._probe_at: dict[int, float] = {}  # actors to query again at this time (they were restarting)
+        # The incarnation of each actor; also surfaces construction errors here, not later.
+        self._incarnations: list[str] = ray.get([a.incarnation.remote() for a in self.actors])
 
     def publish(self, weights: Any, version: int = 0) -> None:
         """One ``ray.put`` per publication; actors fetch it with their next task.
@@ -113,36 +121,62 @@ class RayRuntime:
     def poll(self, frames: int, budget_steps: int, block: bool) -> list[ActorOutput]:
         """Hand out work within ``budget_steps`` (agent steps the actors may still collect, in-flight chunks
         included), then return the chunks that are ready, waiting for one if ``block``."""
+        now = time.monotonic()
+        for i, at in list(self._probe_at.items()):
+            if at <= now:
+                del self._probe_at[i]
+                self._probes[self.actors[i].incarnation.remote()] = i
         budget_steps -= len(self._inflight) * self.steps_per_chunk
         for i in range(self.num_actors):
             if not self._busy[i] and budget_steps >= self.steps_per_chunk:
                 self._submit(i, frames)
                 budget_steps -= self.steps_per_chunk
-        if not self._inflight:
+        if not self._inflight and not self._probes:
             return []
         # Whatever is ready now; if blocking and nothing is, wait for the *first* chunk only (never for all:
         # that would move every actor in lock-step with the slowest), then take any others that are ready too.
-        refs = list(self._inflight)
+        refs = [*self._inflight, *self._probes]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         if block and not ready:
-            ray.wait(refs, num_returns=1)
+            ray.wait(refs, num_returns=1, timeout=None if not self._probe_at else 0.1)
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         outputs = []
         for ref in ready:
+            if ref in self._probes:
+                self._restarted(self._probes.pop(ref), ref)
+                continue
             i = self._inflight.pop(ref)
-            self._busy[i] = False
             try:
                 outputs.append(ray.get(ref))
+                self._busy[i] = False
             except RayActorError as err:
-                # Ray restarts the process (max_restarts); it lost its weights, so send them again.
-                self.restarts += 1
+                # The actor died (or cannot be reached): find out whether Ray restarted it before sending more
+                # work. It stays busy until then, and a restarted actor lost its weights, so send them again.
+                log.debug("actor %d: task failed (%s)", i, type(err).__name__)
                 self._actor_version[i] = 0
-                if self.restarts > self.max_restarts * self.num_actors:
-                    raise RuntimeError(
-                        f"actors died {self.restarts} times ({self.restarts_setting}={self.max_restarts} per actor); "
-                        f"see the actor logs above for the cause") from err
-                log.warning("actor %d died (%s); Ray restarts it and training goes on", i, type(err).__name__)
+                self._probes[self.actors[i].incarnation.remote()] = i
         return outputs
+
+    def _restarted(self, i: int, probe: ray.ObjectRef) -> None:
+        """Handle the answer to an incarnation query of actor ``i``, whose task failed."""
+        try:
+            token = ray.get(probe)
+        except ActorUnavailableError:  # Ray is restarting it: ask again a moment later
+            self._probe_at[i] = time.monotonic() + 0.2
+            return
+        except RayActorError as err:  # dead for good: Ray spent its max_restarts on it
+            raise RuntimeError(f"actor {i} died and Ray will not restart it again ({self.restarts_setting}="
+                               f"{self.max_restarts} restarts per actor); see the actor logs above for the cause"
+                               ) from err
+        if token != self._incarnations[i]:
+            self._incarnations[i] = token
+            self.restarts += 1
+            log.warning("actor %d died; Ray restarted it (%d restarts so far) and training goes on", i,
+                        self.restarts)
+            if self.restarts > self.max_restarts * self.num_actors:
+                raise RuntimeError(f"actors died {self.restarts} times ({self.restarts_setting}={self.max_restarts}"
+                                   f" per actor); see the actor logs above for the cause")
+        self._busy[i] = False
 
     def actor_states(self) -> list[dict[str, Any]]:
         """Each actor's :meth:`EnvActor.get_state` (queued behind its chunk in flight; checkpointed with the run).
