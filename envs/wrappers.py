@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
+from worldmodels.common.checks import require_number, require_positive
 from worldmodels.density.preprocess import DEFAULT_LEVELS, DEFAULT_SHAPE, preprocess_frames
 from worldmodels.density.pseudocount import GainDecay, PseudoCount, ostrovski_gain_decay
 from worldmodels.protocols import DensityModel
@@ -103,6 +104,7 @@ def _pseudo_count(
     shape: tuple[int, int],
     num_levels: int,
 ) -> PseudoCount:
+    _check_numbers(beta, shape, num_levels)  # before building the model: a PixelCNN takes a while
     if isinstance(model, str):
         density = make_density_model(model, shape, num_levels)
     elif isinstance(model, DensityModel) and not isinstance(model, type):
@@ -115,6 +117,21 @@ def _pseudo_count(
         # Ostrovski et al. (2017) decay the PixelCNN's gain; CTS (Bellemare et al. 2016) uses it raw.
         prediction_gain_decay = ostrovski_gain_decay(0.1) if _is_pixelcnn(density) else None
     return PseudoCount(density, beta=beta, prediction_gain_decay=prediction_gain_decay)
+
+
+def _check_numbers(beta: float, shape: tuple[int, int], num_levels: int) -> None:
+    """The wrappers' numeric arguments, each refused by name (``beta="0.05"`` would otherwise surface as an opaque
+    TypeError from a comparison deep inside).
+
+    :raises TypeError: a value of the wrong type. :raises ValueError: a value out of range.
+    """
+    require_number("beta", beta)
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2:
+        raise TypeError(f"shape={shape!r} must be (height, width), two positive integers, e.g. {DEFAULT_SHAPE}.")
+    require_positive({f"shape[{i}]": require_number(f"shape[{i}]", side, integer=True) for i, side in enumerate(shape)})
+    levels = int(require_number("num_levels", num_levels, integer=True))
+    if not 2 <= levels <= 256 or 256 % levels:
+        raise ValueError(f"num_levels={levels} must be a power of two in [2, 256] (default {DEFAULT_LEVELS}).")
 
 
 def _is_pixelcnn(density: DensityModel) -> bool:

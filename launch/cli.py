@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # One OpenMP thread per process unless the user says otherwise: several processes share the cores
 # (measured here: default threading slows a contended 2-core machine 10-100x).
@@ -36,15 +37,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from agents.registry import get_builder
+    from agents.runtime.config import RESUME_SAFE_KEYS
     from agents.runtime.loop import run_training
-    from launch.config import load_config, peek_algo, split_presets, to_yaml
+    from launch.config import config_from_args, to_yaml
     from launch.plot import plot_learning_curve
 
-    presets, overrides = split_presets(args.config, args.overrides)
-    builder = get_builder(peek_algo(presets, overrides))  # the algorithm selects the schema
-    cfg = load_config(builder.config_class, presets, overrides)
-    state = run_training(builder, cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
-                         config_yaml=to_yaml(cfg))
+    cfg: Any
+    cfg, point = config_from_args(None, args, RESUME_SAFE_KEYS)  # the algorithm (`algo`) selects the schema
+    builder = get_builder(cfg.algo)
+    state = run_training(builder, cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
+                         config_yaml=to_yaml(cfg), resume_from=point)
     assert state.run_dir is not None
     path = state.run_dir
     summary = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
@@ -135,16 +137,28 @@ def cmd_sb3(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise UserError("reverie sb3 needs Stable-Baselines3: pip install -e .[bench]") from err
     from agents.actor_critic.config import ActorCriticConfig
-    from launch.config import load_config, peek_algo, split_presets, to_yaml
+    from agents.runtime.config import RESUME_SAFE_KEYS
+    from launch.config import load_config, peek_algo, resume_config, split_presets, to_yaml
     from launch.plot import plot_learning_curve
     from launch.sb3_runs import train_sb3
+    from worldmodels.common.resume import ResumePoint
 
     presets, overrides = split_presets(args.config, args.overrides)
-    algo = peek_algo(presets, overrides)
-    if algo != "actor_critic":
-        raise UserError(f"reverie sb3 trains the actor-critic presets (algo: actor_critic, e.g. a2c_pong, ppo_pong); "
-                        f"{' '.join(presets)} selects algo={algo}.")
-    cfg = load_config(ActorCriticConfig, presets, overrides)
+    if args.resume is not None:
+        if args.run_dir:
+            raise UserError(f"give --resume {args.resume} or --run-dir {args.run_dir}, not both.")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"cannot resume: {run_dir} holds no run (no config.yaml).")
+        # SB3 checkpoints carry no config of ours: the run's config.yaml is what it trained with.
+        saved = ResumePoint(run_dir, None, {"config": (run_dir / "config.yaml").read_text()})
+        cfg = resume_config(ActorCriticConfig, saved, presets, overrides, RESUME_SAFE_KEYS)
+    else:
+        algo = peek_algo(presets, overrides)
+        if not presets or algo != "actor_critic":
+            raise UserError(f"reverie sb3 trains the actor-critic presets (algo: actor_critic, e.g. a2c_pong, "
+                            f"ppo_pong); {' '.join(presets) or 'no CONFIG'} selects algo={algo}.")
+        cfg = load_config(ActorCriticConfig, presets, overrides)
     result = train_sb3(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
                        config_yaml=to_yaml(cfg))
     summary: dict[str, object] = {"run_dir": str(result.run_dir), "frames": result.frames,
@@ -209,18 +223,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, off switches) or the help already
+    names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if any(action.default is none for none in (None, False, argparse.SUPPRESS)) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: options show their defaults in --help, and ``-v`` works after the command too
+    (``reverie train smoke -v``) as well as before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: absent after the command, it leaves the value `reverie -v` set before it.
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log at INFO level (tracebacks of errors too)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from launch.config import add_config_arguments
+    from launch.config import add_config_arguments, preset_names
 
     parser = argparse.ArgumentParser(prog="reverie", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (tracebacks of errors too)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     p = sub.add_parser("train", help="train an agent from YAML presets",
-                       description="Train an agent. CONFIG is a YAML path or a preset name in configs/ "
-                                   "(demo, smoke, dqn_pong, dqn_minatar, ...); more presets after it stack in "
-                                   "order (`reverie train dqn_catch smoke`), key=value pairs override them. The "
-                                   "top-level `algo` key selects the algorithm.")
+                       description=f"Train an agent. CONFIG is a YAML path or a preset name in configs/ "
+                                   f"({', '.join(preset_names('agent'))}); more presets after it stack in "
+                                   f"order (`reverie train dqn_catch smoke`), key=value pairs override them. The "
+                                   f"top-level `algo` key selects the algorithm. `--resume RUN` continues a run with "
+                                   f"its saved settings (CONFIG may then be left out).")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -247,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sb3", help="train Stable-Baselines3's A2C or PPO with an actor-critic preset's settings",
                        description="Train Stable-Baselines3's A2C or PPO (agent.loss) with the settings of our "
-                                   "actor-critic presets (a2c_pong, ppo_pong, a2c_minatar, ...) on the same env, "
+                                   f"actor-critic presets ({', '.join(preset_names('agent', 'actor_critic'))}) on the "
+                                   "same env, "
                                    "logged like `reverie train` (TensorBoard at emulator frames, checkpoints, "
                                    "--resume), as the yardstick of our implementation. CONFIG and overrides as for "
                                    "`reverie train`; needs `pip install -e .[bench]`.")
@@ -290,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("interrupted: a last checkpoint was written; continue with --resume RUN_DIR", file=sys.stderr)
+        # A command without checkpoints (collect) says what it kept instead.
+        print(getattr(args, "interrupt_hint", "interrupted: a last checkpoint was written; continue with "
+                                              "--resume RUN_DIR"), file=sys.stderr)
         return 130
     except _user_errors() as err:
         if args.verbose:

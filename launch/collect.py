@@ -12,6 +12,15 @@ shards atomically. Chunks are consumed round-robin over the actors (a fast actor
 for a given seed the dataset is the same however fast each actor runs. When the frame budget is reached,
 episodes still running are kept, cut short (no terminal flag).
 
+Resume (``resume=True``, ``reverie collect ... --resume``): the writer rewrites the manifest atomically after every
+shard (``"complete": false``, counts of the shards on disk), and Ctrl-C first writes every finished episode still
+buffered, so an interrupted folder is a consistent dataset of what was written. Resuming keeps those shards,
+checks that game, preset, policy, seed, frame shape and held-out fraction are the folder's, and collects only
+the missing frames with a new seed stream (``seed + k * RESUME_SEED_STRIDE`` for the k-th resume): replaying the
+first session's seeds would store the same games twice, possibly once in each split. Episodes that were still
+running at the interruption are lost (the resumed part starts new games), so a resumed dataset is not the one an
+uninterrupted collection would have written, but it holds the requested frames, in whole-episode splits.
+
 Autoreset (NextStep): after a step that ends a game, the observation returned is the terminal one (stored as
 the episode's last frame, with action -1); the next ``step`` ignores the action and returns the first
 observation of a new game, which starts the next episode. Episodes end at ``info["game_over"]`` (game over
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -37,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Segment = dict[str, Any]
+
+#: Seed offset of each resumed session (actor i of a session seeds its envs with its seed + 1000 (i + 1): a stride
+#: far above 1000 x actors keeps every session's seeds apart).
+RESUME_SEED_STRIDE = 10_000_019
 
 
 class UniformRandomPolicy:
@@ -185,7 +199,7 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
             envs_per_actor: int = 8, seed: int = 0, heldout_fraction: float = 0.1, preset: str = "machado",
             epsilon: float = 0.05, shard_frames: int = 10_000, chunk_steps: int = 64,
             ray_address: str | None = None, progress: bool = True, frame_size: tuple[int, int] = (84, 84),
-            rgb: bool = False) -> dict[str, Any]:
+            rgb: bool = False, resume: bool = False) -> dict[str, Any]:
     """Collect ``frames`` stored frames of ``game`` into the dataset folder ``out``; returns the manifest.
 
     :param frames: frames to store (each observation's newest frame once; emulator frames are
@@ -199,7 +213,12 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     :param frame_size: ``(height, width)`` of the stored frames (ale-py resizes the 210x160 screen).
     :param rgb: store RGB frames ``[T, H, W, 3]`` instead of luminance (the policy must then be random: our
         DQN reads 84x84 luminance).
-    :raises DatasetError: ``out`` is not empty. :raises ValueError: bad arguments.
+    :param resume: continue an interrupted collection in ``out`` (see the module docstring): keep its shards and
+        collect the frames still missing of ``frames``; the same as a fresh start where ``out`` holds no manifest
+        yet, and a no-op on a finished dataset of ``frames`` frames.
+    :raises DatasetError: ``out`` is not empty (without ``resume``); with ``resume``, a folder collected with other
+        settings, a finished one of another size, or one that is not a dataset.
+    :raises ValueError: bad arguments.
     """
     if frames < 1 or actors < 0 or envs_per_actor < 1 or chunk_steps < 1:
         raise ValueError(f"--frames ({frames}), --envs-per-actor ({envs_per_actor}) and chunk steps ({chunk_steps}) "
@@ -222,14 +241,39 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     weights = spec.pop("weights", None)
     meta = {"game": game, "preset": preset, "policy": policy_meta, "seed": seed, "actors": actors,
             "envs_per_actor": envs_per_actor, "frames_requested": frames}
-    writer = DatasetWriter(out, meta, heldout_fraction=heldout_fraction, shard_frames=shard_frames)
+    frame_shape = (*frame_size, 3) if rgb else tuple(frame_size)
+    previous = _previous_session(Path(out), meta, frames, heldout_fraction, frame_shape) if resume else None
+    if previous is not None and previous.get("complete"):
+        log.warning("%s: already finished with %d frames; nothing to collect", out, previous["counts"]["frames"])
+        return previous
+    writer: DatasetWriter
+    if previous is None:
+        writer = DatasetWriter(out, meta, heldout_fraction=heldout_fraction, shard_frames=shard_frames)
+        done_frames, done_emulator, done_seconds = 0, 0, 0.0
+    else:
+        writer = DatasetWriter.reopen(out, shard_frames=shard_frames)
+        done_frames = writer.frames  # of the shards listed (a manifest of older code counted buffered ones too)
+        done_emulator = int(previous.get("emulator_frames", 0))
+        done_seconds = float(previous.get("wall_seconds", 0.0))
+        resumes = list(previous.get("resumes", []))
+        seed += (len(resumes) + 1) * RESUME_SEED_STRIDE  # new games: the first seeds would replay stored ones
+        resumes.append({"frames_before": done_frames, "seed": seed, "actors": actors,
+                        "envs_per_actor": envs_per_actor})
+        writer.update_meta(resumes=resumes, frames_requested=frames)
+        log.warning("%s: resuming with %d of %d frames stored; new games from seed %d", out, done_frames, frames,
+                    seed)
+    # Known now, so a partial manifest already describes the data (fit-world-model needs num_actions).
+    writer.update_meta(num_actions=spec_env.num_actions, frame_skip=spec_env.frame_skip)
     started = time.time()
+    emulator_frames = 0
+    if done_frames >= frames:  # interrupted after its last shard, before the final manifest
+        return writer.close(emulator_frames=done_emulator, wall_seconds=done_seconds)
     workers = max(1, actors)
     parts_fn = functools.partial(collect_parts, game=game, preset=preset, num_envs=envs_per_actor, seed=seed,
                                  frame=frame)
     emulator_frames_per_chunk = chunk_steps * envs_per_actor * spec_env.frame_skip
     runtime, started_ray = _make_runtime(parts_fn, spec, actors, seed, chunk_steps, envs_per_actor, ray_address)
-    bar = tqdm(total=frames, unit="frame", disable=not progress, desc=f"collect {game}")
+    bar = tqdm(total=frames, initial=done_frames, unit="frame", disable=not progress, desc=f"collect {game}")
     try:
         if weights is not None:
             runtime.publish(weights, 0)  # every actor loads them before its first chunk
@@ -242,7 +286,7 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
         max_queued = 2 * workers
         queues: list[deque[list[Segment]]] = [deque() for _ in range(workers)]
         open_eps: dict[tuple[int, int], list[Segment]] = {}
-        stored, emulator_frames, turn, force = 0, 0, 0, False
+        stored, turn, force = done_frames, 0, False
         while stored < frames:
             capped = not force and sum(len(q) for q in queues) >= max_queued
             block = not queues[turn]
@@ -254,6 +298,9 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
                 continue
             segments = queues[turn].popleft()
             emulator_frames += emulator_frames_per_chunk
+            # Totals so far, in the manifest written with the next shard (what a resumed session adds to).
+            writer.update_meta(emulator_frames=done_emulator + emulator_frames,
+                               wall_seconds=round(done_seconds + time.time() - started, 2))
             for seg in segments:
                 if stored >= frames:
                     break
@@ -272,6 +319,11 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
             turn = (turn + 1) % workers
         for key in sorted(open_eps):
             _add(writer, open_eps.pop(key), terminal=False)
+    except KeyboardInterrupt:
+        # Keep every finished episode (shards + manifest, still "complete": false) for `--resume`; episodes
+        # still running are dropped: a resumed collection starts new games.
+        writer.flush()
+        raise
     finally:
         bar.close()
         runtime.close()
@@ -279,8 +331,79 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
             import ray
 
             ray.shutdown()
-    return writer.close(num_actions=spec_env.num_actions, frame_skip=spec_env.frame_skip,
-                        emulator_frames=emulator_frames, wall_seconds=round(time.time() - started, 2))
+    return writer.close(emulator_frames=done_emulator + emulator_frames,
+                        wall_seconds=round(done_seconds + time.time() - started, 2))
+
+
+def _previous_session(out: Path, meta: dict[str, Any], frames: int, heldout_fraction: float,
+                      frame_shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """The manifest of the collection ``--resume`` continues in ``out``, or None to start afresh (no manifest yet:
+    the first shard was never recorded; its leftovers are removed).
+
+    :raises DatasetError: settings that differ from the folder's, a finished dataset of another size, more
+        frames stored than ``frames``, or a folder without a manifest that holds anything but collection leftovers.
+    """
+    from worldmodels.data import DatasetError, read_manifest
+    from worldmodels.data.format import MANIFEST
+
+    if not (out / MANIFEST).is_file():
+        _remove_leftovers(out)
+        return None
+    manifest = read_manifest(out)
+    wanted = {"game": meta["game"], "preset": meta["preset"], "policy": meta["policy"], "seed": meta["seed"],
+              "heldout_fraction": heldout_fraction, "frame_shape": list(frame_shape)}
+    for key, mine in wanted.items():
+        theirs = manifest.get(key)
+        same = _same_game(theirs, mine) if key == "game" else theirs == mine
+        if not same and not (key == "frame_shape" and not theirs):  # no frame stored yet: any shape will do
+            raise DatasetError(f"--resume {out}: it was collected with {key}={theirs!r}, this command has {mine!r}; "
+                               f"repeat the original command with --resume (the settings are in {out / MANIFEST}) "
+                               f"or collect into a new --out.")
+    stored = sum(int(e["frames"]) for e in manifest["shards"])
+    if manifest.get("complete") and stored != frames:
+        raise DatasetError(f"--resume {out}: it is a finished dataset of {stored} frames, not --frames {frames}; "
+                           f"a finished dataset is never changed: collect the extra frames into a new --out.")
+    if stored > frames:
+        raise DatasetError(f"--resume {out}: it holds {stored} frames already, more than --frames {frames}; pass "
+                           f"--frames {manifest.get('frames_requested', stored)} (the original request).")
+    return manifest
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Before a fresh start under ``--resume``: delete what a collection killed before its first manifest leaves
+    (split folders, shard files, temp files of atomic writes).
+
+    :raises DatasetError: ``out`` holds anything else (it is not an interrupted collection).
+    """
+    from worldmodels.data import SPLITS, DatasetError
+    from worldmodels.data.format import MANIFEST
+
+    if not out.is_dir():
+        return
+    allowed = re.compile(rf"({'|'.join(SPLITS)})(/shard_\d+\.npz|/\..*\.tmp)?|\..*\.tmp")
+    found = sorted(out.rglob("*"), reverse=True)  # children before their folders
+    others = [p for p in found if not allowed.fullmatch(p.relative_to(out).as_posix())]
+    if others:
+        raise DatasetError(f"--resume {out}: there is no {MANIFEST} but {others[-1]} and {len(others) - 1} more "
+                           f"file(s): this is not an interrupted collection; choose a new --out.")
+    for path in found:
+        log.warning("%s: left by a collection stopped before its first manifest; removed", path)
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+
+
+def _same_game(a: Any, b: Any) -> bool:
+    """Two spellings of one game (``Pong`` and ``ALE/Pong-v5``)."""
+    from envs import resolve_game
+
+    if a == b:
+        return True
+    try:
+        return bool(resolve_game(str(a)) == resolve_game(str(b)))
+    except ValueError:
+        return False
 
 
 def _make_runtime(parts_fn: Any, spec: dict[str, Any], actors: int, seed: int, chunk_steps: int,

@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from launch.config import add_config_arguments
+from launch.config import add_config_arguments, preset_names
+
+#: What `reverie collect` prints on Ctrl-C (what was kept and how to go on).
+COLLECT_INTERRUPT_HINT = ("interrupted: every finished episode was kept in --out (shards and a manifest marked "
+                          "'complete': false); run the same command again with --resume to collect only the "
+                          "missing frames")
 
 
 # ------------------------------------------------------------------------------------------- commands
@@ -29,7 +34,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                        envs_per_actor=args.envs_per_actor, seed=args.seed, heldout_fraction=args.heldout_fraction,
                        preset=args.preset, epsilon=args.epsilon, shard_frames=args.shard_frames,
                        ray_address=args.ray_address, progress=not args.no_progress,
-                       frame_size=_frame_size(args.frame_size), rgb=args.rgb)
+                       frame_size=_frame_size(args.frame_size), rgb=args.rgb, resume=args.resume)
     summary = {"out": args.out, "game": manifest["game"], **manifest["counts"], "shards": len(manifest["shards"]),
                "emulator_frames": manifest["emulator_frames"], "wall_seconds": manifest["wall_seconds"]}
     print(json.dumps(summary))
@@ -37,13 +42,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_vae(args: argparse.Namespace) -> int:
-    from launch.config import load_config, split_presets, to_yaml
+    from launch.config import config_from_args, to_yaml
     from worldmodels.vae import VAEFitConfig
+    from worldmodels.vae.config import RESUME_SAFE_KEYS
     from worldmodels.vae.train import fit_vae
 
-    cfg = load_config(VAEFitConfig, *split_presets(args.config, args.overrides))
-    summary = fit_vae(cfg, run_dir=args.resume or args.run_dir, resume=args.resume is not None,
-                      config_yaml=to_yaml(cfg))
+    cfg, point = config_from_args(VAEFitConfig, args, RESUME_SAFE_KEYS)
+    summary = fit_vae(cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
+                      config_yaml=to_yaml(cfg), resume_from=point)
     print(json.dumps(summary))
     return 0
 
@@ -77,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("game", help="Atari game (Pong, ALE/Pong-v5, pong) or toy/catch")
     p.add_argument("--policy", default="random", help="'random' or a DQN run directory / checkpoint")
     p.add_argument("--frames", type=int, required=True, help="frames to store (emulator frames are 4x more)")
-    p.add_argument("--out", required=True, help="dataset folder (must not exist or be empty)")
+    p.add_argument("--out", required=True, help="dataset folder (must not exist or be empty, unless --resume)")
     p.add_argument("--actors", type=int, default=2, help="Ray actors (0: in-process, no Ray)")
     p.add_argument("--envs-per-actor", type=int, default=8, help="envs in each actor's vector env")
     p.add_argument("--seed", type=int, default=0, help="actor i seeds its envs with seed + 1000 (i + 1)")
@@ -90,12 +96,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rgb", action="store_true", help="store RGB frames [T, H, W, 3] instead of luminance "
                                                        "(the video-prediction paper's input; random policy only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_collect)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted collection in --out: keep its shards and collect only the frames "
+                        "still missing (same game, preset, policy, seed, frame settings and held-out fraction; "
+                        "does nothing on a finished dataset)")
+    # Printed by `reverie` on Ctrl-C instead of the trainers' "last checkpoint" message: collect has no checkpoint.
+    p.set_defaults(func=cmd_collect, interrupt_hint=COLLECT_INTERRUPT_HINT)
 
     p = sub.add_parser("fit-vae", help="train a binary-latent VAE on a collected dataset",
                        description="Train worldmodels.vae.BinaryVAE. CONFIG is a YAML path or a preset name "
-                                   "(vae_atari, vae_tiny); key=value pairs override it, e.g. estimator.name=vimco "
-                                   "estimator.samples=5 data.path=data/pong.")
+                                   f"({', '.join(preset_names('vae'))}); key=value pairs override it, e.g. "
+                                   "estimator.name=vimco estimator.samples=5 data.path=data/pong.")
     add_config_arguments(p)
     p.set_defaults(func=cmd_fit_vae)
 

@@ -50,7 +50,7 @@ def test_collect_fit_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"worldmodel/elbo", "worldmodel/kl", "losses/grad_var", "charts/frames_per_s", "eval/elbo_nats"} <= tags
+    assert {"worldmodel/elbo_nats", "worldmodel/kl", "losses/grad_var", "charts/frames_per_s", "eval/elbo_nats"} <= tags
 
     # Resume continues the counters.
     assert main(["fit-vae", "vae_tiny", f"data.path={data}", "run.total_frames=192", "estimator.name=vimco",

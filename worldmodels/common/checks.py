@@ -8,6 +8,7 @@ Used by every config (the runtime's, each algorithm's, the VAE's and the video m
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from enum import Enum
 
@@ -48,3 +49,18 @@ def require_nonnegative(values: Mapping[str, float]) -> None:
     for key, value in values.items():
         if not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"{key}={value} must be a finite number >= 0.")
+
+
+def require_number(key: str, value: object, *, integer: bool = False) -> float:
+    """``value`` as a float if it is a real number (an int or float, Python's or numpy's; ``integer``: an int only).
+
+    Checked before any comparison, so ``beta="0.05"`` is refused where it is given with its name, not deep inside
+    numpy with "'<' not supported between 'str' and 'int'". A bool is refused too (``True`` is an int in Python).
+
+    :raises TypeError: naming the key, the value and its type.
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        want = "an integer" if integer else "a number (an int or a float)"
+        raise TypeError(f"{key}={value!r} must be {want}, not a {type(value).__name__}.")
+    return float(value)

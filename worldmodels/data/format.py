@@ -50,6 +50,24 @@ class DatasetError(ValueError):
     """A dataset folder, manifest or shard that cannot be used; the message names the file and the fix."""
 
 
+#: How to skip corrupt shards, for a caller that does not say (the library is shared by commands that spell it
+#: differently: a flag on some, a config key on others).
+SKIP_HINT = ("--skip-corrupt (evaluate-vae, imagine), data.skip_corrupt=true (fit-vae, fit-world-model) or "
+             "on_corrupt='skip' (Python)")
+
+
+def nothing_left(root: str | Path, split: str, skipped: list[str], fix: str = "") -> DatasetError:
+    """The error for a split whose every shard was skipped as corrupt (one wording for every reader).
+
+    :param skipped: the skipped shard files. :param fix: a further way out, appended (e.g. ", or set
+        run.eval_frames=0 to train without held-out scores").
+    """
+    what = "held-out" if split == "heldout" else "training"
+    names = ", ".join(f"{Path(f).parent.name}/{Path(f).name}" for f in skipped) or "none"
+    return DatasetError(f"{root}: no {what} data is left after skipping corrupt shards ({len(skipped)} skipped: "
+                        f"{names}); re-collect the dataset (`reverie collect GAME --out NEW_DIR`){fix}.")
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

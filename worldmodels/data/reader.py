@@ -23,7 +23,15 @@ from typing import Any, Literal
 import numpy as np
 import torch.utils.data
 
-from worldmodels.data.format import SPLITS, DatasetError, read_manifest, sha256_bytes, validate_arrays
+from worldmodels.data.format import (
+    SKIP_HINT,
+    SPLITS,
+    DatasetError,
+    nothing_left,
+    read_manifest,
+    sha256_bytes,
+    validate_arrays,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +49,14 @@ class TrajectoryDataset(torch.utils.data.IterableDataset):
     :param epochs: passes over the split (``None``: forever).
     :param on_corrupt: ``"error"`` raises on a bad shard, ``"skip"`` skips it with a warning.
     :param stride: distance between window starts when not shuffling (1: every window).
+    :param skip_hint: how the user of the calling command asks to skip bad shards (``"--skip-corrupt"``,
+        ``"data.skip_corrupt=true"``), named in the corrupt-shard error; default: every command's spelling.
     :raises DatasetError: bad folder or manifest, unknown split, or a split with no shards.
     """
 
     def __init__(self, root: str | Path, split: str = "train", window: int = 1, *, shuffle: bool = False,
-                 seed: int = 0, epochs: int | None = 1, on_corrupt: OnCorrupt = "error", stride: int = 1) -> None:
+                 seed: int = 0, epochs: int | None = 1, on_corrupt: OnCorrupt = "error", stride: int = 1,
+                 skip_hint: str = SKIP_HINT) -> None:
         super().__init__()
         if split not in SPLITS:
             raise DatasetError(f"unknown split {split!r}: choose one of {SPLITS}.")
@@ -66,6 +77,7 @@ class TrajectoryDataset(torch.utils.data.IterableDataset):
         self.window, self.shuffle, self.seed, self.epochs = window, shuffle, seed, epochs
         self.on_corrupt: OnCorrupt = on_corrupt
         self.stride = stride
+        self.skip_hint = skip_hint
         self.skipped: list[str] = []
 
     @property
@@ -101,8 +113,8 @@ class TrajectoryDataset(torch.utils.data.IterableDataset):
             if str(path) not in self.skipped:
                 self.skipped.append(str(path))
             return None
-        raise DatasetError(f"{message}. Re-collect the data, delete the shard and its manifest entry, or skip "
-                           f"bad shards explicitly (on_corrupt='skip', --skip-corrupt).")
+        raise DatasetError(f"{message}. Re-collect the data, delete the shard and its manifest entry, or skip bad "
+                           f"shards explicitly with {self.skip_hint} (each skipped shard is then named in a warning).")
 
     def verify(self) -> list[str]:
         """Check every shard of the split; returns the names of bad ones (raises with ``on_corrupt="error"``)."""
@@ -111,17 +123,26 @@ class TrajectoryDataset(torch.utils.data.IterableDataset):
         return list(self.skipped)
 
     def iter_shards(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Verified shard arrays in (shuffled) order, this DataLoader worker's share only."""
+        """Verified shard arrays in (shuffled) order, this DataLoader worker's share only.
+
+        :raises DatasetError: every shard of the split was skipped as corrupt (an endless stream would otherwise
+            spin without yielding, and a single pass would look like an empty split).
+        """
         order = np.arange(len(self.shards))
         if self.shuffle:
             np.random.default_rng(self.seed + epoch).shuffle(order)
         info = torch.utils.data.get_worker_info()
         if info is not None:
             order = order[info.id::info.num_workers]
+        yielded = False
         for i in order:
             arrays = self.load_shard(self.shards[int(i)])
             if arrays is not None:
+                yielded = True
                 yield arrays
+        # `skipped` lists this process's skips only, so a DataLoader worker raises only if it saw every shard.
+        if not yielded and len(self.skipped) == len(self.shards):
+            raise nothing_left(self.root, self.split, self.skipped)
 
     def window_starts(self, episode_ids: np.ndarray) -> np.ndarray:
         """Rows ``t`` where a window ``t .. t + k - 1`` lies inside one episode (int64 ``[W]``)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodels.data.format import FIELDS, DatasetError
+from worldmodels.data.format import FIELDS, SKIP_HINT, DatasetError, nothing_left
 from worldmodels.data.reader import OnCorrupt, TrajectoryDataset
 
 
@@ -25,16 +25,19 @@ class WindowSampler:
     :param length: frames per window.
     :param seed: seeds the draws.
     :param on_corrupt: as for :class:`TrajectoryDataset`: a bad shard raises, or is skipped with a warning.
-    :raises DatasetError: bad dataset, or no episode of the split is ``length`` frames long.
+    :param skip_hint: as for :class:`TrajectoryDataset`: the calling command's way to skip bad shards.
+    :raises DatasetError: bad dataset, every shard of the split skipped as corrupt, or no episode of the split is
+        ``length`` frames long.
     """
 
     def __init__(self, root: str | Path, split: str = "train", length: int = 2, *, seed: int = 0,
-                 on_corrupt: OnCorrupt = "error") -> None:
-        ds = TrajectoryDataset(root, split, on_corrupt=on_corrupt)
+                 on_corrupt: OnCorrupt = "error", skip_hint: str = SKIP_HINT) -> None:
+        ds = TrajectoryDataset(root, split, on_corrupt=on_corrupt, skip_hint=skip_hint)
+        self.root, self.split = Path(root), split
         self.manifest = ds.manifest
         parts = [a for a in (ds.load_shard(e) for e in ds.shards) if a is not None]
         if not parts:
-            raise DatasetError(f"{root}: every {split!r} shard was skipped as corrupt; re-collect the data.")
+            raise nothing_left(root, split, ds.skipped)
         self.arrays: dict[str, np.ndarray] = {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
         self.skipped = list(ds.skipped)
         self.rng = np.random.default_rng(seed)
@@ -62,8 +65,8 @@ class WindowSampler:
         starts = (np.flatnonzero(ids[: len(ids) - length + 1] == ids[length - 1:]) if len(ids) >= length
                   else np.zeros(0, np.int64))
         if not len(starts):
-            raise DatasetError(f"no episode in this split has {length} frames; collect longer episodes or use a "
-                               f"shorter horizon.")
+            raise DatasetError(f"no episode in this split has {length} frames ({self.split!r} split of {self.root}); "
+                               f"collect longer episodes or use a shorter horizon.")
         self.length, self.starts = length, np.asarray(starts, dtype=np.int64)
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:

@@ -5,13 +5,17 @@ episodes are added, by a deterministic greedy rule: an episode goes to ``heldout
 of frames so far (this episode included) would stay at most ``heldout_fraction``; the first episode is
 held out whenever the fraction is positive, so even a tiny dataset has held-out data. Each shard is written
 to a temp file and renamed (``os.replace``); the manifest is rewritten the same way after every shard, with
-``"complete": false`` until :meth:`DatasetWriter.close`.
+``"complete": false`` until :meth:`DatasetWriter.close`, and its counts are those of the shards it lists. So an
+interrupted folder is a consistent dataset of the shards written so far, and :meth:`DatasetWriter.reopen`
+continues it: the next shard, episode id and split decision follow on from what the manifest lists.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from worldmodels.common.atomic import atomic_write
-from worldmodels.data.format import FIELDS, FORMAT, MANIFEST, SPLITS, DatasetError, sha256_bytes
+from worldmodels.data.format import FIELDS, FORMAT, MANIFEST, SPLITS, DatasetError, read_manifest, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+# Manifest keys the writer computes; every other key is the caller's metadata (game, preset, policy, ...).
+_COMPUTED = ("format", "frame_shape", "heldout_fraction", "created", "complete", "counts", "fields", "shards")
+_SHARD = re.compile(r"shard_(\d+)\.npz")
 
 
 class DatasetWriter:
@@ -35,14 +45,21 @@ class DatasetWriter:
 
     def __init__(self, out_dir: str | Path, meta: dict[str, Any], heldout_fraction: float = 0.1,
                  shard_frames: int = 10_000, compress: bool = True) -> None:
-        self.root = Path(out_dir)
-        if self.root.exists() and any(self.root.iterdir()):
-            raise DatasetError(f"{self.root} is not empty: datasets are never overwritten; choose a new --out.")
+        root = Path(out_dir)
+        if root.exists() and any(root.iterdir()):
+            raise DatasetError(f"{root} is not empty: datasets are never overwritten; choose a new --out (or "
+                               f"continue an interrupted collection with `reverie collect ... --resume`).")
+        self._setup(root, meta, heldout_fraction, shard_frames, compress)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _setup(self, root: Path, meta: dict[str, Any], heldout_fraction: float, shard_frames: int,
+               compress: bool) -> None:
+        """Check the settings and start with nothing written (:meth:`reopen` then counts what is on disk)."""
         if not 0.0 <= heldout_fraction < 1.0:
             raise DatasetError(f"heldout_fraction={heldout_fraction} must lie in [0, 1).")
         if shard_frames < 1:
             raise DatasetError(f"shard_frames={shard_frames} must be positive.")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = root
         self.meta = dict(meta)
         self.heldout_fraction = heldout_fraction
         self.shard_frames = shard_frames
@@ -50,9 +67,7 @@ class DatasetWriter:
         self.shards: list[dict[str, Any]] = []
         self._buffers: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         self._buffered = dict.fromkeys(SPLITS, 0)
-        self._frames = dict.fromkeys(SPLITS, 0)
-        self._episodes = dict.fromkeys(SPLITS, 0)
-        self._complete = dict.fromkeys(SPLITS, 0)
+        self._frames = dict.fromkeys(SPLITS, 0)  # added (written or buffered): what the split rule weighs
         self._next_id = 0
         self._shard_index = dict.fromkeys(SPLITS, 0)
         self._created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -95,8 +110,6 @@ class DatasetWriter:
             "terminals": terminals, "episode_ids": np.full(n, episode_id, dtype=np.int64)})
         self._buffered[split] += n
         self._frames[split] += n
-        self._episodes[split] += 1
-        self._complete[split] += int(terminal)
         if self._buffered[split] >= self.shard_frames:
             self._flush(split)
         return episode_id, split
@@ -120,19 +133,36 @@ class DatasetWriter:
         self._shard_index[split] += 1
         self.shards.append({
             "file": name, "split": split, "frames": int(len(arrays["frames"])), "episodes": len(episodes),
-            "episode_ids": [int(e["episode_ids"][0]) for e in episodes], "sha256": sha256_bytes(data),
+            "episode_ids": [int(e["episode_ids"][0]) for e in episodes],
+            "complete_episodes": int(sum(bool(e["terminals"][-1]) for e in episodes)), "sha256": sha256_bytes(data),
             "bytes": len(data)})
         self._buffers[split] = []
         self._buffered[split] = 0
         self._write_manifest(complete=False)
 
+    def flush(self) -> None:
+        """Write every buffered episode now (shards smaller than ``shard_frames``) and a manifest listing them,
+        still ``"complete": false``: what an interrupted collection keeps before it stops."""
+        for split in SPLITS:
+            self._flush(split)
+        # Always, even with nothing buffered: an interrupt inside the last manifest write left the old one.
+        self._write_manifest(complete=False)
+
+    def update_meta(self, **meta: Any) -> None:
+        """Set metadata fields (e.g. emulator frames so far); written with the next manifest."""
+        self.meta.update(meta)
+
     def manifest(self, complete: bool) -> dict[str, Any]:
-        counts = {s: {"frames": self._frames[s], "episodes": self._episodes[s],
-                      "complete_episodes": self._complete[s]} for s in SPLITS}
+        """The manifest of the shards written so far (counts are theirs: buffered episodes are not on disk)."""
+        counts = {s: {"frames": sum(int(e["frames"]) for e in self.shards if e["split"] == s),
+                      "episodes": sum(int(e["episodes"]) for e in self.shards if e["split"] == s),
+                      "complete_episodes": sum(int(e["complete_episodes"]) for e in self.shards if e["split"] == s)}
+                  for s in SPLITS}
         return {
             "format": FORMAT, **self.meta, "frame_shape": list(self.frame_shape or ()),
             "heldout_fraction": self.heldout_fraction, "created": self._created, "complete": complete,
-            "counts": {"frames": self.frames, "episodes": self._next_id, **counts},
+            "counts": {"frames": sum(c["frames"] for c in counts.values()),
+                       "episodes": sum(c["episodes"] for c in counts.values()), **counts},
             "fields": FIELDS, "shards": self.shards,
         }
 
@@ -149,3 +179,68 @@ class DatasetWriter:
         self.meta.update(extra_meta)
         self._write_manifest(complete=True)
         return self.manifest(complete=True)
+
+    @classmethod
+    def reopen(cls, out_dir: str | Path, shard_frames: int = 10_000, compress: bool = True) -> DatasetWriter:
+        """Continue an interrupted dataset: keep the shards its manifest lists and add episodes after them.
+
+        Shard files the manifest does not list (written just before an interruption, before the manifest
+        caught up) and leftover temp files are removed, with a warning: nothing refers to them. The split rule
+        goes on from the frames on disk; episode ids continue after the largest one written, so they stay
+        unique (episodes that were still buffered at the interruption were lost, leaving gaps in the ids).
+
+        :param shard_frames: as for the constructor (need not be the first session's).
+        :raises DatasetError: no manifest, a finished dataset (``"complete": true``), or a listed shard that is
+            missing or changed size.
+        """
+        root = Path(out_dir)
+        manifest = read_manifest(root)
+        if manifest.get("complete", False):
+            raise DatasetError(f"{root} is a finished dataset (manifest 'complete': true): it is never changed; "
+                               f"collect more frames into a new --out.")
+        for entry in manifest["shards"]:
+            path = root / entry["file"]
+            size = path.stat().st_size if path.is_file() else None
+            if size != entry["bytes"]:
+                found = "missing" if size is None else f"{size} bytes, the manifest says {entry['bytes']}"
+                raise DatasetError(f"{path} is {found}: {root} was changed after its collection stopped; "
+                                   f"collect again into a new --out.")
+        writer = cls.__new__(cls)
+        writer._setup(root, {k: v for k, v in manifest.items() if k not in _COMPUTED},
+                      float(manifest["heldout_fraction"]), shard_frames, compress)
+        writer.shards = [dict(e) for e in manifest["shards"]]
+        for entry in writer.shards:
+            if "complete_episodes" not in entry:  # a manifest written before shards counted them
+                with np.load(root / entry["file"]) as npz:
+                    entry["complete_episodes"] = int(npz["terminals"].sum())  # one flag per ended episode
+        on_disk = {s: [e for e in writer.shards if e["split"] == s] for s in SPLITS}
+        writer._frames = {s: sum(int(e["frames"]) for e in on_disk[s]) for s in SPLITS}
+        writer._next_id = 1 + max((i for e in writer.shards for i in e["episode_ids"]), default=-1)
+        writer._shard_index = {s: 1 + max((_shard_number(e["file"]) for e in on_disk[s]), default=-1)
+                               for s in SPLITS}
+        writer._created = str(manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        shape = manifest.get("frame_shape") or None
+        writer.frame_shape = tuple(int(d) for d in shape) if shape else None
+        writer._remove_strays()
+        return writer
+
+    def _remove_strays(self) -> None:
+        """Delete shard files the manifest does not list and temp files of interrupted atomic writes."""
+        listed = {self.root / e["file"] for e in self.shards}
+        for folder in (self.root, *(self.root / s for s in SPLITS)):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                stray_shard = folder != self.root and _SHARD.fullmatch(path.name) and path not in listed
+                temp = path.name.startswith(".") and path.name.endswith(".tmp")
+                if path.is_file() and (stray_shard or temp):
+                    log.warning("%s: not listed in the manifest (written as the collection stopped); removed", path)
+                    path.unlink()
+
+
+def _shard_number(name: str) -> int:
+    """``"train/shard_00012.npz"`` -> 12."""
+    match = _SHARD.fullmatch(Path(name).name)
+    if match is None:
+        raise DatasetError(f"manifest entry {name!r} is not a shard file name (split/shard_NNNNN.npz).")
+    return int(match.group(1))

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from worldmodels.common.checks import require_number, require_positive, require_range
 from worldmodels.protocols import DensityModel
 
 __all__ = [
@@ -69,8 +70,8 @@ def ostrovski_gain_decay(c: float = 0.1) -> GainDecay:
     :return: a function ``(gains, n) -> decayed gains``, both float64 ``[B]``; ``n`` counts frames
         learned including the current one (``n >= 1``).
     """
-    if c <= 0:
-        raise ValueError(f"the gain-decay scale c must be positive, got {c}")
+    c = require_number("c", c)
+    require_positive({"c (the gain-decay scale)": c})
 
     def decay(gains: np.ndarray, n: np.ndarray) -> np.ndarray:
         return c * np.maximum(gains, 0.0) / np.sqrt(n)
@@ -142,10 +143,12 @@ class PseudoCount:
                 f"model must implement worldmodels.protocols.DensityModel (update, log_prob, state_dict, "
                 f"load_state_dict); got {type(model).__name__}"
             )
-        if beta < 0 or not math.isfinite(beta):
-            raise ValueError(f"beta must be a finite non-negative number, got {beta}")
+        # Type first: a string beta would otherwise fail in the comparison with an opaque TypeError.
+        beta = require_number("beta", beta)
+        require_range("beta", beta, 0.0, math.inf, high_open=True,
+                      hint="the bonus scale, 0.05 in Bellemare et al. 2016")
         self.model = model
-        self.beta = float(beta)
+        self.beta = beta
         self.prediction_gain_decay = prediction_gain_decay
         self.num_updates = 0
         self.last_gains = np.zeros(0, dtype=np.float64)

@@ -16,12 +16,27 @@ from typing import Any
 import numpy as np
 
 
-def heldout_frames(path: str, count: int, skip_corrupt: bool) -> np.ndarray:
-    """``count`` evenly spaced frames of the held-out split, uint8 ``[n, 84, 84]`` (all if fewer, or if 0)."""
-    from worldmodels.data import TrajectoryDataset
+def heldout_frames(path: str | Path, count: int, skip_corrupt: bool, *, skip_hint: str = "--skip-corrupt",
+                   eval_off: str = "") -> np.ndarray:
+    """``count`` evenly spaced frames of the held-out split, uint8 ``[n, 84, 84]`` (all if fewer, or if 0).
 
-    ds = TrajectoryDataset(path, "heldout", on_corrupt="skip" if skip_corrupt else "error")
-    frames = np.concatenate(list(ds.frame_batches(4096)))
+    :param skip_hint: how the calling command skips corrupt shards (evaluate-vae: ``--skip-corrupt``; fit-vae
+        passes ``data.skip_corrupt=true``), named in the error for a corrupt shard.
+    :param eval_off: the setting that turns this evaluation off (fit-vae: ``run.eval_frames=0``), named in every
+        error as a way out; empty where there is none (evaluate-vae exists to score held-out frames).
+    :raises DatasetError: no held-out split, a corrupt held-out shard (without ``skip_corrupt``), or no held-out
+        frame left after skipping corrupt shards.
+    """
+    from worldmodels.data import DatasetError, TrajectoryDataset
+
+    try:
+        ds = TrajectoryDataset(path, "heldout", on_corrupt="skip" if skip_corrupt else "error", skip_hint=skip_hint)
+        # Raises, naming the skipped files, if every held-out shard is skipped as corrupt.
+        frames = np.concatenate(list(ds.frame_batches(4096)))
+    except DatasetError as err:
+        if not eval_off:
+            raise
+        raise DatasetError(f"{err} Or set {eval_off} to train without held-out scores.") from err
     if count and len(frames) > count:
         frames = frames[np.linspace(0, len(frames) - 1, count).round().astype(int)]
     return frames
@@ -60,17 +75,18 @@ def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10
     checkpoint's frame count. The model runs on the CPU, whatever device it trained on.
 
     :raises CheckpointError: no readable checkpoint there. :raises ValueError: a checkpoint of another kind.
+    :raises DatasetError: no held-out data (none collected, a corrupt shard without ``skip_corrupt``, or none left
+        after skipping corrupt shards).
     """
     import imageio.v3 as iio
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+    from worldmodels.common.checkpoint import load_latest
     from worldmodels.data import read_manifest
     from worldmodels.vae.model import BinaryVAE
 
-    ckpt_path = find_checkpoint(run)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt_path, ckpt = load_latest(run)  # a corrupt newest checkpoint is skipped, with a warning naming it
     if "vae" not in ckpt:
         raise ValueError(f"{ckpt_path} is not a fit-vae checkpoint (no 'vae' state): give a fit-vae run directory.")
     run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
@@ -79,7 +95,7 @@ def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10
     vae = BinaryVAE.from_state_dict(ckpt["vae"])
     assert vae.binarizer is not None
     manifest = read_manifest(data)
-    x = vae.binarizer(heldout_frames(str(data), frames, skip_corrupt))
+    x = vae.binarizer(heldout_frames(data, frames, skip_corrupt, skip_hint="--skip-corrupt"))
     started = time.perf_counter()
     with torch.random.fork_rng():
         bounds = vae.bounds(x, ks, seed=seed)

@@ -8,7 +8,9 @@ checkpoint, and writing checkpoints atomically. ``--resume RUN_DIR`` continues f
 the step count. The frame around the loop (run directory, ``config.yaml``, TensorBoard, progress bar,
 Ctrl-C / SIGTERM -> last checkpoint, cleanup) is :class:`worldmodels.common.scaffold.RunScaffold`.
 
-Logged: ``worldmodel/elbo``, ``worldmodel/kl``, ``worldmodel/log_lik``, ``losses/surrogate``,
+Logged: ``worldmodel/elbo_nats`` (the negative ELBO: positive nats, like ``eval/elbo_nats``, the JSON summary and
+the progress bar), ``worldmodel/multi_sample_nats`` (VIMCO's bound, negated too), ``worldmodel/kl``,
+``worldmodel/log_lik`` (log p(x|z), a log-probability: negative), ``losses/surrogate``,
 ``losses/grad_norm`` (and the estimator's own scalars) per log window; ``charts/frames_per_s`` (wall clock) and
 ``charts/cpu_frames_per_s`` (frames per CPU second of the training steps alone, the unit of ``run.max_seconds``);
 ``losses/grad_var`` and ``losses/grad_snr``; ``eval/elbo_nats`` and ``eval/iwae10_nats`` at every checkpoint.
@@ -19,18 +21,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
-from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir, run_path
+from worldmodels.common.resume import ResumeError, ResumePoint, open_run
+from worldmodels.common.scaffold import Rates, RunScaffold, run_path
 from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
-from worldmodels.vae.config import EstimatorConfig, ModelConfig, VAEFitConfig, validate
+from worldmodels.vae.config import RESUME_SAFE_KEYS, VAEFitConfig, validate
 from worldmodels.vae.evaluate import heldout_frames
 from worldmodels.vae.model import BinaryVAE
 
@@ -39,31 +41,41 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TB = {"elbo": "worldmodel/elbo", "kl": "worldmodel/kl", "log_lik": "worldmodel/log_lik",
-      "bound": "worldmodel/multi_sample_bound", "loss": "losses/surrogate", "grad_norm": "losses/grad_norm",
+TB = {"elbo": "worldmodel/elbo_nats", "kl": "worldmodel/kl", "log_lik": "worldmodel/log_lik",
+      "bound": "worldmodel/multi_sample_nats", "loss": "losses/surrogate", "grad_norm": "losses/grad_norm",
       "baseline": "losses/nvil_baseline"}
+# Bounds on log p(x) are logged negated, as positive nats (upper bounds on -log p(x)): the convention of the
+# README, evaluate-vae, the eval/ tags and the JSON summary, so a training curve and a held-out one can be compared.
+NEGATED = frozenset({"elbo", "bound"})
 
 
 
 
 def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool = False,
-            config_yaml: str = "") -> dict[str, Any]:
+            config_yaml: str = "", resume_from: ResumePoint | None = None) -> dict[str, Any]:
     """Train a :class:`BinaryVAE` as ``cfg`` says; returns a summary (run dir, checkpoint, frames, updates,
     ``frames_per_s`` by wall clock, ``cpu_frames_per_s`` per CPU second of training, last held-out bounds).
 
+    :param run_dir: where to write (default ``runs_dir/name``); with ``resume``, the run or one of its checkpoints.
+    :param resume: continue that run from its newest valid checkpoint with its saved settings (only
+        :data:`worldmodels.vae.config.RESUME_SAFE_KEYS` may differ; see :mod:`worldmodels.common.resume`).
     :param config_yaml: the config as YAML, saved as ``config.yaml`` and in every checkpoint (default: ``cfg``'s).
+    :param resume_from: the checkpoint already found and loaded (by the CLI).
     :raises RunExistsError: (a FileExistsError) a new run whose directory already holds files.
     :raises CheckpointError: ``resume`` without a usable checkpoint.
     :raises DatasetError: missing or corrupt data.
-    :raises ValueError: bad settings (``run.device=cuda`` without a GPU), or a resumed run whose settings differ.
+    :raises ValueError: bad settings (``run.device=cuda`` without a GPU); :class:`ResumeError` (a ValueError), a
+        resumed run whose settings differ.
     """
     from worldmodels.data import Binarizer, TrajectoryDataset
 
     validate(cfg)
     device = resolve_device(cfg.run.device, key="run.device")
-    # Refuse a used run directory before reading any data; a new run's folder is created empty.
-    path = prepare_run_dir(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume)
-    ckpt = load_checkpoint(find_checkpoint(path)) if resume else None
+    # Refuse a used run directory or a resume that changes settings before reading any data; the folder itself is
+    # made once the data has loaded, so a failed start leaves nothing behind.
+    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, VAEFitConfig, cfg,
+                           RESUME_SAFE_KEYS, resume_from)
+    ckpt = point.state if point is not None else None
     config_yaml = config_yaml or scaffold_config_yaml(cfg)
     torch.set_num_threads(cfg.run.torch_threads)
     torch.manual_seed(cfg.run.seed)
@@ -71,16 +83,9 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
 
     if ckpt is not None:
-        saved = ckpt["vae"]
-        for key, kind, mine in (("model", ModelConfig, asdict(cfg.model)),
-                                ("estimator", EstimatorConfig, asdict(cfg.estimator))):
-            # Fill settings added since the run was saved with their defaults (what the run used).
-            theirs = asdict(kind(**saved[f"{key}_config"]))
-            if theirs != mine:
-                diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-                raise ValueError(f"--resume {path}: {key}.{', '.join(diff)} differ from the run's saved settings; "
-                                 f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
-        vae = BinaryVAE.from_state_dict(saved)
+        if "vae" not in ckpt:
+            raise ResumeError(f"--resume {path}: its checkpoint is not a fit-vae checkpoint.")
+        vae = BinaryVAE.from_state_dict(ckpt["vae"])
         set_rng_state(ckpt["rng"])
         frames, elapsed = int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))
     else:
@@ -93,10 +98,14 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     binarize = vae.binarizer
     train = TrajectoryDataset(cfg.data.path, "train", shuffle=True, seed=cfg.run.seed + vae.steps, epochs=None,
                               on_corrupt=on_corrupt)
-    heldout = binarize(heldout_frames(cfg.data.path, cfg.run.eval_frames, cfg.data.skip_corrupt)) \
+    # No held-out frame left (none collected, or all skipped as corrupt) is an error naming run.eval_frames=0,
+    # as in fit-world-model: a run that silently stops scoring held-out data would be mistaken for one that does.
+    heldout = binarize(heldout_frames(cfg.data.path, cfg.run.eval_frames, cfg.data.skip_corrupt,
+                                      skip_hint="data.skip_corrupt=true", eval_off="run.eval_frames=0")) \
         if cfg.run.eval_frames else None
 
-    with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=cfg.run.total_frames, initial=frames,
+    with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
+                     initial=frames,
                      progress=cfg.run.progress, desc=f"fit-vae {cfg.estimator.name}") as run:
         writer = run.writer
 
@@ -139,10 +148,12 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
                 cpu_fps = (frames - log_frames) / max(1e-9, elapsed - log_time)
                 wall_fps, _, _ = rates.measure(frames)
                 for k, vs in window.items():
-                    writer.add_scalar(TB.get(k, f"worldmodel/{k}"), float(np.mean(vs)), frames)
+                    sign = -1.0 if k in NEGATED else 1.0
+                    writer.add_scalar(TB.get(k, f"worldmodel/{k}"), sign * float(np.mean(vs)), frames)
                 writer.add_scalar("charts/frames_per_s", wall_fps, frames)
                 writer.add_scalar("charts/cpu_frames_per_s", cpu_fps, frames)
-                run.advance(frames, elbo=f"{np.mean(window['elbo']):.1f}", cpu_fps=f"{cpu_fps:.0f}")
+                # Positive nats (the negative ELBO, an upper bound on -log p(x)), as in the JSON, eval/ and README.
+                run.advance(frames, elbo_nats=f"{-np.mean(window['elbo']):.1f}", cpu_fps=f"{cpu_fps:.0f}")
                 window, log_frames, log_time = {}, frames, elapsed
                 next_log = frames + cfg.run.log_every_frames
             else:

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device, to_device
-from worldmodels.common.scaffold import Rates, RunScaffold, prepare_run_dir, run_path
+from worldmodels.common.resume import ResumeError, ResumePoint, open_run
+from worldmodels.common.scaffold import Rates, RunScaffold, run_path
 from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
-from worldmodels.video.config import VideoFitConfig, validate
+from worldmodels.video.config import RESUME_SAFE_KEYS, VideoFitConfig, validate
 from worldmodels.video.model import VideoPredictor
 
 if TYPE_CHECKING:
@@ -43,15 +43,21 @@ log = logging.getLogger(__name__)
 
 
 def heldout_windows(path: str, length: int, count: int, seed: int, skip_corrupt: bool = False
-                    ) -> dict[str, np.ndarray] | None:
-    """``count`` held-out windows of ``length`` frames, drawn once with ``seed`` (None if the split is too short)."""
+                    ) -> dict[str, np.ndarray]:
+    """``count`` held-out windows of ``length`` frames, drawn once with ``seed``.
+
+    :raises DatasetError: no held-out data to evaluate on (no held-out split, a corrupt shard without
+        ``skip_corrupt``, every held-out shard skipped as corrupt, or no held-out episode ``length`` frames long),
+        naming ``run.eval_every_updates=0`` as a way out. An error, not a warning, as in fit-vae: a run that
+        silently never evaluates would be mistaken for one that does.
+    """
     from worldmodels.data import DatasetError, WindowSampler
 
     try:
-        sampler = WindowSampler(path, "heldout", length, seed=seed, on_corrupt="skip" if skip_corrupt else "error")
+        sampler = WindowSampler(path, "heldout", length, seed=seed, on_corrupt="skip" if skip_corrupt else "error",
+                                skip_hint="data.skip_corrupt=true")
     except DatasetError as err:
-        log.warning("no held-out evaluation: %s", err)
-        return None
+        raise DatasetError(f"{err} Or set run.eval_every_updates=0 to train without held-out evaluation.") from err
     return sampler.sample(count)
 
 
@@ -84,14 +90,18 @@ def evaluate(model: VideoPredictor, windows: dict[str, np.ndarray]) -> dict[str,
 
 
 def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resume: bool = False,
-                    config_yaml: str = "") -> dict[str, Any]:
+                    config_yaml: str = "", resume_from: ResumePoint | None = None) -> dict[str, Any]:
     """Train per ``cfg``; returns a summary (run dir, checkpoint, updates, ``frames_per_s`` by wall clock,
     ``cpu_frames_per_s`` per CPU second of the updates, last held-out MSEs).
 
+    :param run_dir: where to write (default ``runs_dir/name``); with ``resume``, the run or one of its checkpoints.
+    :param resume: continue that run from its newest valid checkpoint with its saved settings (only
+        :data:`worldmodels.video.config.RESUME_SAFE_KEYS` may differ: stages may be lengthened or appended).
     :param config_yaml: the config as YAML, saved as ``config.yaml`` and in every checkpoint (default: ``cfg``'s).
+    :param resume_from: the checkpoint already found and loaded (by the CLI).
     :raises RunExistsError: (a FileExistsError) a non-empty run directory without ``resume``.
-    :raises ValueError: bad settings (``run.device=cuda`` without a GPU), or a resumed run whose model settings
-        differ.
+    :raises ValueError: bad settings (``run.device=cuda`` without a GPU); :class:`ResumeError` (a ValueError), a
+        resumed run whose settings differ.
     :raises worldmodels.data.DatasetError: a bad dataset (named).
     """
     from worldmodels.data import DatasetError, WindowSampler
@@ -99,18 +109,13 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     validate(cfg)
     device = resolve_device(cfg.run.device, key="run.device")
     m = cfg.model
-    # Refuse a used run directory before reading any data; a new run's folder is created empty.
-    path = prepare_run_dir(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(find_checkpoint(path))
-        if "world_model" not in ckpt:
-            raise ValueError(f"--resume {path}: its checkpoint is not a fit-world-model checkpoint.")
-        saved = ckpt["world_model"]["model_config"]
-        diff = sorted(k for k, v in asdict(m).items() if saved.get(k) != v)
-        if diff:
-            raise ValueError(f"--resume {path}: model.{', model.'.join(diff)} differ from the run's saved settings; "
-                             f"resume with the run's own config ({path / 'config.yaml'}) or start a new run.")
+    # Refuse a used run directory or a resume that changes settings before reading any data; the folder itself is
+    # made once the data has loaded, so a failed start leaves nothing behind.
+    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, VideoFitConfig, cfg,
+                           RESUME_SAFE_KEYS, resume_from)
+    ckpt = point.state if point is not None else None
+    if ckpt is not None and "world_model" not in ckpt:
+        raise ResumeError(f"--resume {path}: its checkpoint is not a fit-world-model checkpoint.")
     config_yaml = config_yaml or scaffold_config_yaml(cfg)
     torch.set_num_threads(cfg.run.torch_threads)
     torch.manual_seed(cfg.run.seed)
@@ -163,7 +168,8 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
 
     # With CPU-time budgets the number of updates is not known in advance: the bar then counts without a total.
     total_updates = None if any(p.cpu_minutes for p in phases) else sum(p.updates for p in phases)
-    with RunScaffold(path, resume=resume, config_yaml=config_yaml, total=total_updates, initial=done_updates(),
+    with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=total_updates,
+                     initial=done_updates(),
                      unit="upd", progress=cfg.run.progress, desc="fit-world-model") as run:
         writer = run.writer
 
