@@ -82,11 +82,16 @@ def test_saved_yaml_round_trips(tmp_path: Path) -> None:
 
 def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("x")
+    (run / "checkpoints" / "ckpt_000000001000.pt").write_bytes(b"")
     with pytest.raises(RunExistsError, match="--resume"):
         prepare_run_dir(run, resume=False)
     assert prepare_run_dir(run, resume=True) == run
+    assert (run / "config.yaml").read_text() == "x"
+    # A config without a checkpoint is a start that failed: a new start reuses the folder.
+    (run / "checkpoints" / "ckpt_000000001000.pt").unlink()
+    assert prepare_run_dir(run, resume=False) == run and not (run / "config.yaml").exists()
     with pytest.raises(FileNotFoundError, match="no run"):
         prepare_run_dir(tmp_path / "other", resume=True)
 

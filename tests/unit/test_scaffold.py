@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from worldmodels.common.checkpoint import save_checkpoint
 from worldmodels.common.scaffold import RunExistsError, RunScaffold
 
 
@@ -43,9 +44,9 @@ def test_another_error_writes_a_checkpoint_and_still_cleans_up(tmp_path: Path) -
     written, closed = [], []
     with pytest.raises(ValueError, match="a bug in the loop"):
         with RunScaffold(tmp_path / "run", progress=False) as run:
-            run.on_error(lambda: written.append("after error"))
+            run.on_error(lambda: written.append(save_checkpoint(run.path / "checkpoints", 10, {})))
             run.add_cleanup(lambda: closed.append(True))
             raise ValueError("a bug in the loop")
-    assert written == ["after error"] and closed == [True]
-    with pytest.raises(RunExistsError):
+    assert [p.name for p in written] == ["ckpt_000000000010.pt"] and closed == [True]
+    with pytest.raises(RunExistsError):  # a run with a checkpoint: only --resume continues it
         RunScaffold(tmp_path / "run")
