@@ -1,5 +1,5 @@
-"""Environments: Atari (ale-py) with explicit presets, MinAtar (Young & Tian 2019), and Catch, a tiny pixel
-game for tests.
+"""Environments: Atari (ale-py) with explicit presets, MinAtar (Young & Tian 2019), the STRAW maze (Vezhnevets et
+al. 2016), and Catch, a tiny pixel game for tests.
 
 Every env here speaks the same language: NextStep autoreset for vector envs, ``info["raw_reward"]`` /
 ``info["game_over"]`` on every step, and an observation made of ``stack`` frames of shape ``frame_shape``
@@ -8,13 +8,16 @@ Every env here speaks the same language: NextStep autoreset for vector envs, ``i
 
 - Atari and Catch: uint8 [S, 84, 84] per env (S = 4 frames, oldest first, newest last, zero-padded at episode
   start; ``frame_shape = (84, 84)``);
-- MinAtar: uint8 [C, 10, 10] per env, one frame of C 0/1 channels (``stack = 1``, ``frame_shape = (C, 10, 10)``).
+- MinAtar: uint8 [C, 10, 10] per env, one frame of C 0/1 channels (``stack = 1``, ``frame_shape = (C, 10, 10)``);
+- maze: uint8 [3, n, n] per env, walls / agent / goal as 0/1 channels (``stack = 1``, ``frame_shape = (3, n, n)``).
 
     env = make_env("Pong")                          # AtariVector, 8 envs, machado preset
     env = make_env("Breakout", preset="nature")     # life-loss terminals, clipped rewards
     env = make_env("Pong", num_envs=None)           # one Gymnasium env
     env = make_env("toy/catch", num_envs=8)         # CatchVectorEnv
     env = make_env("minatar/breakout", num_envs=8)  # MinAtarVector
+    env = make_env("maze/11", num_envs=16)          # MazeVector, 11 x 11 random mazes
+    env = make_env("maze/15/curriculum:curriculum_every=100000")  # goals by random walks of growing length
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from envs.atari import (
     make_atari,
 )
 from envs.imagined import ImaginedEnv as ImaginedEnv  # "as": an explicit re-export
+from envs.maze import ACTION_MEANINGS as MAZE_ACTION_MEANINGS
+from envs.maze import MazeEnv, MazeSettings, MazeTracker, MazeVector, is_maze, maze_settings, maze_to_rgb
 from envs.minatar import ACTION_MEANINGS as MINATAR_ACTION_MEANINGS
 from envs.minatar import MINATAR_GAMES, MinAtarEnv, MinAtarVector, minatar_game
 from envs.minatar import SETTINGS as MINATAR_SETTINGS
@@ -50,7 +55,7 @@ TOY_GAMES = ("toy/catch",)
 # An int num_envs gives a vector env, None one Gymnasium env.
 @overload
 def make_env(game: str, preset: str | AtariPreset = ..., num_envs: int = ..., seed: int = ..., num_threads: int = ...,
-             **overrides: Any) -> AtariVector | CatchVectorEnv | MinAtarVector: ...
+             **overrides: Any) -> AtariVector | CatchVectorEnv | MinAtarVector | MazeVector: ...
 @overload
 def make_env(game: str, preset: str | AtariPreset, num_envs: None, seed: int = ..., num_threads: int = ...,
              **overrides: Any) -> gym.Env: ...
@@ -64,7 +69,7 @@ def make_env(
     seed: int = 0,
     num_threads: int = 1,
     **overrides: Any,
-) -> AtariVector | CatchVectorEnv | MinAtarVector | gym.Env:
+) -> AtariVector | CatchVectorEnv | MinAtarVector | MazeVector | gym.Env:
     """Build any environment by name: ``"toy/catch"``, ``"minatar/<game>"`` or an Atari game (see
     :func:`make_atari`).
 
@@ -77,6 +82,12 @@ def make_env(
     has its own protocol, see :mod:`envs.minatar`), as is ``num_threads``; ``overrides`` may only be MinAtar's
     ``sticky_action_prob`` (0.1) and ``difficulty_ramping`` (True). ``num_envs=None`` gives :class:`MinAtarEnv`.
 
+    For the STRAW maze (``"maze/<n>"``, ``"maze/<n>/curriculum"``, settings also after a colon in the name:
+    ``"maze/15/curriculum:curriculum_every=100000"``; see :mod:`envs.maze`) the preset and ``num_threads`` are
+    ignored as for MinAtar; ``overrides`` may be the maze settings (``envs.maze.SETTINGS``), and ``backend`` only
+    at its default ``"ale_vector"`` (the runtime passes ``env.backend`` for every game that is not MinAtar or
+    toy/catch). ``num_envs=None`` gives :class:`MazeEnv`.
+
     :raises ValueError: unknown game (for ``"minatar/<x>"`` the message lists the five games), preset or setting.
     """
     if game.startswith("minatar/"):
@@ -87,6 +98,13 @@ def make_env(
         if num_envs is None:
             return MinAtarEnv(name, seed, **overrides)
         return MinAtarVector(name, num_envs, seed, **overrides)
+    if is_maze(game):
+        backend = overrides.pop("backend", "ale_vector")
+        if backend != "ale_vector":
+            raise ValueError(f"backend={backend!r} applies to Atari games only; {game} has its own vector env: "
+                             "leave env.backend at 'ale_vector'")
+        maze = maze_settings(game, **overrides)
+        return MazeEnv(maze, seed) if num_envs is None else MazeVector(maze, num_envs, seed)
     if game in TOY_GAMES:
         settings = get_preset(preset, **overrides)
         if num_envs is None:
@@ -100,9 +118,12 @@ def make_env(
 def action_meanings(game: str, full_action_space: bool = False) -> list[str]:
     """Names of the game's actions in index order, e.g. Breakout: ``["NOOP", "FIRE", "RIGHT", "LEFT"]``;
     ``"toy/catch"``: ``["LEFT", "STAY", "RIGHT"]``; MinAtar (all 6 actions):
-    ``["NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE"]``."""
+    ``["NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE"]``; a maze: ``["UP", "RIGHT", "DOWN", "LEFT"]``."""
     if game in TOY_GAMES:
         return list(CATCH_ACTION_MEANINGS)
+    if is_maze(game):
+        maze_settings(game)  # validates the name
+        return list(MAZE_ACTION_MEANINGS)
     if game.startswith("minatar/"):
         minatar_game(game)  # validates the name
         return list(MINATAR_ACTION_MEANINGS)
@@ -111,10 +132,13 @@ def action_meanings(game: str, full_action_space: bool = False) -> list[str]:
 
 def num_actions(game: str, preset: str | AtariPreset = "machado", **overrides: Any) -> int:
     """Size of the Discrete action space :func:`make_env` gives for this game and preset (3 for ``"toy/catch"``,
-    6 for MinAtar, whose preset is ignored)."""
+    6 for MinAtar and 4 for a maze, whose presets are ignored)."""
     if game in TOY_GAMES:
         get_preset(preset, **overrides)  # same validation as make_env
         return len(CATCH_ACTION_MEANINGS)
+    if is_maze(game):
+        maze_settings(game, **overrides)  # same validation as make_env
+        return len(MAZE_ACTION_MEANINGS)
     if game.startswith("minatar/"):
         minatar_game(game)  # validates the name
         return len(MINATAR_ACTION_MEANINGS)
@@ -171,15 +195,22 @@ __all__ = [
     "AtariVector",
     "CatchEnv",
     "CatchVectorEnv",
+    "MazeEnv",
+    "MazeSettings",
+    "MazeTracker",
+    "MazeVector",
     "MinAtarEnv",
     "MinAtarVector",
     "action_meanings",
     "display_name",
     "get_preset",
+    "is_maze",
     "latest_frame",
     "list_games",
     "make_atari",
     "make_env",
+    "maze_settings",
+    "maze_to_rgb",
     "newest_frames",
     "observation_to_rgb",
     "num_actions",
