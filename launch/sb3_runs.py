@@ -214,14 +214,15 @@ class ReverieFeatures(BaseFeaturesExtractor):
     numbers reach the first conv as in ours.
 
     :param observation_space: the env's (uint8 ``(C, H, W)``).
-    :param torso: ``network.torso`` ("auto" as ours: a3c on 84x84 pixels, minatar on 10x10).
+    :param torso: ``network.torso`` ("auto" as ours: a3c on 84x84 pixels, minatar on grids of cells).
     :param hidden: ``network.hidden``.
     """
 
     def __init__(self, observation_space: gym.spaces.Box, torso: str = "auto", hidden: int = 256) -> None:
         super().__init__(observation_space, features_dim=hidden)
         shape = tuple(int(d) for d in observation_space.shape)
-        ours, features = make_torso(shape, torso_kind(shape, torso))
+        ours, features = make_torso(shape, torso_kind(shape, torso),
+                                    input_divisor=float(observation_space.high.max()))  # as EnvSpec.obs_high
         self.input_divisor = ours.input_divisor
         self.torso = nn.Sequential(*ours)  # the same layers and parameter names, plain forward
         self.fc = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())

@@ -220,18 +220,23 @@ class TrajectoryAdder:
         return out
 
 
-def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int) -> ActorCriticNetwork:
-    return ActorCriticNetwork(obs_shape, num_actions, cfg.network)
+def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int,
+                 input_divisor: float | None = None) -> ActorCriticNetwork:
+    """The network ``cfg.network`` describes; ``input_divisor``: the env's ``EnvSpec.obs_high``."""
+    return ActorCriticNetwork(obs_shape, num_actions, cfg.network, input_divisor)
 
 
-def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy, TrajectoryAdder]:
-    """Build one actor's vector env, policy and trajectory adder (runs inside the actor's process)."""
+def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy, TrajectoryAdder, list[Any]]:
+    """Build one actor's vector env, policy, trajectory adder and episode trackers (runs inside the actor's
+    process). On the maze, :class:`envs.MazeTracker` logs each maze's optimal return beside the agent's."""
+    from envs import MazeTracker, is_maze
+
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
     torch.manual_seed(seed)
-    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions), seed,
+    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions, spec.obs_high), seed,
                       clip_rewards=cfg.agent.clip_rewards)
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
-    return env, policy, adder
+    return env, policy, adder, [MazeTracker()] if is_maze(cfg.env.game) else []

@@ -18,7 +18,7 @@ def evaluate_policy(cfg: ActorCriticConfig, weights: dict[str, torch.Tensor], ep
     """Play ``episodes`` games with the network ``weights`` (see :func:`agents.runtime.evaluate.play_games`)."""
 
     def make_policy(spec: EnvSpec, round_seed: int) -> ACPolicy:
-        network = make_network(cfg, spec.obs_shape, spec.num_actions)
+        network = make_network(cfg, spec.obs_shape, spec.num_actions, spec.obs_high)
         network.load_state_dict(weights)
         return ACPolicy(network, round_seed, greedy=cfg.agent.eval_greedy, clip_rewards=cfg.agent.clip_rewards)
 

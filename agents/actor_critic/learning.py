@@ -116,7 +116,7 @@ class ActorCriticLearner:
         self.cfg = cfg
         self.agent = cfg.agent
         self.device = device
-        self.network = ActorCriticNetwork(spec.obs_shape, spec.num_actions, cfg.network).to(device)
+        self.network = ActorCriticNetwork(spec.obs_shape, spec.num_actions, cfg.network, spec.obs_high).to(device)
         a = cfg.agent
         params = list(self.network.parameters())
         if a.optimizer == "rmsprop_tf":

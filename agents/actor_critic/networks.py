@@ -25,12 +25,16 @@ from agents.torsos import make_torso
 State = dict[str, torch.Tensor]
 
 
+#: Inputs up to this size on both sides are grids of cells (MinAtar's 10x10, the maze's n x n), not pixels.
+GRID_MAX = 31
+
+
 def torso_kind(obs_shape: tuple[int, ...], torso: str) -> str:
-    """The torso ``network.torso`` names for ``obs_shape``; "auto" is the A3C network on pixels, MinAtar's on
-    10x10 inputs."""
+    """The torso ``network.torso`` names for ``obs_shape``; "auto" is the A3C network on pixels, MinAtar's (one 3x3
+    convolution at full resolution) on grids of cells such as MinAtar's 10x10 and the maze's n x n."""
     if torso != "auto":
         return torso
-    return "minatar" if tuple(obs_shape[1:]) == (10, 10) else "a3c"
+    return "minatar" if max(obs_shape[1:]) <= GRID_MAX else "a3c"
 
 
 class ActorCriticNetwork(nn.Module):
@@ -39,14 +43,18 @@ class ActorCriticNetwork(nn.Module):
     :param obs_shape: one observation (``(4, 84, 84)`` on Atari, ``(C, 10, 10)`` on MinAtar).
     :param num_actions: size of the discrete action space.
     :param cfg: the ``network`` section.
+    :param input_divisor: what uint8 observations are divided by (the env's ``EnvSpec.obs_high``: 255 for pixels,
+        1 for 0/1 channels); None: :func:`agents.torsos.make_torso`'s rule by size.
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, cfg: ACNetworkConfig) -> None:
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, cfg: ACNetworkConfig,
+                 input_divisor: float | None = None) -> None:
         super().__init__()
         self.num_actions = num_actions
         self.recurrent = str(cfg.core) == "lstm"
         self.prev_action_reward = self.recurrent and bool(cfg.prev_action_reward)
-        self.torso, features = make_torso(tuple(obs_shape), torso_kind(tuple(obs_shape), str(cfg.torso)))
+        self.torso, features = make_torso(tuple(obs_shape), torso_kind(tuple(obs_shape), str(cfg.torso)),
+                                          input_divisor=input_divisor)
         self.fc = nn.Sequential(nn.Linear(features, cfg.hidden), nn.ReLU())
         head_in = cfg.hidden
         if self.recurrent:

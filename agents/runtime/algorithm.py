@@ -34,13 +34,17 @@ class EnvSpec:
     """Frames per observation (4 on Atari, 1 on MinAtar)."""
     frame_shape: tuple[int, ...]
     """One frame: ``(84, 84)`` on Atari, ``(C, 10, 10)`` on MinAtar; ``obs_shape`` is ``stack`` of them."""
+    obs_high: float = 255.0
+    """The observation space's largest value: 255 for pixels, 1 for MinAtar's and the maze's 0/1 channels (what a
+    network divides its uint8 input by)."""
 
 
 def env_spec(env: Any) -> EnvSpec:
     """The :class:`EnvSpec` of a built vector env (which it leaves open): every vector env of :mod:`envs` says how
     its observation splits into frames (``stack``, ``frame_shape``) and its ``frame_skip``."""
-    return EnvSpec(tuple(int(d) for d in env.single_observation_space.shape), int(env.single_action_space.n),
-                   int(env.frame_skip), int(env.stack), tuple(int(d) for d in env.frame_shape))
+    space = env.single_observation_space
+    return EnvSpec(tuple(int(d) for d in space.shape), int(env.single_action_space.n), int(env.frame_skip),
+                   int(env.stack), tuple(int(d) for d in env.frame_shape), float(space.high.max()))
 
 
 @dataclass

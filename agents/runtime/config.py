@@ -127,9 +127,13 @@ def validate_common(env: EnvConfig, runtime: RuntimeConfig, run: RunConfig) -> N
                          "0 runs actors like the driver).")
     if run.eval_episodes < 0:
         raise ValueError(f"run.eval_episodes={run.eval_episodes} must be 0 (no evaluation) or more.")
-    if (env.game.startswith("toy/") or env.game.startswith("minatar/")) and env.backend != "ale_vector":
+    if env.game.startswith(OWN_VECTOR_ENVS) and env.backend != "ale_vector":
         raise ValueError(f"env.backend={env.backend!r} applies to Atari games only; {env.game} has its own "
                          "vector env: leave env.backend at 'ale_vector'.")
+
+
+#: Game-name prefixes of envs with their own vector env (``env.backend`` applies to Atari games only).
+OWN_VECTOR_ENVS = ("toy/", "minatar/", "maze/")
 
 
 def actor_seed(run: RunConfig, actor_id: int) -> int:
@@ -138,10 +142,10 @@ def actor_seed(run: RunConfig, actor_id: int) -> int:
 
 
 def make_actor_env(env: EnvConfig, seed: int) -> Any:
-    """One actor's vector env as the ``env`` section says (the Atari backend only for Atari games: MinAtar and
-    toy/catch have their own vector envs)."""
-    from envs import MINATAR_GAMES, TOY_GAMES, make_env
+    """One actor's vector env as the ``env`` section says (the Atari backend only for Atari games: MinAtar, the
+    maze and toy/catch have their own vector envs)."""
+    from envs import make_env
 
-    backend = {} if env.game in TOY_GAMES + MINATAR_GAMES else {"backend": env.backend}
+    backend = {} if env.game.startswith(OWN_VECTOR_ENVS) else {"backend": env.backend}
     return make_env(env.game, preset=env.preset, num_envs=env.num_envs, seed=seed, num_threads=env.num_threads,
                     **backend)

@@ -4,6 +4,7 @@ settings, pictures, and the tracker through the runtime's actor."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -396,3 +397,25 @@ def test_tracker_reports_each_mazes_optimum_beside_the_return_through_the_actor(
         if stats["maze/goal_reached"] == 0.0:
             assert length == 100
     actor.close()
+
+
+def test_actor_critic_trains_on_the_maze_with_0_1_inputs_and_logs_the_optimum(tmp_path: Path) -> None:
+    """The runtime needs nothing maze-specific: A2C reads 0/1 channels unscaled (``EnvSpec.obs_high``), picks the
+    grid torso for an 11x11 input, and TensorBoard gets each maze's optimal return beside the agent's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.actor_critic.builder import BUILDER
+    from agents.actor_critic.config import ActorCriticConfig
+    from agents.runtime.loop import run_training
+    from launch.config import load_config
+
+    cfg = load_config(ActorCriticConfig, ["a2c_minatar"], [
+        "env.game=maze/11", "env.num_envs=4", "run.total_frames=1200", "run.log_every_frames=400",
+        "run.progress=false", "run.eval_episodes=0", f"run.runs_dir={tmp_path}", "run.name=maze"])
+    state = run_training(BUILDER, cfg)
+    assert state.learner.network.torso.input_divisor == 1.0
+    assert state.episodes > 0
+    acc = EventAccumulator(str(tmp_path / "maze")).Reload()
+    optimal = [e.value for e in acc.Scalars("maze/optimal_return")]
+    gaps = [e.value for e in acc.Scalars("maze/return_gap")]
+    assert len(optimal) == state.episodes and all(g >= -1e-6 for g in gaps)
