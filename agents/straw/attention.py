@@ -1,0 +1,131 @@
+"""Temporal attention for STRAW: DRAW's Gaussian filterbank, in one dimension, on the time axis of a plan.
+
+STRAW (Vezhnevets et al. 2016, Sec. 3, "attentive read and write") reads a patch of K columns from a plan of T
+columns and writes a patch back, with the filterbank of DRAW (Gregor et al. 2015, Sec. 3.2) applied to the time
+axis only. Equation numbers are DRAW's as we read them: 19 mu_X, 21 the linear map, 22 g_X, 24 delta, 25 F_X,
+27 read, 29 write. What is DRAW's and what is ours:
+
+DRAW's (the image's x axis become the plan's time axis):
+
+- the four attention parameters come from a linear map of a feature vector (eq. 21, without the y centre):
+  ``(g~, log sigma^2, log delta~, log gamma)``;
+- centre ``g = (T + 1) / 2 * (g~ + 1)`` (eq. 22): g~ = -1, 0, 1 put the grid's centre just before the first
+  column, at the middle, just after the last;
+- stride ``delta = (T - 1) / (K - 1) * delta~`` (eq. 24, ``max(A, B)`` become ``T``), ``delta~ = exp(log delta~)``;
+- filter centres ``mu_i = g + (i - K / 2 - 0.5) * delta`` (eq. 19);
+- ``F[i, a] = exp(-(a - mu_i)^2 / (2 sigma^2)) / Z_i`` with ``Z_i = sum_a exp(...)``, each filter summing to 1
+  (eq. 25);
+- ``read(A) = gamma * A F^T`` (eq. 27, one axis) and ``write(p) = (1 / gamma) * p F`` (eq. 29: DRAW divides the
+  write by the intensity ``gamma`` that multiplies the read; we follow DRAW here, so a written patch value v lands
+  as ``v / gamma`` spread by F).
+
+Ours:
+
+- **1-D**: one filterbank ``F`` of shape ``[K, T]`` per plan, applied to every row (the |A| + 1 rows of the action
+  plan share one attention), where DRAW has ``F_X`` and ``F_Y``.
+- **Index origin**: DRAW leaves it implicit; we read its formulae with 1-based indices, ``i = 1..K`` and
+  ``a = 1..T``: then the filter centres are symmetric about g (offsets ``-(K - 1) / 2 .. (K - 1) / 2``) and
+  g~ = 0, delta~ = 1 spread the K filters from the first column (``mu_1 = 1``) to the last (``mu_K = T``).
+  Column ``a = 1`` is the plan's column 0, the current step.
+- **K = 1**: eq. 24 divides by K - 1. With one filter its centre is ``mu_1 = g`` whatever the stride, so we set
+  ``delta = 0`` and ignore ``log delta~`` (it receives no gradient). STRAW's commitment write is the one K = 1 user.
+- **Numerics**: ``Z_i`` gets ``+ 1e-8`` (a filter centred far outside the plan with a narrow width would otherwise
+  divide 0 by 0; such a filter reads and writes about nothing, as in DRAW) and ``sigma^2`` is floored at ``1e-4``
+  (``exp`` of a very negative ``log sigma^2`` underflows to 0, and 0 / 0 at ``a = mu_i``); neither bites in the
+  ordinary range.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+#: Number of raw attention parameters a linear map must produce: (g~, log sigma^2, log delta~, log gamma).
+NUM_PARAMS = 4
+_Z_EPS = 1e-8
+_MIN_SIGMA2 = 1e-4
+
+
+class Attention(NamedTuple):
+    """Attention parameters of a batch of B plans, each ``[B]`` float, in plan columns (1-based, see the module).
+
+    :ivar centre: g, the grid centre. :ivar sigma2: sigma^2, the filters' variance (columns^2).
+    :ivar stride: delta, the distance between filter centres (columns). :ivar gamma: the intensity (read gain).
+    """
+
+    centre: torch.Tensor
+    sigma2: torch.Tensor
+    stride: torch.Tensor
+    gamma: torch.Tensor
+
+
+def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int) -> Attention:
+    """DRAW's eqs. 22 and 24 in 1-D: the parameters of the output ``[B, 4]`` of a linear map.
+
+    :param raw: ``[B, 4]``: ``(g~, log sigma^2, log delta~, log gamma)`` per row.
+    :param plan_len: T, the plan's width (columns). :param num_filters: K >= 1.
+    :raises ValueError: ``raw`` is not ``[B, 4]``, or T or K is below 1.
+    """
+    if raw.dim() != 2 or raw.shape[1] != NUM_PARAMS:
+        raise ValueError(f"attention parameters must be [B, {NUM_PARAMS}] (g~, log sigma^2, log delta~, log gamma), "
+                         f"got {tuple(raw.shape)}: map the features with nn.Linear(in, {NUM_PARAMS})")
+    if plan_len < 1 or num_filters < 1:
+        raise ValueError(f"the plan width T ({plan_len}) and the number of filters K ({num_filters}) must be >= 1")
+    g_tilde, log_sigma2, log_delta_tilde, log_gamma = raw.unbind(dim=1)
+    centre = (plan_len + 1) / 2.0 * (g_tilde + 1.0)
+    sigma2 = torch.exp(log_sigma2).clamp(min=_MIN_SIGMA2)
+    if num_filters > 1:
+        stride = (plan_len - 1) / (num_filters - 1) * torch.exp(log_delta_tilde)
+    else:
+        # Ours: one filter sits at the centre whatever the stride (eq. 19 with K = 1 gives mu_1 = g).
+        stride = torch.zeros_like(g_tilde)
+    return Attention(centre=centre, sigma2=sigma2, stride=stride, gamma=torch.exp(log_gamma))
+
+
+def filterbank(att: Attention, plan_len: int, num_filters: int) -> torch.Tensor:
+    """DRAW's eqs. 19 and 25 (mu_X, F_X) in 1-D: the normalised filterbank ``F`` ``[B, K, T]`` (each of the K
+    rows sums to 1, up to the ``1e-8`` in Z, unless the filter lies far outside the plan).
+
+    :param att: parameters with ``[B]`` fields. :param plan_len: T. :param num_filters: K.
+    """
+    dtype, device = att.centre.dtype, att.centre.device
+    # 1-based filter and column indices (ours: DRAW leaves the origin implicit; see the module docstring).
+    i = torch.arange(1, num_filters + 1, dtype=dtype, device=device)
+    a = torch.arange(1, plan_len + 1, dtype=dtype, device=device)
+    mu = att.centre[:, None] + (i - num_filters / 2.0 - 0.5)[None, :] * att.stride[:, None]  # [B, K]
+    sq = (a[None, None, :] - mu[:, :, None]) ** 2  # [B, K, T]
+    weights = torch.exp(-sq / (2.0 * att.sigma2[:, None, None]))
+    return weights / (weights.sum(dim=2, keepdim=True) + _Z_EPS)
+
+
+def read(plan: torch.Tensor, att: Attention, num_filters: int, fb: torch.Tensor | None = None) -> torch.Tensor:
+    """DRAW's read (eq. 27) on the time axis: ``gamma * plan F^T``.
+
+    :param plan: ``[B, R, T]`` (R rows: |A| + 1 for the action plan).
+    :param att: ``[B]`` parameters. :param num_filters: K.
+    :param fb: ``filterbank(att, T, K)`` when the caller has it already (a read and a write with the same
+        attention share it); computed when None.
+    :return: the patch ``[B, R, K]``.
+    """
+    fb = filterbank(att, plan.shape[-1], num_filters) if fb is None else fb
+    return att.gamma[:, None, None] * torch.bmm(plan, fb.transpose(1, 2))
+
+
+def write(patch: torch.Tensor, att: Attention, plan_len: int, fb: torch.Tensor | None = None) -> torch.Tensor:
+    """DRAW's write (eq. 29) on the time axis: ``(1 / gamma) * patch F``.
+
+    :param patch: ``[B, R, K]``. :param att: ``[B]`` parameters. :param plan_len: T.
+    :param fb: ``filterbank(att, T, K)`` if at hand; computed when None.
+    :return: ``[B, R, T]``, to be added to (action plan) or squashed into (commitment plan) a plan.
+    """
+    fb = filterbank(att, plan_len, patch.shape[-1]) if fb is None else fb
+    return torch.bmm(patch, fb) / att.gamma[:, None, None]
+
+
+def shift(plan: torch.Tensor) -> torch.Tensor:
+    """STRAW's time shift rho (Sec. 3.1): drop the first column, append a column of zeros.
+
+    :param plan: ``[..., T]``. :return: ``[..., T]`` with ``out[..., j] = plan[..., j + 1]`` and ``out[..., -1] = 0``.
+    """
+    return torch.cat([plan[..., 1:], torch.zeros_like(plan[..., :1])], dim=-1)
