@@ -52,6 +52,9 @@ class Unroll:
     values: np.ndarray | None = None
     """float32 ``[T, B]``: the behaviour policy's values V(x_t) (PPO's GAE and value clipping use them: on-policy
     they are the learner's, so it need not run the batch through the network once more); None if not recorded."""
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    """The network's per-step :attr:`~agents.actor_critic.networks.ActorCriticNetwork.replay_inputs`, each
+    ``[T + 1, B, ...]`` (entry T: the bootstrap step's, drawn when step T - 1 was acted): STRAW's gates and noise."""
 
     @property
     def length(self) -> int:
@@ -72,7 +75,8 @@ class Unroll:
         values = None
         if all(u.values is not None for u in unrolls):
             values = np.concatenate([u.values for u in unrolls if u.values is not None], axis=1)
-        return Unroll(**cat, state=state, values=values)
+        inputs = {k: np.concatenate([u.inputs[k] for u in unrolls], axis=1) for k in unrolls[0].inputs}
+        return Unroll(**cat, state=state, values=values, inputs=inputs)
 
 
 class ACPolicy:
@@ -86,7 +90,8 @@ class ACPolicy:
 
     ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]``, ``values`` float32 ``[N]`` and, for an LSTM,
     ``state_<name>`` (the state entering the step, before the reset at game starts) for the adder to store at each
-    unroll's start.
+    unroll's start; for each of the network's ``replay_inputs`` (STRAW's gate), ``input_<name>`` (this step's,
+    from the state entering it) and ``next_input_<name>`` (the next step's, from the state leaving it).
     """
 
     def __init__(self, network: ActorCriticNetwork, seed: int, greedy: bool = False,
@@ -114,6 +119,9 @@ class ACPolicy:
         actions = actions.astype(np.int64)
         if "prev_action" in new_state:
             new_state["prev_action"] = torch.from_numpy(actions)
+        for name in self.network.replay_inputs:
+            extras[f"input_{name}"] = extras[f"state_{name}"]
+            extras[f"next_input_{name}"] = new_state[name].numpy().copy()
         self.state = new_state
         extras["logits"] = logits.astype(np.float32)
         extras["values"] = values_t.numpy().astype(np.float32)
@@ -160,6 +168,7 @@ class TrajectoryAdder:
         self.carry = np.zeros((t, n), np.float32)
         self.valid = np.zeros((t, n), bool)
         self._state0: dict[str, np.ndarray] = {}
+        self.inputs: dict[str, np.ndarray] = {}  # [T + 1, N, ...] per replay input, allocated on first sight
         self._t = 0
         self._resetting = np.zeros(n, bool)
         self._done: list[Unroll] = []
@@ -176,6 +185,13 @@ class TrajectoryAdder:
         t = self._t
         if t == 0:
             self._state0 = {k[len("state_"):]: v.copy() for k, v in extras.items() if k.startswith("state_")}
+        for key, value in extras.items():
+            if key.startswith("next_input_"):
+                name = key[len("next_input_"):]
+                if name not in self.inputs:
+                    self.inputs[name] = np.zeros((self.unroll_length + 1, *value.shape), value.dtype)
+                    self.inputs[name][t] = extras[f"input_{name}"]
+                self.inputs[name][t + 1] = value  # the next step's: entry T is the bootstrap step's
         valid = ~self._resetting  # a NextStep autoreset step only resets its env
         rewards = np.asarray(rewards, np.float32)
         if self.clip_rewards:
@@ -206,10 +222,13 @@ class TrajectoryAdder:
             self._done.append(Unroll(self.obs.copy(), self.starts.copy(), self.actions.copy(), self.logits.copy(),
                                      self.rewards.copy(), self.discounts.copy(), self.carry.copy(),
                                      self.valid.copy(), self._state0,
-                                     self.values.copy() if self._has_values else None))
+                                     self.values.copy() if self._has_values else None,
+                                     {k: v.copy() for k, v in self.inputs.items()}))
             self._has_values = True
             self.obs[0] = self.obs[-1]
             self.starts[0] = self.starts[-1]
+            for v in self.inputs.values():
+                v[0] = v[-1]
             self._t = 0
 
     def flush(self) -> Unroll | None:
@@ -222,8 +241,9 @@ class TrajectoryAdder:
 
 def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int,
                  input_divisor: float | None = None) -> ActorCriticNetwork:
-    """The network ``cfg.network`` describes; ``input_divisor``: the env's ``EnvSpec.obs_high``."""
-    return ActorCriticNetwork(obs_shape, num_actions, cfg.network, input_divisor)
+    """The network the config trains (its class's ``build_network``: STRAW's config builds a planning core);
+    ``input_divisor``: the env's ``EnvSpec.obs_high``."""
+    return cfg.build_network(obs_shape, num_actions, input_divisor)
 
 
 def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy, TrajectoryAdder, list[Any]]:

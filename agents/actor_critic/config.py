@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agents.runtime.config import AtariPresetChoice, EnvConfig, RunConfig, RuntimeConfig, validate_common
 from worldmodels.common.checks import Choice, require_positive, require_range
+
+if TYPE_CHECKING:
+    from agents.actor_critic.networks import ActorCriticNetwork
 
 
 class ACLossChoice(Choice):
@@ -148,19 +152,32 @@ class ActorCriticConfig:
                                                                          publish_every_updates=1))
     run: RunConfig = field(default_factory=lambda: RunConfig(name="actor_critic"))
 
+    def build_network(self, obs_shape: tuple[int, ...], num_actions: int, input_divisor: float | None = None,
+                      ) -> ActorCriticNetwork:
+        """The network this config trains (the learner's and each actor's copy). An algorithm built on this
+        learner with another policy core (STRAW) overrides this in its config class: the hook through which the
+        actor-critic code builds networks it does not import.
+
+        :param input_divisor: what uint8 observations are divided by (the env's ``EnvSpec.obs_high``).
+        """
+        from agents.actor_critic.networks import ActorCriticNetwork
+
+        return ActorCriticNetwork(obs_shape, num_actions, self.network, input_divisor)
+
 
 def is_synchronous(cfg: ActorCriticConfig) -> bool:
     """A2C and PPO: every actor collects one unroll per env on the same weights, then one update."""
     return str(cfg.agent.loss) in SYNCHRONOUS_LOSSES
 
 
-def validate(cfg: ActorCriticConfig) -> None:
+def validate(cfg: ActorCriticConfig, algo: str = "actor_critic") -> None:
     """Check the values OmegaConf's type checks cannot: ranges, impossible sizes, and the runtime settings the
     synchronous objectives depend on.
 
+    :param algo: the ``algo`` this schema belongs to (an algorithm built on this learner passes its own).
     :raises ValueError: naming the key, the bad value and what would be valid.
     """
-    if cfg.algo != "actor_critic":
+    if cfg.algo != algo:
         raise ValueError(f"algo={cfg.algo!r}: this is the actor-critic config; select another algorithm's schema "
                          "with algo.")
     validate_common(cfg.env, cfg.runtime, cfg.run)

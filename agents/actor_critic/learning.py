@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from agents.actor_critic.actor import Unroll
 from agents.actor_critic.config import ActorCriticConfig, is_synchronous
-from agents.actor_critic.networks import ActorCriticNetwork
+from agents.actor_critic.networks import Replay
 from agents.actor_critic.optim import RMSpropTF
 from agents.actor_critic.returns import gae_advantages, vtrace
 from agents.runtime.actor import ActorOutput
@@ -52,6 +52,7 @@ class Batch:
         self.mask = put(unroll.valid).float()
         self.state = {k: put(v) for k, v in unroll.state.items()}
         self.behaviour_values = None if unroll.values is None else put(unroll.values)
+        self.inputs = {k: put(v) for k, v in unroll.inputs.items()}
 
     def columns(self, cols: torch.Tensor) -> Batch:
         """The unrolls ``cols`` (env columns), for PPO's minibatches over whole unrolls."""
@@ -60,6 +61,7 @@ class Batch:
             setattr(out, name, getattr(self, name)[:, cols])
         out.state = {k: v[cols] for k, v in self.state.items()}
         out.behaviour_values = None if self.behaviour_values is None else self.behaviour_values[:, cols]
+        out.inputs = {k: v[:, cols] for k, v in self.inputs.items()}
         return out
 
 
@@ -116,7 +118,7 @@ class ActorCriticLearner:
         self.cfg = cfg
         self.agent = cfg.agent
         self.device = device
-        self.network = ActorCriticNetwork(spec.obs_shape, spec.num_actions, cfg.network, spec.obs_high).to(device)
+        self.network = cfg.build_network(spec.obs_shape, spec.num_actions, spec.obs_high).to(device)
         a = cfg.agent
         params = list(self.network.parameters())
         if a.optimizer == "rmsprop_tf":
@@ -199,9 +201,9 @@ class ActorCriticLearner:
     def losses(self, batch: Batch, loss: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The a2c or impala loss of ``batch`` (a scalar with a graph) and its parts (for logging and tests)."""
         a = self.agent
-        logits, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards,
-                                             bootstrap_grad=False)
-        logits = logits[:-1]
+        out = self.network.replay(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards, batch.inputs,
+                                  bootstrap_grad=False)
+        logits, values = out.logits[:-1], out.values
         log_p_a, entropy = log_prob_entropy(logits, batch.actions)
         values_d = values.detach()
         parts: dict[str, torch.Tensor] = {}
@@ -219,15 +221,34 @@ class ActorCriticLearner:
         policy_loss = -reduce(log_p_a * adv, batch.mask)
         value_loss = 0.5 * reduce((targets - values[:-1]) ** 2, batch.mask)
         total = policy_loss + a.value_coef * value_loss - a.entropy_coef * reduce(entropy, batch.mask)
+        total = total + self._core_terms(out, batch.mask, reduce, parts)
         # Logged as optimised (sums under loss_reduction "sum"), except the entropy: a mean, a property of the policy.
         parts.update(policy_loss=policy_loss, value_loss=value_loss, entropy=masked_mean(entropy, batch.mask),
                      value_mean=masked_mean(values_d[:-1], batch.mask))
         return total, parts
 
+    @staticmethod
+    def _core_terms(out: Replay, mask: torch.Tensor, reduce: Any, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A policy core's own loss (STRAWe's KL and commitment cost) with the objective's reduction, and its
+        statistics into ``parts``: ``charts/committed_fraction`` (the share of steps that followed the plan without
+        running the network) and ``charts/macro_action_length`` (steps per re-plan)."""
+        if out.stats:
+            parts.update(out.stats)
+        if out.gates is not None:
+            replans = masked_sum(out.gates[:-1], mask)
+            parts["charts/committed_fraction"] = 1.0 - replans.detach() / mask.sum().clamp(min=1.0)
+            parts["charts/macro_action_length"] = mask.sum() / replans.detach().clamp(min=1.0)
+        if out.aux_loss is None:
+            return torch.zeros((), device=mask.device)
+        aux = reduce(out.aux_loss[:-1], mask)
+        parts["core_loss"] = aux
+        return aux
+
     def _one_step(self, batch: Batch, loss: str) -> dict[str, float]:
         total, parts = self.losses(batch, loss)
         norm = self._step(total)
-        return {**{f"losses/{k}": float(v.detach()) for k, v in parts.items()}, "losses/grad_norm": norm}
+        return {**{k if "/" in k else f"losses/{k}": float(v.detach()) for k, v in parts.items()},
+                "losses/grad_norm": norm}
 
     def _ppo(self, batch: Batch) -> dict[str, float]:
         a = self.agent
@@ -237,8 +258,8 @@ class ActorCriticLearner:
                 _, bootstrap = self.network(batch.obs[-1])
                 values = torch.cat([batch.behaviour_values, bootstrap.unsqueeze(0)])
             else:
-                _, values = self.network.unroll(batch.obs, batch.state, batch.starts, batch.actions,
-                                                batch.rewards)
+                values = self.network.replay(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards,
+                                             batch.inputs).values
             adv_all = gae_advantages(batch.rewards, batch.discounts, batch.carry, values, a.gae_lambda)
             returns_all = adv_all + values[:-1]
             old_log_p_all, _ = log_prob_entropy(batch.behaviour_logits, batch.actions)
@@ -255,8 +276,8 @@ class ActorCriticLearner:
             for idx in torch.tensor_split(order, a.ppo_minibatches):
                 if recurrent:
                     mb = batch.columns(idx)
-                    logits, values = self.network.unroll(mb.obs, mb.state, mb.starts, mb.actions, mb.rewards)
-                    logits, values, mask = logits[:-1], values[:-1], mb.mask
+                    out = self.network.replay(mb.obs, mb.state, mb.starts, mb.actions, mb.rewards, mb.inputs)
+                    logits, values, mask = out.logits[:-1], out.values[:-1], mb.mask
                     actions = mb.actions
 
                     def pick(x: torch.Tensor, i: torch.Tensor = idx) -> torch.Tensor:
@@ -281,14 +302,18 @@ class ActorCriticLearner:
                 value_loss = 0.5 * masked_mean(value_err, mask)
                 entropy_mean = masked_mean(entropy, mask)
                 total = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy_mean
+                core: dict[str, torch.Tensor] = {}
+                if recurrent:
+                    total = total + self._core_terms(out, mask, masked_mean, core)
                 norm = self._step(total)
                 with torch.no_grad():
                     log_ratio = torch.log(ratio)
                     approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)  # Schulman's low-variance estimator
                 for key, value in (("policy_loss", policy_loss.item()), ("value_loss", value_loss.item()),
                                    ("entropy", entropy_mean.item()), ("approx_kl", approx_kl.item()),
-                                   ("clip_fraction", clip_fraction.item()), ("grad_norm", norm)):
+                                   ("clip_fraction", clip_fraction.item()), ("grad_norm", norm),
+                                   *((k, float(v.detach())) for k, v in core.items())):
                     sums.setdefault(key, []).append(value)
-        out = {f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
-        out["losses/value_mean"] = float(masked_mean(old_values_all, batch.mask))
-        return out
+        stats = {k if "/" in k else f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
+        stats["losses/value_mean"] = float(masked_mean(old_values_all, batch.mask))
+        return stats

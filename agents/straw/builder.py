@@ -1,0 +1,22 @@
+"""STRAW / STRAWe on the runtime seam: the actor-critic builder (its actors, learner, evaluation) with STRAW's
+config, whose ``build_network`` makes every network a planning core (:mod:`agents.straw.network`). A2C, PPO and
+IMPALA all train it (``agent.loss``); with IMPALA, V-trace's importance ratios are those of the actions under the
+gates the actor drew, which the learner's replay applies."""
+
+from __future__ import annotations
+
+from agents.actor_critic.builder import ActorCriticBuilder
+from agents.straw.config import StrawConfig, validate
+
+
+class StrawBuilder(ActorCriticBuilder):
+    """The actor-critic learner training a STRAW policy core."""
+
+    name = "straw"
+    config_class = StrawConfig
+
+    def validate(self, cfg: StrawConfig) -> None:  # type: ignore[override]
+        validate(cfg)
+
+
+BUILDER = StrawBuilder()

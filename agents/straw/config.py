@@ -1,0 +1,80 @@
+"""Every setting of a STRAW / STRAWe run: the actor-critic tree (:class:`ActorCriticConfig`: env, network torso,
+agent objective, runtime, run) plus a ``straw`` section for the planning core, selected by ``algo: straw``.
+
+The paper (Vezhnevets et al. 2016) trains with A3C; what it leaves unstated we choose here and say so:
+
+- the discount (0.99), RMSProp's settings (TensorFlow's RMSProp, lr 7e-4 annealed, alpha 0.99, eps 1e-5: A2C's)
+  and the gradient clip (global norm 0.5 for A2C, 40 for IMPALA): the actor-critic presets' values;
+- ``alpha`` (the KL weight of STRAWe) and ``lambda`` (the commitment cost): the paper tunes them per game and does
+  not print the values; our defaults (1e-3 and 1e-3) keep both terms small beside the policy loss, and the
+  presets say which they use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agents.actor_critic.config import ActorCriticConfig
+from agents.actor_critic.config import validate as validate_actor_critic
+from worldmodels.common.checks import require_nonnegative, require_positive
+
+if TYPE_CHECKING:
+    from agents.straw.network import STRAWNetwork
+
+
+@dataclass
+class StrawSettings:
+    plan_len: int = 500
+    """T: the plans' width in steps (paper: 500)."""
+    num_filters: int = 10
+    """K: the action plan's read and write filters (paper: 10)."""
+    hidden: int = 64
+    """Width of h, the 2-layer MLP of the planning module (paper: 64)."""
+    noisy: bool = False
+    """STRAWe (Sec. 3.3): plan from a sample z ~ N(mu, sigma I) of the features (the reparameterisation trick) and
+    charge its KL to N(0, I) on re-planning steps."""
+    latent_dim: int = 128
+    """z's size in STRAWe (paper: 128)."""
+    kl_weight: float = 1e-3
+    """alpha: the weight of STRAWe's KL term (charged only on re-planning steps; the paper does not print it)."""
+    commitment_cost: float = 1e-3
+    """lambda: the cost of re-planning, times the probability of re-planning at each step (c_{t-1}[0]; the
+    paper prints "c_t[t]", see :mod:`agents.straw.core`)."""
+    commit_patch: float = 40.0
+    """The commitment write's fixed patch value (paper: 40)."""
+
+
+@dataclass
+class StrawConfig(ActorCriticConfig):
+    algo: str = "straw"
+    """Algorithm: selects this schema (``reverie train`` reads it first)."""
+    straw: StrawSettings = field(default_factory=StrawSettings)
+
+    # STRAWNetwork is not an ActorCriticNetwork subclass: it offers the same interface (initial_state, step, replay,
+    # recurrent, replay_inputs), which is all the actor-critic actor and learner call.
+    def build_network(self, obs_shape: tuple[int, ...], num_actions: int,  # type: ignore[override]
+                      input_divisor: float | None = None) -> STRAWNetwork:
+        """The STRAW network the actor-critic learner trains (the hook of :class:`ActorCriticConfig`): the
+        ``network`` section's torso and hidden layer as the feature extractor, the ``straw`` section's core."""
+        from agents.straw.network import STRAWNetwork
+
+        return STRAWNetwork(obs_shape, num_actions, self.network, self.straw, input_divisor)
+
+
+def validate(cfg: StrawConfig) -> None:
+    """The actor-critic checks, plus the planning core's sizes and weights.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    validate_actor_critic(cfg, algo="straw")
+    s = cfg.straw
+    require_positive({"straw.num_filters": s.num_filters, "straw.hidden": s.hidden,
+                      "straw.latent_dim": s.latent_dim})
+    require_nonnegative({"straw.kl_weight": s.kl_weight, "straw.commitment_cost": s.commitment_cost})
+    if s.plan_len < 2 or s.num_filters > s.plan_len:
+        raise ValueError(f"straw.plan_len={s.plan_len}, straw.num_filters={s.num_filters}: the plan needs at least 2 "
+                         f"columns and at most plan_len filters.")
+    if str(cfg.network.core) != "ff":
+        raise ValueError(f"network.core={cfg.network.core}: STRAW is the policy core itself (its plans are its "
+                         f"memory); leave network.core at 'ff' (the torso and hidden layer are its features).")

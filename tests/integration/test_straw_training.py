@@ -1,0 +1,79 @@
+"""STRAW on the actor-critic learner (issue 11, part 2): the actor's recorded gates replay exactly in the learner,
+and `reverie train straw_maze` / `strawe_maze` / `lstm_maze` / `strawe_minatar` run in both runtimes with
+TensorBoard, checkpoints and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.actor_critic.actor import make_ac_parts
+from agents.actor_critic.learning import ActorCriticLearner, Batch
+from agents.registry import get_builder
+from agents.runtime.actor import EnvActor
+from agents.runtime.algorithm import env_spec
+from agents.runtime.loop import run_training
+from agents.straw.config import StrawConfig
+from launch.config import load_config
+
+TINY = ["env.num_envs=4", "straw.plan_len=16", "straw.num_filters=3", "network.hidden=16", "straw.hidden=8",
+        "straw.latent_dim=4", "agent.unroll_length=6", "runtime.chunk_steps=6", "run.progress=false",
+        "run.eval_episodes=0", "run.log_every_frames=200", "run.checkpoint_every_frames=600"]
+
+
+def _cfg(tmp_path: Path, *overrides: str, preset: str = "strawe_maze") -> StrawConfig:
+    return load_config(StrawConfig, [preset], [*TINY, f"run.runs_dir={tmp_path}", *overrides])
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_the_learner_replays_the_actors_plans_exactly(tmp_path: Path, noisy: bool) -> None:
+    cfg = _cfg(tmp_path, "run.name=replay", f"straw.noisy={str(noisy).lower()}", "straw.commitment_cost=0.5")
+    actor = EnvActor(0, make_ac_parts, cfg, seed=5)
+    spec = env_spec(actor.env)
+    learner = ActorCriticLearner(spec, cfg, torch.device("cpu"))
+    actor.policy.set_weights(learner.get_weights())
+    unrolls = [out.payload for out in (actor.run(cfg.agent.unroll_length, 0, None, 0) for _ in range(3))]
+    for unroll in unrolls:
+        assert unroll is not None and set(unroll.inputs) == {"gate", "noise"}
+        assert unroll.inputs["gate"].shape == (cfg.agent.unroll_length + 1, cfg.env.num_envs)
+        batch = Batch(unroll, torch.device("cpu"))
+        with torch.no_grad():
+            out = learner.network.replay(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards,
+                                         batch.inputs)
+        # The learner's logits and values are the actor's, step by step, under the gates it drew.
+        np.testing.assert_allclose(out.logits[:-1].numpy(), unroll.logits, atol=1e-5)
+        assert unroll.values is not None
+        np.testing.assert_allclose(out.values[:-1].numpy(), unroll.values, atol=1e-5)
+    committed = np.concatenate([1 - u.inputs["gate"][:-1] for u in unrolls if u is not None])
+    assert 0 < committed.mean() < 1  # with its random first weights the core both commits and re-plans
+
+
+@pytest.mark.parametrize("preset", ["straw_maze", "strawe_maze", "lstm_maze", "strawe_minatar"])
+def test_presets_train_with_tensorboard_checkpoints_and_resume(tmp_path: Path, preset: str) -> None:
+    base = load_config(StrawConfig if preset != "lstm_maze" else get_builder("actor_critic").config_class,
+                       [preset], [f"run.runs_dir={tmp_path}", "run.name=r", "run.total_frames=1200",
+                                  "env.num_envs=4", "run.progress=false", "run.eval_episodes=2",
+                                  "run.log_every_frames=300", "agent.unroll_length=6", "runtime.chunk_steps=6",
+                                  *(["straw.plan_len=32"] if preset != "lstm_maze" else [])])
+    builder = get_builder(base.algo)
+    state = run_training(builder, base)
+    assert state.updates > 0 and state.frames >= 1200
+    tags = EventAccumulator(str(tmp_path / "r")).Reload().Tags()["scalars"]
+    assert "eval/mean_return" in tags
+    if preset != "lstm_maze":
+        assert {"charts/committed_fraction", "charts/macro_action_length"} <= set(tags)
+    base.run.total_frames = 2400
+    resumed = run_training(builder, base, run_dir=tmp_path / "r", resume=True)
+    assert resumed.frames >= 2400 and resumed.updates > state.updates
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_straw_trains_with_ray_actors_and_impala(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "run.name=ray", "runtime.num_actors=2", "agent.loss=impala", "runtime.max_ahead_chunks=1",
+               "agent.batch_chunks=2", "run.total_frames=1500")
+    state = run_training(get_builder("straw"), cfg)
+    assert state.updates > 0 and state.frames >= 1500
