@@ -84,6 +84,7 @@ MAX_DRAWS = 1000
 #: Settings ``make_env("maze/...", **overrides)`` and the name's ``:key=value`` part accept, with their types.
 SETTINGS: dict[str, type] = {
     "step_reward": float, "wall_density": float, "max_steps": int, "curriculum_start": int, "curriculum_every": int,
+    "layout_seed": int,
 }
 _CURRICULUM_SETTINGS = ("curriculum_start", "curriculum_every")
 _GRAMMAR = "maze/<n>[/curriculum][:key=value,...]"
@@ -101,6 +102,8 @@ class MazeSettings:
     :param max_steps: agent steps after which an episode is truncated.
     :param curriculum_start: L of the first mazes (curriculum only).
     :param curriculum_every: agent steps per +1 of L (curriculum only).
+    :param layout_seed: -1: a new maze every episode (the paper); k >= 0: every episode plays the one maze (walls,
+        start and goal) drawn from seed k, a fixed maze (for tests that a planner solves a maze).
     """
 
     size: int
@@ -110,6 +113,7 @@ class MazeSettings:
     max_steps: int = 100
     curriculum_start: int = 2
     curriculum_every: int = 2_000_000
+    layout_seed: int = -1
 
     @property
     def game(self) -> str:
@@ -202,6 +206,9 @@ def maze_settings(game: str, **overrides: Any) -> MazeSettings:
     for key in ("max_steps", "curriculum_start", "curriculum_every"):
         if getattr(settings, key) < 1:
             raise ValueError(f"{key} must be a positive integer, got {getattr(settings, key)!r}")
+    if settings.layout_seed < -1:
+        raise ValueError(f"layout_seed must be -1 (a new maze every episode) or a seed >= 0, got "
+                         f"{settings.layout_seed!r}")
     return settings
 
 
@@ -480,7 +487,12 @@ class MazeVector(VectorEnv):
         where = np.flatnonzero(mask)
         if len(where):
             s, length = self.settings, self.curriculum_length
-            self.core.load(where, generate_mazes(self._rng, len(where), s.size, s.wall_density, length), length)
+            if s.layout_seed >= 0:  # the one fixed maze, drawn from its own seed whatever the env's seed
+                one = generate_mazes(np.random.default_rng(s.layout_seed), 1, s.size, s.wall_density, length)
+                mazes = Mazes(*(np.repeat(field, len(where), axis=0) for field in one))
+            else:
+                mazes = generate_mazes(self._rng, len(where), s.size, s.wall_density, length)
+            self.core.load(where, mazes, length)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -598,8 +610,8 @@ class MazeEnv(gym.Env):
             self._frame_number = 0
         s = self.settings
         length = s.walk_length(self.curriculum_steps)
-        self.core.load(np.zeros(1, np.int64), generate_mazes(self.np_random, 1, s.size, s.wall_density, length),
-                       length)
+        rng = np.random.default_rng(s.layout_seed) if s.layout_seed >= 0 else self.np_random  # a fixed maze
+        self.core.load(np.zeros(1, np.int64), generate_mazes(rng, 1, s.size, s.wall_density, length), length)
         self._done = False
         self._obs = self.core.observe()[0]
         return self._obs.copy(), self._info(0.0)

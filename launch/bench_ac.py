@@ -47,10 +47,12 @@ def ac_bench_config(algo: str, game: str = "pong", overrides: Sequence[str] = ()
 
 
 def measure_ours(cfg: ActorCriticConfig, seconds: float) -> dict[str, float]:
-    """Our training loop for ``seconds`` after its first update: agent steps/s and the learner's busy fraction
+    """Our training loop (of ``cfg.algo``: actor-critic or STRAW) for ``seconds`` after its first update: agent
+    steps/s and the learner's busy fraction
     (seconds inside ``learner.update`` over wall seconds; the learner adds them up in ``_busy``, which only its
     log, switched off here, resets)."""
-    from agents.actor_critic.train import StopTraining, train
+    from agents.registry import get_builder
+    from agents.runtime.loop import StopTraining, run_training
 
     marks: dict[str, float] = {}
 
@@ -67,7 +69,7 @@ def measure_ours(cfg: ActorCriticConfig, seconds: float) -> dict[str, float]:
             raise StopTraining
 
     with tempfile.TemporaryDirectory() as tmp:
-        train(cfg, run_dir=os.path.join(tmp, "bench"), hooks=[hook])
+        run_training(get_builder(cfg.algo), cfg, run_dir=os.path.join(tmp, "bench"), hooks=[hook])
     if "elapsed" not in marks:
         raise RuntimeError("the training run ended before the measurement did")
     return {"steps_per_s": marks["steps"] / marks["elapsed"], "learner_busy_fraction": marks["busy"] / marks["elapsed"],

@@ -49,8 +49,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                          config_yaml=to_yaml(cfg), resume_from=point)
     assert state.run_dir is not None
     path = state.run_dir
-    summary = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
-               "episodes": state.episodes}
+    summary: dict[str, Any] = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
+                               "episodes": state.episodes}
+    if hasattr(builder, "pictures"):  # an algorithm with pictures of what it learnt (STRAW's plans)
+        try:
+            summary["pictures"] = [str(p) for p in builder.pictures(cfg, state.learner.get_weights(), path)]
+        except Exception as err:  # a picture must never fail a finished run
+            logging.warning("could not draw the pictures: %s", err)
     if state.returns:
         summary["mean_return_last_20"] = sum(state.returns[-20:]) / len(state.returns[-20:])
         try:
@@ -205,6 +210,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             figures.update(ac_result)
             tables.append(format_ac_table(ac_result))
         print(json.dumps(figures) if args.json else "\n\n".join(tables))
+    elif args.name == "straw":
+        from launch.bench_straw import format_straw_table, run_straw_bench
+
+        result = run_straw_bench(seconds=args.seconds or 20.0)
+        print(json.dumps(result) if args.json else format_straw_table(result))
     elif args.name == "density":
         from launch.bench_density import format_density_table, run_density_bench
 
@@ -299,11 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     video_cli.register(sub)
     imagine_cli.register(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model",
+    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw",
                        description="Side-by-side benchmarks that print a table (or --json).")
-    p.add_argument("name", choices=["throughput", "density", "vae", "world-model"])
+    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw"])
     p.add_argument("--seconds", type=float, default=None,
-                   help="seconds per measurement (default 20 for throughput and vae, 5 for world-model)")
+                   help="seconds per measurement (default 20 for throughput, vae and straw, 5 for world-model)")
     p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
     p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
     p.add_argument("--algo", action="append", choices=["dqn", "a2c", "ppo", "impala", "all"],

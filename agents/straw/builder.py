@@ -5,6 +5,9 @@ gates the actor drew, which the learner's replay applies."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from agents.actor_critic.builder import ActorCriticBuilder
 from agents.straw.config import StrawConfig, validate
 
@@ -17,6 +20,12 @@ class StrawBuilder(ActorCriticBuilder):
 
     def validate(self, cfg: StrawConfig) -> None:  # type: ignore[override]
         validate(cfg)
+
+    def pictures(self, cfg: StrawConfig, weights: Any, out_dir: Path) -> list[Path]:
+        """The plans as pictures, into the run directory (:mod:`agents.straw.pictures`)."""
+        from agents.straw.pictures import write_pictures
+
+        return write_pictures(cfg, weights, out_dir, seed=cfg.run.seed)
 
 
 BUILDER = StrawBuilder()

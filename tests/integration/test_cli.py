@@ -109,3 +109,15 @@ def test_bench_throughput_json(capsys: pytest.CaptureFixture[str]) -> None:
                 "train_learner_updates_per_s"):
         assert result[key] > 0, key
     assert "sb3_steps_per_s" in result
+
+
+def test_bench_straw_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from launch.bench_straw import STRAW_RUNS
+
+    assert main(["bench", "straw", "--seconds", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["env"]) == {"maze/11", "maze/15/curriculum"} and min(result["env"].values()) > 0
+    assert set(result["train"]) == set(STRAW_RUNS)
+    for figures in result["train"].values():
+        assert figures["steps_per_s"] > 0 and 0 < figures["learner_busy_fraction"] <= 1.0
+        assert 0 < figures["env_share"] < 1.0

@@ -77,3 +77,23 @@ def test_straw_trains_with_ray_actors_and_impala(tmp_path: Path) -> None:
                "agent.batch_chunks=2", "run.total_frames=1500")
     state = run_training(get_builder("straw"), cfg)
     assert state.updates > 0 and state.frames >= 1500
+
+
+def test_pictures_of_the_plans(tmp_path: Path) -> None:
+    import imageio.v2 as imageio
+
+    from agents.straw.pictures import plan_panel, record_game, replanning_heatmap, write_pictures
+
+    cfg = _cfg(tmp_path, "env.game=maze/6")
+    weights = cfg.build_network((3, 6, 6), 4, 1.0).state_dict()
+    paths = write_pictures(cfg, weights, tmp_path / "pics")
+    assert sorted(p.name for p in paths) == ["gate_strip.png", "plans.gif", "replanning_heatmap.png"]
+    for p in paths:
+        assert p.stat().st_size > 1000
+    trace = record_game(cfg, weights)
+    assert trace.gates[0] and len(trace.frames) == len(trace.plans) == len(trace.gates) <= 100
+    assert len(imageio.mimread(tmp_path / "pics" / "plans.gif")) == len(trace.frames)
+    panel = plan_panel(trace.plans[0], trace.commits[0], True, 96, 4)
+    assert panel.dtype == np.uint8 and panel.shape[2] == 3 and tuple(panel[0, 0]) == (220, 40, 40)  # re-plan bar
+    with pytest.raises(ValueError, match="maze"):
+        replanning_heatmap(_cfg(tmp_path, "env.game=minatar/breakout"), weights, tmp_path / "x.png")

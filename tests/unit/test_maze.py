@@ -419,3 +419,17 @@ def test_actor_critic_trains_on_the_maze_with_0_1_inputs_and_logs_the_optimum(tm
     optimal = [e.value for e in acc.Scalars("maze/optimal_return")]
     gaps = [e.value for e in acc.Scalars("maze/return_gap")]
     assert len(optimal) == state.episodes and all(g >= -1e-6 for g in gaps)
+
+
+def test_layout_seed_fixes_the_maze_for_every_episode_and_env() -> None:
+    env = make_env("maze/6:layout_seed=4", num_envs=3, seed=0)
+    first, _ = env.reset(seed=1)
+    assert (first == first[0]).all()
+    for _ in range(400):  # many episodes end and restart on the same maze
+        obs, *_ = env.step(np.random.default_rng(0).integers(0, 4, 3))
+        assert (obs[:, 0] == first[0, 0]).all() and (obs[:, 2] == first[0, 2]).all()  # walls and goal
+    other, _ = make_env("maze/6:layout_seed=4", num_envs=1, seed=99).reset(seed=7)
+    assert (other[0] == first[0]).all()  # the layout depends on layout_seed only
+    assert (MazeEnv("maze/6:layout_seed=4").reset(seed=3)[0] == first[0]).all()
+    with pytest.raises(ValueError, match="layout_seed"):
+        make_env("maze/6:layout_seed=-2", num_envs=1)
