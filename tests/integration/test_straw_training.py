@@ -72,11 +72,15 @@ def test_presets_train_with_tensorboard_checkpoints_and_resume(tmp_path: Path, p
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_straw_trains_with_ray_actors_and_impala(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, "run.name=ray", "runtime.num_actors=2", "agent.loss=impala", "runtime.max_ahead_chunks=1",
-               "agent.batch_chunks=2", "run.total_frames=1500")
+@pytest.mark.parametrize("loss", ["a2c", "impala"])
+def test_straw_trains_with_ray_actors(tmp_path: Path, loss: str) -> None:
+    extra = ["runtime.max_ahead_chunks=1", "agent.batch_chunks=2"] if loss == "impala" else []
+    cfg = _cfg(tmp_path, "run.name=ray", "runtime.num_actors=2", f"agent.loss={loss}", *extra,
+               "run.total_frames=1500")
     state = run_training(get_builder("straw"), cfg)
     assert state.updates > 0 and state.frames >= 1500
+    tags = EventAccumulator(str(tmp_path / "ray")).Reload().Tags()["scalars"]
+    assert "charts/committed_fraction" in tags and "charts/policy_lag" in tags
 
 
 def test_pictures_of_the_plans(tmp_path: Path) -> None:
