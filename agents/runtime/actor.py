@@ -237,11 +237,13 @@ class EnvActor:
                            time.perf_counter() - start, extras_out, stats, discovered, self._weights_version)
 
     def _parts(self) -> dict[str, Any]:
-        return {"policy": self.policy, "adder": self.adder, **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
+        # The env too: one with a state a resumed run needs (the maze's curriculum position) has a state_dict.
+        return {"env": self.env, "policy": self.policy, "adder": self.adder,
+                **{f"tracker{i}": t for i, t in enumerate(self.trackers)}}
 
     def get_state(self) -> dict[str, Any]:
-        """What this actor learned that a resumed run needs (e.g. its density model): the ``state_dict()`` of its
-        policy, adder and trackers, where they have one."""
+        """What this actor learned that a resumed run needs (e.g. its density model, the maze's curriculum
+        position): the ``state_dict()`` of its env, policy, adder and trackers, where they have one."""
         return {name: part.state_dict() for name, part in self._parts().items() if hasattr(part, "state_dict")}
 
     def set_state(self, state: dict[str, Any]) -> None:

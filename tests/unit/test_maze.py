@@ -433,3 +433,22 @@ def test_layout_seed_fixes_the_maze_for_every_episode_and_env() -> None:
     assert (MazeEnv("maze/6:layout_seed=4").reset(seed=3)[0] == first[0]).all()
     with pytest.raises(ValueError, match="layout_seed"):
         make_env("maze/6:layout_seed=-2", num_envs=1)
+
+
+def test_the_curriculum_position_is_part_of_the_actor_state() -> None:
+    """A resumed run goes on with the curriculum's L (the actor's state, checkpointed, holds the env's)."""
+    from agents.actor_critic.actor import make_ac_parts
+    from agents.actor_critic.config import ActorCriticConfig
+    from launch.config import load_config
+
+    cfg = load_config(ActorCriticConfig, ["a2c_minatar"], [
+        "env.game=maze/9/curriculum:curriculum_every=50", "env.num_envs=2", "agent.unroll_length=5",
+        "runtime.chunk_steps=5"])
+    actor = EnvActor(0, make_ac_parts, cfg, seed=1)
+    for _ in range(10):
+        actor.run(5, 0, None, 0)
+    saved = actor.get_state()
+    assert saved["env"]["curriculum_steps"] == actor.env.curriculum_steps > 50
+    fresh = EnvActor(0, make_ac_parts, cfg, seed=1)
+    fresh.set_state(saved)
+    assert fresh.env.curriculum_steps == actor.env.curriculum_steps
