@@ -130,8 +130,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         game = resolve_game([Path(p) for p in args.run_dirs], args.game, required=True)
         assert game is not None
         random_level = random_return(game)
+    if args.smooth < 1:
+        raise UserError(f"--smooth {args.smooth}: give a window of at least 1 logged point.")
     out = plot_runs([Path(p) for p in args.run_dirs], Path(args.output), baseline=args.baseline,
-                    game=args.game, tags=args.tag or None, random_level=random_level)
+                    game=args.game, tags=args.tag or None, random_level=random_level, smooth=args.smooth)
     print(out)
     return 0
 
@@ -289,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=["DQN", "Rainbow"], help="draw the published Dopamine curve too")
     p.add_argument("--game", help="game of the baseline (default: from the first run's config.yaml)")
     p.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
+    from launch.plot import DEFAULT_SMOOTH
+
+    p.add_argument("--smooth", type=int, default=DEFAULT_SMOOTH,
+                   help="trailing-mean window in logged points (games, for returns); at most a tenth of a curve's "
+                        "points is used")
     p.add_argument("--random", action="store_true",
                    help="draw the random-policy return (published for Atari, measured for MinAtar and toy/catch)")
     p.set_defaults(func=cmd_plot)
