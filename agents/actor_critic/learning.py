@@ -182,8 +182,8 @@ class ActorCriticLearner:
             self.network.load_state_dict(state["learner"]["network"])
         except RuntimeError as err:  # a network of another shape: name the fix, not torch's key lists
             raise ValueError("the checkpoint's network does not fit this config's (network.core, torso, sizes or "
-                             "game differ); resume with the run's own config: reverie train RUN_DIR/config.yaml "
-                             f"--resume RUN_DIR ({str(err).splitlines()[0]})") from err
+                             "game differ); resume with the run's own config: reverie train --resume RUN_DIR "
+                             f"({str(err).splitlines()[0]})") from err
         self.optimizer.load_state_dict(state["learner"]["optimizer"])
         self.lr = float(state["learner"]["lr"])
 
