@@ -63,6 +63,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.vector import reset_mask
+
 log = logging.getLogger(__name__)
 
 #: Draws ``n`` start windows, uint8 ``[n, c, H, W]``, with the given generator.
@@ -285,11 +287,7 @@ class ImaginedEnv(VectorEnv):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
             self._frame_number[:] = 0
-        mask = np.ones(self.num_envs, bool)
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+        mask = reset_mask(options, self.num_envs)
         if self._state is None:
             mask = np.ones(self.num_envs, bool)  # nothing to keep before the first reset
         if mask.any():

@@ -69,6 +69,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.vector import reset_mask
+
 PREFIX = "maze/"
 CURRICULUM = "curriculum"
 ACTION_MEANINGS = ("UP", "RIGHT", "DOWN", "LEFT")
@@ -500,11 +502,7 @@ class MazeVector(VectorEnv):
         """New mazes in all envs (or in those of ``options["reset_mask"]``); see the class docstring."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        mask = np.ones(self.num_envs, dtype=bool)
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+        mask = reset_mask(options, self.num_envs)
         self._new_mazes(mask)
         self._episode_frame[mask] = 0
         if seed is not None:  # like ale-py, a seeded reset restarts the frame counter

@@ -36,6 +36,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.vector import reset_mask
+
 GRID = 10
 #: Channels of each game's state (MinAtar 1.0.15, ``Environment.state_shape()[2]``).
 CHANNELS: dict[str, int] = {"asterix": 4, "breakout": 4, "freeway": 7, "seaquest": 10, "space_invaders": 6}
@@ -142,11 +144,7 @@ class MinAtarVector(VectorEnv):
         if seed is None and self._default_seed is not None:
             seed = self._default_seed
         self._default_seed = None
-        mask = np.ones(self.num_envs, dtype=bool)
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+        mask = reset_mask(options, self.num_envs)
         for i in np.flatnonzero(mask).tolist():
             env = self._envs[i]
             if seed is not None:

@@ -29,6 +29,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.vector import reset_mask
+
 FRAME_SIZE = 84
 BALL_PIXEL = 255
 PADDLE_PIXEL = 128
@@ -158,11 +160,7 @@ class CatchVectorEnv(VectorEnv):
         """Start new episodes in all envs (or in those of ``options["reset_mask"]``)."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        mask = np.ones(self.num_envs, dtype=bool)
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+        mask = reset_mask(options, self.num_envs)
         self.core.reset(mask, self._rng.integers(self.core.columns, size=self.num_envs))
         self._episode_frame[mask] = 0
         if seed is not None:  # like ale-py, a seeded reset restarts the emulator's frame counter

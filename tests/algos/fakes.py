@@ -72,3 +72,22 @@ def moving_dot_dataset(root: Path, episodes: int = 6, length: int = 40, heldout_
         w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
     w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
     return root
+
+
+def sprite_dataset(root: Path, episodes: int = 4, length: int = 40) -> Path:
+    """A trajectory dataset of bright squares moving over a dark background, 84x84 luminance frames, a quarter of
+    them held out (shards of 80 frames); ``root`` is returned."""
+    rng = np.random.default_rng(0)
+    from worldmodels.data import DatasetWriter
+
+    w = DatasetWriter(root, {"game": "sprites"}, heldout_fraction=0.25, shard_frames=80)
+    for _ in range(episodes):
+        f = np.full((length, 84, 84), 20, np.uint8)
+        for t in range(length):
+            y, x = rng.integers(0, 76, 2)
+            f[t, y:y + 8, x:x + 8] = 200
+        acts = rng.integers(0, 3, length).astype(np.int64)
+        acts[-1] = -1
+        w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
+    w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
+    return root

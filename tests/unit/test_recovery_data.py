@@ -25,7 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import launch.collect as collect_module
 from launch.collect import collect
 from launch.config import load_config
-from tests.algos.fakes import moving_dot_dataset
+from tests.algos.fakes import moving_dot_dataset, sprite_dataset
 from worldmodels.common.scaffold import RunScaffold
 from worldmodels.data import DatasetError, DatasetWriter, TrajectoryDataset, read_manifest
 from worldmodels.vae import VAEFitConfig
@@ -33,22 +33,6 @@ from worldmodels.video import VideoFitConfig
 from worldmodels.video.train import fit_world_model
 
 HELD_OUT_GONE = "no held-out data is left after skipping corrupt shards"
-
-
-def sprite_dataset(root: Path, episodes: int = 4, length: int = 40) -> Path:
-    """Bright squares moving over a dark background, 84x84 luminance frames (a quarter held out)."""
-    rng = np.random.default_rng(0)
-    w = DatasetWriter(root, {"game": "sprites"}, heldout_fraction=0.25, shard_frames=80)
-    for _ in range(episodes):
-        f = np.full((length, 84, 84), 20, np.uint8)
-        for t in range(length):
-            y, x = rng.integers(0, 76, 2)
-            f[t, y:y + 8, x:x + 8] = 200
-        acts = rng.integers(0, 3, length).astype(np.int64)
-        acts[-1] = -1
-        w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
-    w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
-    return root
 
 
 def tiny_vae(data: Path, *overrides: str) -> VAEFitConfig:

@@ -15,28 +15,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from launch.config import ConfigError, load_config
+from tests.algos.fakes import sprite_dataset
 from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 from worldmodels.common.scaffold import RunExistsError
-from worldmodels.data import DatasetWriter
 from worldmodels.vae import BinaryVAE, VAEFitConfig
 from worldmodels.vae.evaluate import evaluate_vae
 from worldmodels.vae.train import fit_vae
-
-
-def sprite_dataset(root: Path, episodes: int = 4, length: int = 40) -> Path:
-    """Bright squares moving over a dark background, 84x84 luminance frames."""
-    rng = np.random.default_rng(0)
-    w = DatasetWriter(root, {"game": "sprites"}, heldout_fraction=0.25, shard_frames=80)
-    for _ in range(episodes):
-        f = np.full((length, 84, 84), 20, np.uint8)
-        for t in range(length):
-            y, x = rng.integers(0, 76, 2)
-            f[t, y:y + 8, x:x + 8] = 200
-        acts = rng.integers(0, 3, length).astype(np.int64)
-        acts[-1] = -1
-        w.add_episode(f, acts, np.zeros(length, np.float32), terminal=True)
-    w.close(num_actions=3, frame_skip=1, emulator_frames=episodes * length, wall_seconds=0.0)
-    return root
 
 
 def tiny(data: Path, *overrides: str) -> VAEFitConfig:
