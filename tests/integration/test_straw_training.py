@@ -101,3 +101,13 @@ def test_pictures_of_the_plans(tmp_path: Path) -> None:
     assert panel.dtype == np.uint8 and panel.shape[2] == 3 and tuple(panel[0, 0]) == (220, 40, 40)  # re-plan bar
     with pytest.raises(ValueError, match="maze"):
         replanning_heatmap(_cfg(tmp_path, "env.game=minatar/breakout"), weights, tmp_path / "x.png")
+
+
+def test_straw_trains_with_ppo(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "run.name=ppo", "agent.loss=ppo", "agent.unroll_length=8", "runtime.chunk_steps=8",
+               "agent.ppo_minibatches=2", "agent.ppo_epochs=2", "run.total_frames=640")
+    state = run_training(get_builder("straw"), cfg)
+    # One update per batch of 4 envs x 8 steps (autoreset steps are in a batch but not counted as agent steps).
+    assert 640 // 32 <= state.updates <= state.steps // 32 + 2
+    tags = EventAccumulator(str(tmp_path / "ppo")).Reload().Tags()["scalars"]
+    assert {"charts/committed_fraction", "losses/core_loss", "losses/approx_kl"} <= set(tags)
