@@ -67,7 +67,8 @@ class STRAWNetwork(nn.Module):
 
     def _draws(self, commit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The next step's gate ``[B]`` (0/1 float, drawn from ``commit[:, 0]``) and STRAWe noise ``[B, latent]``."""
-        gate = (torch.rand(commit.shape[0], device=commit.device) < commit[:, 0]).float()
+        no_start = torch.zeros(commit.shape[0], dtype=torch.bool, device=commit.device)
+        gate = self.core.sample_gates({"commit": commit}, no_start).float()
         return gate, torch.randn(commit.shape[0], self.core.latent_dim, device=commit.device)
 
     def initial_state(self, batch: int) -> State:

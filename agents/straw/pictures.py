@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from agents.straw.config import StrawConfig
 from agents.straw.network import STRAWNetwork
+
+if TYPE_CHECKING:
+    from agents.actor_critic.actor import ACPolicy
 from worldmodels.common.atomic import atomic_write
 
 #: Plan columns a picture shows (the next steps; the plan is 500 long, its far end is mostly empty).
@@ -50,18 +53,18 @@ def _network(cfg: StrawConfig, weights: dict[str, torch.Tensor], spec: Any) -> S
     return network.eval().requires_grad_(False)
 
 
-def _act(network: STRAWNetwork, obs: np.ndarray, state: dict[str, torch.Tensor], starts: np.ndarray,
-         rng: np.random.Generator, greedy: bool) -> tuple[np.ndarray, dict[str, torch.Tensor], np.ndarray]:
-    """One step of N envs: actions, the next state and the gates the step applied (bool ``[N]``)."""
-    applied = (state["gate"].numpy() > 0.5) | starts
-    with torch.inference_mode():
-        logits, _, state = network.step(torch.from_numpy(obs), state, torch.from_numpy(starts))
-    logits_np = logits.numpy()
-    if greedy:
-        actions = logits_np.argmax(axis=1)
-    else:
-        actions = (logits_np - np.log(-np.log(rng.random(logits_np.shape)))).argmax(axis=1)
-    return actions.astype(np.int64), state, applied
+def _policy(network: STRAWNetwork, seed: int, greedy: bool) -> ACPolicy:
+    """The actor's sampling policy around ``network`` (its state, ``policy.state``, holds the plans)."""
+    from agents.actor_critic.actor import ACPolicy
+
+    # STRAWNetwork offers ActorCriticNetwork's interface without subclassing it (see StrawConfig.build_network).
+    return ACPolicy(cast(Any, network), seed, greedy=greedy)
+
+
+def _act(policy: ACPolicy, obs: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of N envs as the actor takes it: actions and the gates the step applied (bool ``[N]``)."""
+    actions, extras = policy.act(obs, 0, starts)
+    return actions, (extras["input_gate"] > 0.5) | starts
 
 
 def record_game(cfg: StrawConfig, weights: dict[str, torch.Tensor], seed: int = 0, max_steps: int = 400) -> Trace:
@@ -72,15 +75,15 @@ def record_game(cfg: StrawConfig, weights: dict[str, torch.Tensor], seed: int = 
     env = make_env(cfg.env.game, num_envs=1, seed=seed)
     try:
         spec = env_spec(env)
-        network = _network(cfg, weights, spec)
-        rng = np.random.default_rng(seed)
+        policy = _policy(_network(cfg, weights, spec), seed, bool(cfg.agent.eval_greedy))
         obs, _ = env.reset(seed=seed)
-        state = network.initial_state(1)
         starts = np.ones(1, bool)
         trace = Trace()
         scale = 16 if max(spec.frame_shape[-2:]) <= 16 else 2
         for _ in range(max_steps):
-            actions, state, applied = _act(network, obs, state, starts, rng, bool(cfg.agent.eval_greedy))
+            actions, applied = _act(policy, obs, starts)
+            assert policy.state is not None
+            state = policy.state
             if is_maze(cfg.env.game):
                 from envs import maze_to_rgb
 
@@ -209,7 +212,7 @@ def replanning_heatmap(cfg: StrawConfig, weights: dict[str, torch.Tensor], path:
     env = MazeVector(cfg.env.game, num_envs=len(starts_cells), seed=seed)
     try:
         spec = env_spec(env)
-        network = _network(cfg, weights, spec)
+        policy = _policy(_network(cfg, weights, spec), seed, bool(cfg.agent.eval_greedy))
         env.reset(seed=seed)
         obs = None
         for i, cell in enumerate(starts_cells):
@@ -217,12 +220,10 @@ def replanning_heatmap(cfg: StrawConfig, weights: dict[str, torch.Tensor], path:
         assert obs is not None
         n = walls.shape[0]
         visits, replans = np.zeros((n, n)), np.zeros((n, n))
-        state = network.initial_state(len(starts_cells))
         starts = np.ones(len(starts_cells), bool)
         live = np.ones(len(starts_cells), bool)
-        rng = np.random.default_rng(seed)
         for _ in range(env.settings.max_steps):
-            actions, state, applied = _act(network, obs, state, starts, rng, bool(cfg.agent.eval_greedy))
+            actions, applied = _act(policy, obs, starts)
             where = np.argwhere(obs[:, 1] > 0)  # (env, row, col) of each agent
             for e, r, c in where:
                 if live[e]:
