@@ -166,14 +166,18 @@ def newest_frames(obs: np.ndarray, stack: int, frame_shape: tuple[int, ...]) -> 
 def observation_to_rgb(obs: np.ndarray, stack: int, frame_shape: tuple[int, ...], scale: int = 4) -> np.ndarray:
     """One observation as a picture people can look at: uint8 ``[H * scale, W * scale, 3]``.
 
-    Atari and Catch: the newest grey frame. MinAtar: each of the C 0/1 channels in its own colour (a fixed
-    palette; where objects overlap, the later channel wins) on black, as MinAtar's own display does.
+    Atari and Catch: the newest frame, grey or (``env.colour``) RGB. MinAtar and the maze: each of the C 0/1
+    channels in its own colour (a fixed palette; where objects overlap, the later channel wins) on black, as
+    MinAtar's own display does.
 
-    :param obs: one observation (``[S, 84, 84]`` or ``[C, 10, 10]``). :param scale: pixel repeat per axis.
+    :param obs: one observation (``[S, 84, 84]``, ``[S, 84, 84, 3]`` or ``[C, 10, 10]``). :param scale: pixel repeat
+        per axis.
     """
     frame = newest_frames(obs[None], stack, frame_shape)[0]
     if frame.ndim == 2:
         rgb = np.repeat(frame[..., None], 3, axis=2)
+    elif frame.shape[-1] == 3 and frame.shape[0] != 3:  # an RGB frame [H, W, 3], not 3 channels of a grid
+        rgb = frame
     else:
         channels = frame.shape[0]
         # Evenly spaced bright hues: HSV (h, 0.75, 1) for channel h/C, converted to RGB.

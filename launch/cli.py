@@ -215,7 +215,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.name == "straw":
         from launch.bench_straw import format_straw_table, run_straw_bench
 
-        result = run_straw_bench(seconds=args.seconds or 20.0)
+        result = run_straw_bench(seconds=args.seconds or 20.0, atari=args.atari)
         print(json.dumps(result) if args.json else format_straw_table(result))
     elif args.name == "density":
         from launch.bench_density import format_density_table, run_density_bench
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="throughput of which training (repeatable; default dqn): dqn (the DQN pipeline, Ray, SB3's "
                         "DQN), a2c / ppo (ours vs SB3's with the a2c_pong / ppo_pong settings), impala "
                         "(impala_pong, 2 Ray actors: steps/s, learner busy fraction); all = a2c, ppo, impala")
+    p.add_argument("--atari", action="store_true",
+                   help="straw: the Atari presets (strawe_atari, lstm_atari on Frostbite, colour frames) instead of "
+                        "the maze ones")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -23,4 +23,4 @@ def evaluate_policy(cfg: ActorCriticConfig, weights: dict[str, torch.Tensor], ep
         return ACPolicy(network, round_seed, greedy=cfg.agent.eval_greedy, clip_rewards=cfg.agent.clip_rewards)
 
     return play_games(cfg.env.game, make_policy, episodes, seed=seed, preset=preset, max_envs=max_envs,
-                      record=record)
+                      record=record, colour=cfg.env.colour)

@@ -38,4 +38,4 @@ def evaluate_policy(cfg: DQNConfig, weights: dict[str, torch.Tensor], episodes: 
         return EpsilonGreedyPolicy(network, cfg, 0, round_seed, fixed_epsilon=eps)
 
     return play_games(cfg.env.game, make_policy, episodes, seed=seed, preset=preset, max_envs=max_envs,
-                      record=record)
+                      record=record, colour=cfg.env.colour)

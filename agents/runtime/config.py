@@ -43,6 +43,10 @@ class EnvConfig:
     """Atari vector env: "ale_vector" (ale-py's C++ AtariVectorEnv, fastest, no RAM access) or "gymnasium" (a
     gymnasium SyncVectorEnv of single ale-py envs, same API plus ``info["ram"]`` uint8 [N, 128]; needed for the
     Montezuma's Revenge room metrics). Only "ale_vector" applies to ``toy/catch`` and MinAtar."""
+    colour: bool = False
+    """Atari only: RGB frames, observations uint8 ``[S, 84, 84, 3]`` (STRAW's Atari input, Vezhnevets et al. 2016,
+    Sec. 5.4), which the networks' torsos fold into 3 S channels; False: luminance frames ``[S, 84, 84]``. Needs the
+    "ale_vector" backend."""
 
 
 @dataclass
@@ -130,6 +134,12 @@ def validate_common(env: EnvConfig, runtime: RuntimeConfig, run: RunConfig) -> N
     if env.game.startswith(OWN_VECTOR_ENVS) and env.backend != "ale_vector":
         raise ValueError(f"env.backend={env.backend!r} applies to Atari games only; {env.game} has its own "
                          "vector env: leave env.backend at 'ale_vector'.")
+    if env.colour and env.game.startswith(OWN_VECTOR_ENVS):
+        raise ValueError(f"env.colour=true applies to Atari games only; {env.game} has its own observations: "
+                         "leave env.colour at false.")
+    if env.colour and env.backend != "ale_vector":
+        raise ValueError(f"env.colour=true needs env.backend='ale_vector' (ale-py's vector env makes the RGB "
+                         f"frames), got {env.backend!r}.")
 
 
 #: Game-name prefixes of envs with their own vector env (``env.backend`` applies to Atari games only).
@@ -141,11 +151,17 @@ def actor_seed(run: RunConfig, actor_id: int) -> int:
     return run.seed + 1000 * (actor_id + 1)
 
 
-def make_actor_env(env: EnvConfig, seed: int) -> Any:
-    """One actor's vector env as the ``env`` section says (the Atari backend only for Atari games: MinAtar, the
-    maze and toy/catch have their own vector envs)."""
+def env_overrides(env: EnvConfig) -> dict[str, Any]:
+    """The ``make_env`` settings the ``env`` section adds to its preset: the Atari backend and colour, for Atari games
+    only (MinAtar, the maze and toy/catch have their own vector envs and observations)."""
+    if env.game.startswith(OWN_VECTOR_ENVS):
+        return {}
+    return {"backend": str(env.backend), **({"grayscale": False} if env.colour else {})}
+
+
+def make_actor_env(env: EnvConfig, seed: int, num_envs: int | None = None) -> Any:
+    """One actor's vector env as the ``env`` section says (``num_envs`` envs, default ``env.num_envs``)."""
     from envs import make_env
 
-    backend = {} if env.game.startswith(OWN_VECTOR_ENVS) else {"backend": env.backend}
-    return make_env(env.game, preset=env.preset, num_envs=env.num_envs, seed=seed, num_threads=env.num_threads,
-                    **backend)
+    return make_env(env.game, preset=env.preset, num_envs=env.num_envs if num_envs is None else num_envs, seed=seed,
+                    num_threads=env.num_threads, **env_overrides(env))

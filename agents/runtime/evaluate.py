@@ -17,7 +17,8 @@ from envs import make_env
 
 
 def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episodes: int, seed: int = 12345,
-               preset: str = "machado", max_envs: int = 8, record: list[np.ndarray] | None = None) -> EvalResult:
+               preset: str = "machado", max_envs: int = 8, record: list[np.ndarray] | None = None,
+               colour: bool = False) -> EvalResult:
     """Play ``episodes`` games of ``game``, at most ``max_envs`` at a time.
 
     :param make_policy: builds the policy for a round of games from the env's spec and a seed (distinct per round).
@@ -27,6 +28,7 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
     :param preset: Atari protocol of the evaluation env ("machado" by default, whatever the training preset).
     :param record: if given, the observations of the first game (env 0 of the first round) are appended to it,
         one uint8 array per step, for a video of the agent playing.
+    :param colour: RGB Atari frames (the run's ``env.colour``).
     :raises ValueError: ``episodes`` not positive.
     """
     if episodes <= 0:
@@ -36,7 +38,8 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
     round_idx = 0
     while len(returns) < episodes:
         n = min(max_envs, episodes - len(returns))
-        env = make_env(game, preset=preset, num_envs=n, seed=seed + 7919 * round_idx)
+        env = make_env(game, preset=preset, num_envs=n, seed=seed + 7919 * round_idx,
+                       **({"grayscale": False} if colour else {}))
         policy = make_policy(env_spec(env), seed + round_idx)
         observe_rewards = getattr(policy, "observe_rewards", None)
         obs, _ = env.reset(seed=seed + 7919 * round_idx)

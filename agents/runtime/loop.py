@@ -29,8 +29,7 @@ import torch
 
 from agents.runtime.actor import ActorOutput
 from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Learner, env_spec
-from agents.runtime.config import RESUME_SAFE_KEYS
-from envs import make_env
+from agents.runtime.config import RESUME_SAFE_KEYS, make_actor_env
 from worldmodels.common.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
 from worldmodels.common.resume import ResumeError, ResumePoint, open_run
@@ -66,7 +65,7 @@ Hook = Callable[[TrainState], None]
 
 def probe_env(cfg: Any) -> EnvSpec:
     """The env's :class:`EnvSpec` from a 1-env instance (raises the env's own clear error for an unknown game)."""
-    env = make_env(cfg.env.game, preset=cfg.env.preset, num_envs=1, seed=0)
+    env = make_actor_env(cfg.env, seed=0, num_envs=1)
     try:
         return env_spec(env)
     finally:

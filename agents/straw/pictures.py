@@ -70,9 +70,10 @@ def _act(policy: ACPolicy, obs: np.ndarray, starts: np.ndarray) -> tuple[np.ndar
 def record_game(cfg: StrawConfig, weights: dict[str, torch.Tensor], seed: int = 0, max_steps: int = 400) -> Trace:
     """Play one game of ``cfg.env.game`` and record the plans at every step (at most ``max_steps``)."""
     from agents.runtime.algorithm import env_spec
-    from envs import is_maze, make_env, observation_to_rgb
+    from agents.runtime.config import make_actor_env
+    from envs import is_maze, observation_to_rgb
 
-    env = make_env(cfg.env.game, num_envs=1, seed=seed)
+    env = make_actor_env(cfg.env, seed, num_envs=1)
     try:
         spec = env_spec(env)
         policy = _policy(_network(cfg, weights, spec), seed, bool(cfg.agent.eval_greedy))

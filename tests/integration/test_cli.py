@@ -121,3 +121,16 @@ def test_bench_straw_json(capsys: pytest.CaptureFixture[str]) -> None:
     for figures in result["train"].values():
         assert figures["steps_per_s"] > 0 and 0 < figures["learner_busy_fraction"] <= 1.0
         assert 0 < figures["env_share"] < 1.0
+
+
+def test_bench_straw_atari_figures() -> None:
+    from launch.bench_straw import format_straw_table, run_straw_bench
+
+    result = run_straw_bench(seconds=1.0, names=("ff", "strawe"), atari=True)
+    assert set(result["env"]) == {"Frostbite, grey", "Frostbite, colour"} and min(result["env"].values()) > 0
+    assert set(result["train"]) == {"ff", "strawe"}
+    for figures in result["train"].values():
+        assert figures["steps_per_s"] > 0 and 0 < figures["env_share"] < 1.0
+        # 10M frames at 4 frames per agent step, in hours
+        assert figures["hours_per_10m_frames"] == pytest.approx(10e6 / 4 / figures["steps_per_s"] / 3600)
+    assert "h / 10M frames" in format_straw_table(result)

@@ -103,6 +103,24 @@ def test_pictures_of_the_plans(tmp_path: Path) -> None:
         replanning_heatmap(_cfg(tmp_path, "env.game=minatar/breakout"), weights, tmp_path / "x.png")
 
 
+@pytest.mark.parametrize("preset", ["strawe_atari", "lstm_atari"])
+def test_atari_presets_train_on_colour_frames(tmp_path: Path, preset: str) -> None:
+    algo = "straw" if preset.startswith("straw") else "actor_critic"
+    tiny = ["straw.plan_len=32", "straw.num_filters=3", "straw.latent_dim=4"] if algo == "straw" else []
+    cfg = load_config(get_builder(algo).config_class, [preset], [
+        f"run.runs_dir={tmp_path}", "run.name=atari", "env.num_envs=2", "agent.unroll_length=4",
+        "runtime.chunk_steps=4", "run.total_frames=160", "run.progress=false", "run.eval_episodes=0", *tiny])
+    assert cfg.env.colour and cfg.network.torso == "a3c" and cfg.network.hidden == 128
+    builder = get_builder(algo)
+    state = run_training(builder, cfg)
+    assert state.updates > 0
+    weights = torch.load(sorted((tmp_path / "atari" / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    convs = [tuple(v.shape) for v in weights["learner"]["network"].values() if v.dim() == 4]
+    assert convs == [(16, 12, 8, 8), (32, 16, 4, 4)]  # 4 stacked RGB frames in; the paper's 16 8x8/4, 32 4x4/2
+    cfg.run.total_frames = 320
+    assert run_training(builder, cfg, run_dir=tmp_path / "atari", resume=True).updates > state.updates
+
+
 def test_straw_trains_with_ppo(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, "run.name=ppo", "agent.loss=ppo", "agent.unroll_length=8", "runtime.chunk_steps=8",
                "agent.ppo_minibatches=2", "agent.ppo_epochs=2", "run.total_frames=640")

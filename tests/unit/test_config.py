@@ -71,6 +71,10 @@ def test_validate_rejects_impossible_values() -> None:
     cfg = load_config(DQNConfig, ["smoke"], ["replay.capacity=100"])
     with pytest.raises(ValueError, match="replay.capacity=100 is too small"):
         validate(cfg)
+    with pytest.raises(ValueError, match="env.colour=true applies to Atari games only"):
+        validate(load_config(DQNConfig, ["dqn_minatar"], ["env.colour=true"]))
+    with pytest.raises(ValueError, match="env.colour=true needs env.backend='ale_vector'"):
+        validate(load_config(DQNConfig, ["dqn_pong"], ["env.colour=true", "env.backend=gymnasium"]))
 
 
 def test_saved_yaml_round_trips(tmp_path: Path) -> None:

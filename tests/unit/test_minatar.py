@@ -262,3 +262,18 @@ def test_minatar_steps_through_the_builder_and_the_replay() -> None:
         key = (batch.obs[k].tobytes(), int(batch.actions[k]), float(batch.returns[k]),
                round(float(batch.discounts[k]), 6), batch.next_obs[k].tobytes())
         assert key in seen
+
+
+def test_torsos_fold_stacks_of_colour_frames_frame_by_frame() -> None:
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (2, 4, 84, 84, 3), dtype=torch.uint8)  # [B, S, H, W, RGB], as ale-py gives them
+    torso, out = make_torso((4, 84, 84, 3), kind="a3c")
+    assert out == 2592 and torso.in_shape == (12, 84, 84) and torso.fold_colour
+    plain, _ = make_torso((12, 84, 84), kind="a3c")
+    plain.load_state_dict(torso.state_dict())
+    # Channel 3 s + c is colour c of frame s: the same features as folding by hand.
+    by_hand = frames.permute(0, 1, 4, 2, 3).reshape(2, 12, 84, 84)
+    assert torch.allclose(torso(frames), plain(by_hand), atol=1e-5)
+    assert torch.equal(by_hand[1, 3 * 2 + 1], frames[1, 2, :, :, 1])  # frame 2's green plane
+    with pytest.raises(ValueError, match=r"\(S, H, W, 3\)"):
+        make_torso((4, 84, 84, 2))
