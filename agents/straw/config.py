@@ -43,6 +43,13 @@ class StrawSettings:
     paper prints "c_t[t]", see :mod:`agents.straw.core`)."""
     commit_patch: float = 40.0
     """The commitment write's fixed patch value (paper: 40)."""
+    commit_init_centre: float = 0.0
+    """Where the commitment write's filter is centred at initialisation, in plan columns ahead of the current step
+    (ours; the paper does not say). 0: DRAW's initialisation, the middle of the plan ((T + 1) / 2). There the
+    filter writes nothing into the first columns, the only ones the gate reads while macro-actions are short, so
+    the commitment module's linear map gets exactly zero gradient and only the bias b learns (measured; see
+    README's STRAW section). m > 0 starts the filter m columns ahead (``g~ = 2 (m + 1) / (T + 1) - 1``, in the bias of
+    f_c), so that re-planning markers start a few steps ahead and the module learns where to put them."""
 
 
 @dataclass
@@ -71,7 +78,11 @@ def validate(cfg: StrawConfig) -> None:
     s = cfg.straw
     require_positive({"straw.num_filters": s.num_filters, "straw.hidden": s.hidden,
                       "straw.latent_dim": s.latent_dim})
-    require_nonnegative({"straw.kl_weight": s.kl_weight, "straw.commitment_cost": s.commitment_cost})
+    require_nonnegative({"straw.kl_weight": s.kl_weight, "straw.commitment_cost": s.commitment_cost,
+                         "straw.commit_init_centre": s.commit_init_centre})
+    if s.commit_init_centre > s.plan_len:
+        raise ValueError(f"straw.commit_init_centre={s.commit_init_centre} lies past the plan's {s.plan_len} columns; "
+                         "choose 0 (DRAW's middle) or a column in 1..plan_len.")
     if s.plan_len < 2 or s.num_filters > s.plan_len:
         raise ValueError(f"straw.plan_len={s.plan_len}, straw.num_filters={s.num_filters}: the plan needs at least 2 "
                          f"columns and at most plan_len filters.")

@@ -102,12 +102,14 @@ class STRAWCore(nn.Module):
         reparameterisation trick (linear maps to mu and log sigma, sigma the standard deviation).
     :param latent_dim: z's size in STRAWe (paper: 128); unused without ``noisy`` (then z is the features).
     :param commit_patch: the commitment write's fixed patch value (paper: 40).
+    :param commit_init_centre: 0 (DRAW's initialisation: the commitment filter at the plan's middle), or m > 0:
+        the filter starts m columns ahead (ours; see :class:`agents.straw.config.StrawSettings`).
     """
 
     def __init__(self, features: nn.Module, feature_dim: int, num_actions: int, *,
                  plan_len: int = DEFAULT_PLAN_LEN, num_filters: int = DEFAULT_NUM_FILTERS,
                  hidden: int = DEFAULT_HIDDEN, noisy: bool = False, latent_dim: int = DEFAULT_LATENT,
-                 commit_patch: float = COMMIT_PATCH) -> None:
+                 commit_patch: float = COMMIT_PATCH, commit_init_centre: float = 0.0) -> None:
         super().__init__()
         if num_actions < 1 or feature_dim < 1:
             raise ValueError(f"STRAW needs num_actions >= 1 and feature_dim >= 1, got {num_actions}, {feature_dim}")
@@ -132,6 +134,11 @@ class STRAWCore(nn.Module):
                                nn.Linear(hidden, hidden), nn.ReLU())
         self.f_p = nn.Linear(hidden, self.rows * num_filters)
         self.f_c = nn.Linear(NUM_PARAMS + hidden, NUM_PARAMS)
+        if commit_init_centre > 0:
+            # Centre g = (T + 1) / 2 (g~ + 1) on 1-based column m + 1 (m steps ahead of the current column 1):
+            # g~ = 2 (m + 1) / (T + 1) - 1, the bias of g~'s output; the weights stay small and random.
+            with torch.no_grad():
+                self.f_c.bias[0] = 2.0 * (commit_init_centre + 1.0) / (plan_len + 1.0) - 1.0
         self.commit_bias = nn.Parameter(torch.zeros(()))
 
     # ----------------------------------------------------------------------------------------------- state

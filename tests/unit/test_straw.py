@@ -206,6 +206,30 @@ def test_the_commitment_plan_sends_no_gradient_into_the_planning_module() -> Non
     assert core.f_c.weight.grad is not None and core.f_c.weight.grad.abs().sum().item() > 0
 
 
+@pytest.mark.parametrize("init_centre", [0.0, 4.0])
+def test_where_the_commitment_filter_starts_decides_whether_f_c_learns(init_centre: float) -> None:
+    # DRAW's initialisation centres the commitment filter at the middle of a plan of T = 100 columns: the columns the
+    # gate reads during a short unroll lie ~50 filter widths away, where the Gaussian is 0 in float32, so f_c gets
+    # exactly zero gradient and only the bias b learns. Started 4 columns ahead, it learns.
+    torch.manual_seed(0)
+    core = STRAWCore(Counting(), FEATURES, 3, plan_len=100, num_filters=3, commit_init_centre=init_centre)
+    raw_c = core.f_c(torch.zeros(1, core.f_c.in_features))  # the bias alone: where the filter starts
+    centre = attention_params(raw_c, 100, 1).centre.item()
+    if init_centre == 0:  # PyTorch's random bias, |g~| <= 1 / sqrt(68): within 6.2 columns of the middle
+        assert abs(centre - 50.5) < 6.2
+    else:  # 1-based columns: column 1 is the current step
+        assert centre == pytest.approx(init_centre + 1, abs=1e-4)
+    steps = 6
+    starts = torch.zeros(steps, 2, dtype=torch.bool)
+    starts[0] = True
+    out = core.unroll(_obs(steps, 2), core.initial_state(2), starts, torch.tensor([[1, 1], [0, 1], [1, 0], [0, 0],
+                                                                                   [1, 1], [0, 1]]))
+    out.replan_prob.sum().backward()
+    assert core.commit_bias.grad is not None and core.commit_bias.grad.abs().item() > 0
+    assert core.f_c.weight.grad is not None
+    assert (core.f_c.weight.grad.abs().sum().item() > 0) == (init_centre > 0)
+
+
 def test_the_kl_is_zero_on_committed_steps_and_positive_on_replanning_steps() -> None:
     core = _core(noisy=True)
     state = core.initial_state(2)
