@@ -129,3 +129,19 @@ def test_straw_trains_with_ppo(tmp_path: Path) -> None:
     assert 640 // 32 <= state.updates <= state.steps // 32 + 2
     tags = EventAccumulator(str(tmp_path / "ppo")).Reload().Tags()["scalars"]
     assert {"charts/committed_fraction", "losses/core_loss", "losses/approx_kl"} <= set(tags)
+
+
+@pytest.mark.parametrize("init_centre", [0, 4])
+def test_the_gradient_breakdown_shows_a_dead_commitment_module(tmp_path: Path, init_centre: int) -> None:
+    from agents.straw.diagnostics import format_breakdown, gradient_breakdown
+
+    cfg = _cfg(tmp_path, "straw.plan_len=100", f"straw.commit_init_centre={init_centre}")
+    result = gradient_breakdown(cfg, None, unrolls=2)
+    norms = result["grad_norm"]
+    assert set(norms) == {"policy", "value", "entropy", "core"}
+    assert set(norms["value"]) == {"all", "features", "f_psi", "h", "f_p", "f_c", "commit_bias"}
+    assert norms["value"]["all"] > 0 and norms["policy"]["f_psi"] > 0
+    # DRAW's initialisation leaves f_c without any gradient; 4 columns ahead, every term reaches it.
+    assert (norms["core"]["f_c"] > 0) == (init_centre > 0) and (norms["policy"]["f_c"] > 0) == (init_centre > 0)
+    assert sum(result["steps"].values()) == 2 * cfg.agent.unroll_length * cfg.env.num_envs
+    assert min(result["value_sq_error"].values()) >= 0 and "committed" in format_breakdown(result)

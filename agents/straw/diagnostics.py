@@ -1,0 +1,143 @@
+"""Why a STRAW run learns as it does: where its gradient comes from, and how good its critic is when it commits.
+
+``python -m agents.straw.diagnostics RUN_DIR [--unrolls N] [--init] [key=value ...]`` loads the run's newest
+checkpoint (``--init``: a freshly initialised network of the same config instead), lets one actor collect
+``N`` unrolls with it, and for each unroll backpropagates every term of the A2C objective on its own:
+
+- the gradient norm each term sends to each part of the network: the feature extractor, the planning module
+  (``f_psi``: the attention parameters, ``h``: the MLP, ``f_p``: the written patch) and the commitment module
+  (``f_c`` and the bias ``commit_bias``; Vezhnevets et al. 2016, Sec. 3.1-3.2), averaged over the unrolls;
+- the squared error of the value estimate against its A2C target (the n-step return bootstrapped at the unroll's
+  end, ``agent.gae_lambda``) on re-planning steps and on committed steps separately: on a committed step the value
+  is the plan's value row written at the last re-plan, a guess made without seeing the current observation.
+
+It prints a table, or one JSON object with ``--json``. The figures of README's STRAW section come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Parts of the network the gradient is broken down by: the top-level module name under ``core`` (or the network).
+PARTS = ("features", "f_psi", "h", "f_p", "f_c", "commit_bias")
+TERMS = ("policy", "value", "entropy", "core")
+
+
+def _part(name: str) -> str:
+    """The part of parameter ``name`` (``core.f_psi.weight`` -> ``f_psi``; STRAWe's ``z_mu``/``z_log_sigma``
+    count as features: they map the features to the noisy code)."""
+    head = name.split(".")[1] if name.startswith("core.") else name.split(".")[0]
+    return "features" if head in ("z_mu", "z_log_sigma") else head
+
+
+def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unrolls: int = 20,
+                       seed: int = 11) -> dict[str, Any]:
+    """The figures of the module docstring for the STRAW network ``weights`` (None: fresh initialisation).
+
+    :param cfg: the run's :class:`agents.straw.config.StrawConfig`.
+    :param unrolls: unrolls of ``agent.unroll_length`` steps x ``env.num_envs`` envs to average over.
+    :returns: ``{"grad_norm": {term: {part: norm}}, "value_sq_error": {"replan": x, "committed": y},
+        "steps": {"replan": n, "committed": m}}``; a term's ``"all"`` part is its norm over every parameter.
+    """
+    from agents.actor_critic.actor import make_ac_parts
+    from agents.actor_critic.learning import ActorCriticLearner, Batch, log_prob_entropy
+    from agents.actor_critic.returns import gae_advantages
+    from agents.runtime.actor import EnvActor
+    from agents.runtime.algorithm import env_spec
+
+    actor = EnvActor(0, make_ac_parts, cfg, seed=seed)
+    learner = ActorCriticLearner(env_spec(actor.env), cfg, torch.device("cpu"))
+    if weights is not None:
+        learner.network.load_state_dict(weights)
+    actor.policy.set_weights(learner.get_weights())
+    net, agent = learner.network, cfg.agent
+    groups: dict[str, list[torch.nn.Parameter]] = defaultdict(list)
+    for name, param in net.named_parameters():
+        groups[_part(name)].append(param)
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    errors: dict[str, list[np.ndarray]] = {"replan": [], "committed": []}
+    for _ in range(unrolls):
+        unroll = actor.run(agent.unroll_length, 0, None, 0).payload
+        b = Batch(unroll, torch.device("cpu"))
+        out = net.replay(b.obs, b.state, b.starts, b.actions, b.rewards, b.inputs, bootstrap_grad=False)
+        log_p, entropy = log_prob_entropy(out.logits[:-1], b.actions)
+        values_d = out.values.detach()
+        adv = gae_advantages(b.rewards, b.discounts, b.carry, values_d, agent.gae_lambda)
+        targets = adv + values_d[:-1]
+        mask, count = b.mask, b.mask.sum().clamp(min=1.0)
+        terms = {"policy": -(log_p * adv * mask).sum() / count,
+                 "value": agent.value_coef * 0.5 * (((targets - out.values[:-1]) ** 2) * mask).sum() / count,
+                 "entropy": -agent.entropy_coef * (entropy * mask).sum() / count}
+        if out.aux_loss is not None:
+            terms["core"] = (out.aux_loss[:-1] * mask).sum() / count
+        for term, loss in terms.items():
+            net.zero_grad(set_to_none=True)
+            loss.backward(retain_graph=True)
+            total = 0.0
+            for part, params in groups.items():
+                sq = sum(float(p.grad.pow(2).sum()) for p in params if p.grad is not None)
+                sums[(term, part)] += sq ** 0.5
+                total += sq
+            sums[(term, "all")] += total ** 0.5
+        if out.gates is not None:
+            replan = out.gates[:-1].bool() & mask.bool()
+            sq_err = (targets - values_d[:-1]) ** 2
+            errors["replan"].append(sq_err[replan].numpy())
+            errors["committed"].append(sq_err[~replan & mask.bool()].numpy())
+    actor.close()
+    grad = {term: {part: sums[(term, part)] / unrolls for part in ("all", *groups)}
+            for term in TERMS if (term, "all") in sums}
+    flat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in errors.items()}
+    return {"grad_norm": grad,
+            "value_sq_error": {k: float(v.mean()) if len(v) else float("nan") for k, v in flat.items()},
+            "steps": {k: int(len(v)) for k, v in flat.items()}}
+
+
+def format_breakdown(result: dict[str, Any]) -> str:
+    parts = list(next(iter(result["grad_norm"].values())))
+    lines = ["gradient norm per term (rows) and part of the network (columns), mean over unrolls:",
+             f"  {'':<9}" + "".join(f"{p:>12}" for p in parts)]
+    for term, norms in result["grad_norm"].items():
+        lines.append(f"  {term:<9}" + "".join(f"{norms[p]:>12.3g}" for p in parts))
+    lines.append("value error^2 against the A2C target:")
+    for kind, err in result["value_sq_error"].items():
+        lines.append(f"  {kind:<10} steps: {err:.3g} (n = {result['steps'][kind]})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents.registry import get_builder
+    from launch.config import load_config
+    from worldmodels.common.checkpoint import load_latest
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a STRAW run directory (its config.yaml and checkpoints)")
+    parser.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. straw.commit_init_centre=4")
+    parser.add_argument("--unrolls", type=int, default=20, help="unrolls to average over")
+    parser.add_argument("--init", action="store_true", help="a freshly initialised network, not the checkpoint's")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = args.run_dir / "config.yaml"
+    if not config.is_file():
+        parser.error(f"{args.run_dir} holds no config.yaml: give the directory of a STRAW run")
+    cfg = load_config(get_builder("straw").config_class, [config], ["run.progress=false", *args.overrides])
+    weights = None
+    if not args.init:
+        _, state = load_latest(args.run_dir)
+        weights = state["learner"]["network"]
+    result = gradient_breakdown(cfg, weights, args.unrolls)
+    print(json.dumps(result) if args.json else format_breakdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
