@@ -1,6 +1,6 @@
 """Why a STRAW run learns as it does: where its gradient comes from, and how good its critic is when it commits.
 
-``python -m agents.straw.diagnostics RUN_DIR [--unrolls N] [--init] [key=value ...]`` loads the run's newest
+``python -m launch.straw_diagnostics RUN_DIR [--unrolls N] [--init] [key=value ...]`` loads the run's newest
 checkpoint (``--init``: a freshly initialised network of the same config instead), lets one actor collect
 ``N`` unrolls with it, and for each unroll backpropagates every term of the A2C objective on its own:
 
@@ -16,10 +16,7 @@ It prints a table, or one JSON object with ``--json``. The figures of README's S
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,34 +107,3 @@ def format_breakdown(result: dict[str, Any]) -> str:
     for kind, err in result["value_sq_error"].items():
         lines.append(f"  {kind:<10} steps: {err:.3g} (n = {result['steps'][kind]})")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from agents.registry import get_builder
-    from launch.config import load_config
-    from worldmodels.common.checkpoint import load_latest
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a STRAW run directory (its config.yaml and checkpoints)")
-    parser.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. straw.commit_init_centre=4")
-    parser.add_argument("--unrolls", type=int, default=20, help="unrolls to average over")
-    parser.add_argument("--init", action="store_true", help="a freshly initialised network, not the checkpoint's")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = args.run_dir / "config.yaml"
-    if not config.is_file():
-        parser.error(f"{args.run_dir} holds no config.yaml: give the directory of a STRAW run")
-    cfg = load_config(get_builder("straw").config_class, [config], ["run.progress=false", *args.overrides])
-    weights = None
-    if not args.init:
-        _, state = load_latest(args.run_dir)
-        weights = state["learner"]["network"]
-    result = gradient_breakdown(cfg, weights, args.unrolls)
-    print(json.dumps(result) if args.json else format_breakdown(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""``python -m launch.straw_diagnostics RUN_DIR [--unrolls N] [--init] [key=value ...]``: where a STRAW run's gradient
+comes from and how good its critic is on committed steps (:mod:`agents.straw.diagnostics`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from agents.straw.diagnostics import format_breakdown, gradient_breakdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents.registry import get_builder
+    from launch.config import load_config
+    from worldmodels.common.checkpoint import load_latest
+
+    parser = argparse.ArgumentParser(description="STRAW's gradient per loss term and network part, and its critic's "
+                                     "error on committed and re-planning steps",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a STRAW run directory (its config.yaml and checkpoints)")
+    parser.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. straw.commit_init_centre=4")
+    parser.add_argument("--unrolls", type=int, default=20, help="unrolls to average over")
+    parser.add_argument("--init", action="store_true", help="a freshly initialised network, not the checkpoint's")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = args.run_dir / "config.yaml"
+    if not config.is_file():
+        parser.error(f"{args.run_dir} holds no config.yaml: give the directory of a STRAW run")
+    cfg = load_config(get_builder("straw").config_class, [config], ["run.progress=false", *args.overrides])
+    weights = None
+    if not args.init:
+        _, state = load_latest(args.run_dir)
+        weights = state["learner"]["network"]
+    result = gradient_breakdown(cfg, weights, args.unrolls)
+    print(json.dumps(result) if args.json else format_breakdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
