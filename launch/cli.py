@@ -217,6 +217,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_straw_bench(seconds=args.seconds or 20.0, atari=args.atari)
         print(json.dumps(result) if args.json else format_straw_table(result))
+    elif args.name == "episodic":
+        from launch.bench_episodic import format_episodic_table, run_episodic_bench
+
+        sizes = tuple(args.sizes) if args.sizes else (10_000, 100_000, 1_000_000)
+        result = run_episodic_bench(sizes=sizes, seconds=args.seconds or 2.0)
+        print(json.dumps(result) if args.json else format_episodic_table(result))
     elif args.name == "density":
         from launch.bench_density import format_density_table, run_density_bench
 
@@ -316,11 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     video_cli.register(sub)
     imagine_cli.register(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw",
+    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw, episodic",
                        description="Side-by-side benchmarks that print a table (or --json).")
-    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw"])
+    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw", "episodic"])
     p.add_argument("--seconds", type=float, default=None,
-                   help="seconds per measurement (default 20 for throughput, vae and straw, 5 for world-model)")
+                   help="seconds per measurement (default 20 for throughput, vae and straw, 5 for world-model, 2 for "
+                        "episodic)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="episodic: entries per action buffer to measure (default 10000 100000 1000000)")
     p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
     p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
     p.add_argument("--algo", action="append", choices=["dqn", "a2c", "ppo", "impala", "all"],

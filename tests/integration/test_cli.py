@@ -134,3 +134,11 @@ def test_bench_straw_atari_figures() -> None:
         # 10M frames at 4 frames per agent step, in hours
         assert figures["hours_per_10m_frames"] == pytest.approx(10e6 / 4 / figures["steps_per_s"] / 3600)
     assert "h / 10M frames" in format_straw_table(result)
+
+
+def test_bench_episodic_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "episodic", "--sizes", "5000", "--seconds", "0.05", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for method in ("flat", "ivf"):
+        assert result["query_ms"][method]["5000"]["batch16"] > 0 and result["query_ms"][method]["5000"]["batch1"] > 0
+        assert result["insert_us"][method]["5000"] > 0

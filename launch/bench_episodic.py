@@ -1,0 +1,189 @@
+"""``reverie bench episodic``: what MFEC's episodic memory costs per query and per insert, by k-NN method and size.
+
+For each size (entries in ONE action buffer, full) and each method, on one thread, side by side in one process:
+
+- ``flat``: our :class:`~agents.episodic.EpisodicMemory` with ``index="flat"`` (exact, faiss's brute-force kernel);
+- ``ivf``: the same with ``index="ivf"`` (approximate, faiss IVF-Flat; see :mod:`agents.episodic.knn`), retrained
+  at the measured size before measuring (the state a full buffer reaches);
+- ``kdtree``: scikit-learn's ``KDTree`` rebuilt on every insert, as the public MFEC code does (skipped, with a
+  note, if scikit-learn is missing: ``pip install -e .[bench]``).
+
+Figures:
+
+- ``query_ms``: milliseconds per ``estimate`` call (k nearest + mean of their values; for our memory also the
+  exact-match look-up) for a batch of 16 keys and of 1 key, none of them stored. This is for one action: an agent
+  queries all A buffers each step.
+- ``insert_us``: microseconds per new entry inserted into the full buffer, each insert evicting the least recently
+  used entry, in ``update`` calls of ``insert_batch`` entries (an episode's worth). For ``ivf`` it includes the
+  periodic retraining amortised over the writes between two trainings (``rebuild_s / (retrain_factor * size)``):
+  the measured loop itself runs with retraining switched off so that one retraining does not land in (or miss)
+  the few seconds measured. For ``kdtree`` it is one rebuild of the tree at that size (measured once: at 1M
+  entries a build takes long), the cost per insert of a rebuild-per-insert policy; rebuilding once per episode
+  instead would divide it by the episode's inserts (and leave the episode's new keys out of the tree meanwhile).
+- ``rebuild_s``: seconds to build the index from all entries (``ivf``: train k-means + add; ``kdtree``: build).
+- ``recall``: recall@k of the approximate index against the exact k nearest (1.0 for the exact methods), over
+  256 queries.
+- ``fill_s``: seconds to fill the buffer through ``update`` in calls of 100k entries (hashing, LRU stamps, and
+  for ``ivf`` the trainings on the way).
+
+Keys are standard Gaussian float32 vectors (returns uniform in [0, 1]): the worst case for IVF's recall and for
+a k-d tree's pruning, since real embeddings of game frames are far more clustered; the costs of flat search and
+of inserts do not depend on the data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+METHODS = ("flat", "ivf", "kdtree")
+
+
+def _per_call_s(call: Callable[[int], object], seconds: float, min_calls: int = 3) -> float:
+    """Mean seconds of ``call(i)`` over ``seconds`` (at least ``min_calls`` calls, after one warm-up call)."""
+    call(0)
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        call(calls + 1)
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def _sklearn_kdtree() -> Any:
+    """scikit-learn's KDTree class, or None if scikit-learn is not installed (it is a benchmark-only extra)."""
+    try:
+        return importlib.import_module("sklearn.neighbors").KDTree
+    except ImportError:
+        return None
+
+
+def _bench_memory(kind: str, keys: np.ndarray, returns: np.ndarray, queries: np.ndarray, k: int, seconds: float,
+                  insert_batch: int, rng: np.random.Generator) -> dict[str, float]:
+    import faiss
+
+    from agents.episodic import EpisodicMemory
+    from agents.episodic.knn import IVFIndex
+
+    size, dim = keys.shape
+    memory = EpisodicMemory(num_actions=1, key_dim=dim, capacity=size, k=k, index=kind, empty_value=0.0)
+    start = time.perf_counter()
+    for lo in range(0, size, 100_000):
+        memory.update(keys[lo:lo + 100_000], np.zeros(len(keys[lo:lo + 100_000]), np.int64), returns[lo:lo + 100_000])
+    out = {"fill_s": time.perf_counter() - start, "recall": 1.0}
+    index = memory.buffers[0].index
+    amortised_us = 0.0
+    if isinstance(index, IVFIndex):
+        start = time.perf_counter()
+        index.rebuild()
+        out["rebuild_s"] = time.perf_counter() - start
+        amortised_us = 1e6 * out["rebuild_s"] / (index.retrain_factor * size)
+        exact = np.asarray(faiss.knn(queries[:256], keys, k)[1])
+        approx = index.search(queries[:256], k)
+        out["recall"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(exact, approx)]))
+        index.retrain_factor = float("inf")  # see the module docstring: amortised instead of measured
+    n_q = len(queries)
+    out["batch16"] = 1e3 * _per_call_s(lambda i: memory.estimate(queries[(16 * i) % (n_q - 16):][:16]), seconds)
+    out["batch1"] = 1e3 * _per_call_s(lambda i: memory.estimate(queries[i % n_q:][:1]), seconds)
+    batch = min(insert_batch, size)
+
+    def insert(_: int) -> None:
+        memory.update(rng.standard_normal((batch, dim), dtype=np.float32), np.zeros(batch, np.int64),
+                      rng.uniform(0, 1, batch).astype(np.float32))
+
+    out["insert_us"] = 1e6 * _per_call_s(insert, seconds) / batch + amortised_us
+    assert memory.sizes == [size]
+    return out
+
+
+def _bench_kdtree(kdtree: Any, keys: np.ndarray, returns: np.ndarray, queries: np.ndarray, k: int,
+                  seconds: float) -> dict[str, float]:
+    start = time.perf_counter()
+    tree = kdtree(keys)
+    rebuild_s = time.perf_counter() - start
+    n_q = len(queries)
+
+    def estimate(batch: np.ndarray) -> np.ndarray:
+        _, ind = tree.query(batch, k=k)
+        return returns[ind].mean(axis=1)
+
+    return {
+        "fill_s": rebuild_s, "rebuild_s": rebuild_s, "recall": 1.0, "insert_us": 1e6 * rebuild_s,
+        # min_calls=1: at 1M entries one batch of 16 takes seconds (a k-d tree prunes little in 64 dimensions).
+        "batch16": 1e3 * _per_call_s(lambda i: estimate(queries[(16 * i) % (n_q - 16):][:16]), seconds, 1),
+        "batch1": 1e3 * _per_call_s(lambda i: estimate(queries[i % n_q:][:1]), seconds, 1),
+    }
+
+
+def run_episodic_bench(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), key_dim: int = 64, k: int = 11,
+                       seconds: float = 2.0, methods: Sequence[str] = METHODS, insert_batch: int = 1000,
+                       seed: int = 0) -> dict[str, Any]:
+    """The figures of the module docstring, for each size and method.
+
+    :param sizes: entries in the one action buffer measured (it is full at that size).
+    :param seconds: time spent measuring each figure (after filling; at least a few calls each).
+    :param methods: a subset of ``METHODS``.
+    :param insert_batch: new entries per ``update`` call in the insert measurement.
+    :return: ``{"query_ms": {method: {size: {"batch16": ms, "batch1": ms}}}, "insert_us": {method: {size: us}},
+        "rebuild_s": {method: {size: s}}, "recall": {method: {size: r}}, "fill_s": {method: {size: s}},
+        "settings": {...}, "notes": [str]}``.
+    """
+    import faiss
+
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
+    faiss.omp_set_num_threads(1)  # OMP_NUM_THREADS=1 does the same from the environment
+    kdtree = _sklearn_kdtree() if "kdtree" in methods else None
+    notes: list[str] = []
+    if "kdtree" in methods and kdtree is None:
+        notes.append("kdtree skipped: scikit-learn is not installed (pip install -e .[bench])")
+    result: dict[str, Any] = {key: {} for key in ("query_ms", "insert_us", "rebuild_s", "recall", "fill_s")}
+    rng = np.random.default_rng(seed)
+    for size in sizes:
+        keys = rng.standard_normal((size, key_dim), dtype=np.float32)
+        returns = rng.uniform(0, 1, size).astype(np.float32)
+        queries = rng.standard_normal((1024, key_dim), dtype=np.float32)
+        for method in methods:
+            if method == "kdtree":
+                if kdtree is None:
+                    continue
+                figures = _bench_kdtree(kdtree, keys, returns, queries, k, seconds)
+            else:
+                figures = _bench_memory(method, keys, returns, queries, k, seconds, insert_batch, rng)
+            result["query_ms"].setdefault(method, {})[size] = {"batch16": figures["batch16"],
+                                                               "batch1": figures["batch1"]}
+            result["insert_us"].setdefault(method, {})[size] = figures["insert_us"]
+            result["recall"].setdefault(method, {})[size] = figures["recall"]
+            result["fill_s"].setdefault(method, {})[size] = figures["fill_s"]
+            if "rebuild_s" in figures:
+                result["rebuild_s"].setdefault(method, {})[size] = figures["rebuild_s"]
+    result["settings"] = {"sizes": list(sizes), "key_dim": key_dim, "k": k, "seconds": seconds,
+                          "insert_batch": insert_batch, "keys": "standard Gaussian float32", "threads": 1}
+    result["notes"] = notes
+    return result
+
+
+def format_episodic_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [f"episodic memory, one full action buffer of {s['key_dim']}-d Gaussian keys, k={s['k']}, one thread",
+             f"  {'method':<7} {'entries':>10} {'query16 ms':>11} {'x flat':>7} {'query1 ms':>10} "
+             f"{'insert us/entry':>16} {'rebuild s':>10} {'recall@k':>9}"]
+    for size in s["sizes"]:
+        flat = result["query_ms"].get("flat", {}).get(size, {}).get("batch16")
+        for method, per_size in result["query_ms"].items():
+            if size not in per_size:
+                continue
+            q = per_size[size]
+            ratio = f"{q['batch16'] / flat:.2f}" if flat else "n/a"
+            rebuild = result["rebuild_s"].get(method, {}).get(size)
+            lines.append(f"  {method:<7} {size:>10,} {q['batch16']:>11.3f} {ratio:>7} {q['batch1']:>10.3f} "
+                         f"{result['insert_us'][method][size]:>16,.1f} "
+                         f"{'-' if rebuild is None else f'{rebuild:.2f}':>10} "
+                         f"{result['recall'][method][size]:>9.2f}")
+    lines.append("  insert: ivf includes its periodic retraining amortised; kdtree is one rebuild (rebuild per insert)")
+    lines += [f"  note: {note}" for note in result.get("notes", [])]
+    return "\n".join(lines)
