@@ -17,10 +17,15 @@ from typing import TYPE_CHECKING
 
 from agents.actor_critic.config import ActorCriticConfig
 from agents.actor_critic.config import validate as validate_actor_critic
-from worldmodels.common.checks import require_nonnegative, require_positive
+from worldmodels.common.checks import Choice, require_nonnegative, require_positive
 
 if TYPE_CHECKING:
     from agents.straw.network import STRAWNetwork
+
+
+class AttentionInit(Choice):
+    draw = "draw"
+    near = "near"
 
 
 @dataclass
@@ -43,6 +48,14 @@ class StrawSettings:
     paper prints "c_t[t]", see :mod:`agents.straw.core`)."""
     commit_patch: float = 40.0
     """The commitment write's fixed patch value (paper: 40)."""
+    attention_init: AttentionInit = AttentionInit.draw
+    """How the action plan's read/write attention starts (ours; the paper does not say). "draw": PyTorch's random
+    linear map f_psi, around DRAW's grid (centre at the plan's middle, K filters spread over all T columns, each
+    one column wide). With T = 100 or 500 the first filter lands a few columns off column 0 at random, so the write
+    reaches the current step's logits and value with a weight near 0, and so does the gradient that could move it
+    there (measured: 0.0014 of a patch on MinAtar, the attention later drifting off the plan; README's STRAW
+    section). "near": the K filters start on the next K columns, unit stride, the same for every observation (f_psi's
+    weights zero, its biases set), so each re-plan writes the next K steps from the start."""
     commit_init_centre: float = 0.0
     """Where the commitment write's filter is centred at initialisation, in plan columns ahead of the current step
     (ours; the paper does not say). 0: DRAW's initialisation, the middle of the plan ((T + 1) / 2). There the

@@ -55,6 +55,7 @@ Gradients in training (:meth:`STRAWCore.unroll`):
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -102,6 +103,8 @@ class STRAWCore(nn.Module):
         reparameterisation trick (linear maps to mu and log sigma, sigma the standard deviation).
     :param latent_dim: z's size in STRAWe (paper: 128); unused without ``noisy`` (then z is the features).
     :param commit_patch: the commitment write's fixed patch value (paper: 40).
+    :param attention_init: "draw" (f_psi as PyTorch initialises it, around DRAW's grid) or "near" (the K filters
+        start on the next K columns, unit stride; ours, see :class:`agents.straw.config.StrawSettings`).
     :param commit_init_centre: 0 (DRAW's initialisation: the commitment filter at the plan's middle), or m > 0:
         the filter starts m columns ahead (ours; see :class:`agents.straw.config.StrawSettings`).
     """
@@ -109,7 +112,8 @@ class STRAWCore(nn.Module):
     def __init__(self, features: nn.Module, feature_dim: int, num_actions: int, *,
                  plan_len: int = DEFAULT_PLAN_LEN, num_filters: int = DEFAULT_NUM_FILTERS,
                  hidden: int = DEFAULT_HIDDEN, noisy: bool = False, latent_dim: int = DEFAULT_LATENT,
-                 commit_patch: float = COMMIT_PATCH, commit_init_centre: float = 0.0) -> None:
+                 commit_patch: float = COMMIT_PATCH, attention_init: str = "draw",
+                 commit_init_centre: float = 0.0) -> None:
         super().__init__()
         if num_actions < 1 or feature_dim < 1:
             raise ValueError(f"STRAW needs num_actions >= 1 and feature_dim >= 1, got {num_actions}, {feature_dim}")
@@ -134,6 +138,17 @@ class STRAWCore(nn.Module):
                                nn.Linear(hidden, hidden), nn.ReLU())
         self.f_p = nn.Linear(hidden, self.rows * num_filters)
         self.f_c = nn.Linear(NUM_PARAMS + hidden, NUM_PARAMS)
+        if attention_init not in ("draw", "near"):
+            raise ValueError(f"attention_init={attention_init!r}: choose 'draw' or 'near'")
+        if attention_init == "near" and num_filters > 1:
+            # Filter i (1-based) on column i: centre g = (K + 1) / 2, so g~ = (K + 1) / (T + 1) - 1 (eq. 22), and
+            # stride 1, so delta~ = (K - 1) / (T - 1) (eq. 24); sigma^2 = gamma = 1. Zero weights: every observation
+            # starts from that grid (the centre moves (T + 1) / 2 columns per unit of g~, so even small random weights
+            # scatter it at T = 500), and the gradient, which a zero weight does not block, moves it from there.
+            with torch.no_grad():
+                self.f_psi.weight.zero_()
+                self.f_psi.bias.copy_(torch.tensor([(num_filters + 1.0) / (plan_len + 1.0) - 1.0, 0.0,
+                                                    math.log((num_filters - 1.0) / (plan_len - 1.0)), 0.0]))
         if commit_init_centre > 0:
             # Centre g = (T + 1) / 2 (g~ + 1) on 1-based column m + 1 (m steps ahead of the current column 1):
             # g~ = 2 (m + 1) / (T + 1) - 1, the bias of g~'s output; the weights stay small and random.

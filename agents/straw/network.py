@@ -57,6 +57,7 @@ class STRAWNetwork(nn.Module):
         self.core = STRAWCore(features, net.hidden, num_actions, plan_len=straw.plan_len,
                               num_filters=straw.num_filters, hidden=straw.hidden, noisy=straw.noisy,
                               latent_dim=straw.latent_dim, commit_patch=straw.commit_patch,
+                              attention_init=str(straw.attention_init),
                               commit_init_centre=straw.commit_init_centre)
         self.kl_weight = float(straw.kl_weight)
         self.commitment_cost = float(straw.commitment_cost)

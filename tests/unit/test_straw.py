@@ -230,6 +230,26 @@ def test_where_the_commitment_filter_starts_decides_whether_f_c_learns(init_cent
     assert (core.f_c.weight.grad.abs().sum().item() > 0) == (init_centre > 0)
 
 
+@pytest.mark.parametrize("plan_len", [100, 500])
+def test_near_attention_starts_on_the_next_k_columns(plan_len: int) -> None:
+    # "near": filter i on column i (1-based), unit stride, sigma = gamma = 1, whatever the observation; so a write
+    # reaches column 1 (the current step's logits and value) with most of a patch. "draw" at T >= 100 does not.
+    def column0_weight(init: str) -> torch.Tensor:
+        torch.manual_seed(1)
+        core = STRAWCore(Counting(), FEATURES, 3, plan_len=plan_len, num_filters=10, attention_init=init)
+        att = attention_params(core.f_psi(core.features(_obs(64))), plan_len, 10)
+        if init == "near":
+            assert torch.allclose(att.centre, torch.full((64,), 5.5), atol=1e-4)
+            assert torch.allclose(att.stride, torch.ones(64), atol=1e-4)
+            assert torch.allclose(att.sigma2, torch.ones(64)) and torch.allclose(att.gamma, torch.ones(64))
+        return filterbank(att, plan_len, 10)[:, :, 0].sum(1) / att.gamma  # of a unit patch, into column 1
+
+    assert column0_weight("near").min() > 0.85
+    assert column0_weight("draw").median() < 0.1
+    with pytest.raises(ValueError, match="attention_init"):
+        STRAWCore(Counting(), FEATURES, 3, attention_init="middle")
+
+
 def test_the_kl_is_zero_on_committed_steps_and_positive_on_replanning_steps() -> None:
     core = _core(noisy=True)
     state = core.initial_state(2)
