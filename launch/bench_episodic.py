@@ -33,6 +33,7 @@ of inserts do not depend on the data.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable, Sequence
@@ -186,4 +187,104 @@ def format_episodic_table(result: dict[str, Any]) -> str:
                          f"{result['recall'][method][size]:>9.2f}")
     lines.append("  insert: ivf includes its periodic retraining amortised; kdtree is one rebuild (rebuild per insert)")
     lines += [f"  note: {note}" for note in result.get("notes", [])]
+    return "\n".join(lines)
+
+
+class _MemoryHost:
+    """A Ray actor holding an :class:`~agents.episodic.EpisodicMemory`: the "server" side of the sharing bench, and
+    the actor-side replica that a publication refreshes."""
+
+    def __init__(self, num_actions: int, key_dim: int, capacity: int) -> None:
+        import faiss
+
+        from agents.episodic import EpisodicMemory
+
+        faiss.omp_set_num_threads(1)
+        self.memory = EpisodicMemory(num_actions, key_dim, capacity)
+
+    def load(self, state: dict[str, Any]) -> int:
+        self.memory.load_state_dict(state)
+        return self.memory.size
+
+    def estimate(self, keys: np.ndarray) -> np.ndarray:
+        return self.memory.estimate(keys).values
+
+
+def _query_local(memory: Any, queries: np.ndarray, _: int) -> object:
+    return memory.estimate(queries)
+
+
+def _query_server(server: Any, queries: np.ndarray, _: int) -> object:
+    import ray
+
+    return ray.get(server.estimate.remote(queries))
+
+
+def _publish(replica: Any, memory: Any, _: int) -> object:
+    import ray
+
+    return ray.get(replica.load.remote(ray.put(memory.state_dict())))
+
+
+def run_sharing_bench(sizes: Sequence[int] = (10_000, 100_000, 250_000), num_actions: int = 9, key_dim: int = 64,
+                      batch: int = 16, seconds: float = 2.0, seed: int = 0) -> dict[str, Any]:
+    """How Ray actors should share MFEC's memory, measured: a replica per actor refreshed by publication, or one
+    memory in a Ray actor queried every step.
+
+    For memories of ``size`` keys in all (spread evenly over ``num_actions`` buffers, the exact index), milliseconds:
+
+    - ``local_query_ms``: one ``estimate`` of a batch of ``batch`` keys (a vector step of 16 envs) in-process, what
+      an actor with a replica pays per step;
+    - ``server_query_ms``: the same through a Ray actor holding the memory (``ray.get(server.estimate.remote(..))``,
+      the round trip included), what every actor pays per step without a replica;
+    - ``publish_ms``: one refresh of a replica: ``state_dict()``, ``ray.put``, and the replica's
+      ``load_state_dict`` in another Ray actor (rebuilding its hash table), end to end;
+    - ``break_even_steps``: vector steps between publications above which replicas cost less than the server
+      (``publish_ms / (server_query_ms - local_query_ms)``; inf where the server measured no slower, which a busy
+      machine can make happen). This counts one actor: a server answers every actor's queries in turn, replicas
+      answer in parallel.
+
+    Starts Ray (bound to loopback) if it is not running.
+    """
+    import ray
+
+    from agents.episodic import EpisodicMemory
+    from agents.runtime.ray_runtime import init_ray
+
+    if not ray.is_initialized():
+        init_ray(None, num_cpus=2)
+    rng = np.random.default_rng(seed)
+    # Any: Ray actor handles, whose methods' `.remote` the type system cannot follow.
+    host: Any = ray.remote(num_cpus=0)(_MemoryHost)
+    result: dict[str, Any] = {"local_query_ms": {}, "server_query_ms": {}, "publish_ms": {}, "break_even_steps": {}}
+    for size in sizes:
+        memory = EpisodicMemory(num_actions, key_dim, capacity=size // num_actions + 1)
+        keys = rng.standard_normal((size, key_dim)).astype(np.float32)
+        memory.update(keys, np.arange(size) % num_actions, rng.random(size).astype(np.float32))
+        queries = rng.standard_normal((batch, key_dim)).astype(np.float32)
+        server: Any = host.remote(num_actions, key_dim, size // num_actions + 1)
+        replica: Any = host.remote(num_actions, key_dim, size // num_actions + 1)
+        ray.get(server.load.remote(memory.state_dict()))
+        local = _per_call_s(functools.partial(_query_local, memory, queries), seconds)
+        remote = _per_call_s(functools.partial(_query_server, server, queries), seconds)
+        publish = _per_call_s(functools.partial(_publish, replica, memory), seconds, min_calls=2)
+        for actor in (server, replica):
+            ray.kill(actor)
+        result["local_query_ms"][size] = 1e3 * local
+        result["server_query_ms"][size] = 1e3 * remote
+        result["publish_ms"][size] = 1e3 * publish
+        result["break_even_steps"][size] = publish / (remote - local) if remote > local else float("inf")
+    result["settings"] = {"sizes": list(sizes), "num_actions": num_actions, "key_dim": key_dim, "batch": batch}
+    return result
+
+
+def format_sharing_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [f"sharing the memory between Ray actors ({s['num_actions']} actions, {s['key_dim']}-d keys, flat, "
+             f"batches of {s['batch']}):",
+             f"  {'keys':>10} {'local query ms':>15} {'server query ms':>16} {'publish ms':>11} "
+             f"{'break-even steps':>17}"]
+    for size in s["sizes"]:
+        lines.append(f"  {size:>10,} {result['local_query_ms'][size]:>15.2f} {result['server_query_ms'][size]:>16.2f} "
+                     f"{result['publish_ms'][size]:>11.1f} {result['break_even_steps'][size]:>17.1f}")
     return "\n".join(lines)

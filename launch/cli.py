@@ -220,9 +220,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.name == "episodic":
         from launch.bench_episodic import format_episodic_table, run_episodic_bench
 
-        sizes = tuple(args.sizes) if args.sizes else (10_000, 100_000, 1_000_000)
-        result = run_episodic_bench(sizes=sizes, seconds=args.seconds or 2.0)
-        print(json.dumps(result) if args.json else format_episodic_table(result))
+        if args.sharing:
+            from launch.bench_episodic import format_sharing_table, run_sharing_bench
+
+            sizes = tuple(args.sizes) if args.sizes else (10_000, 100_000, 250_000)
+            result = run_sharing_bench(sizes=sizes, seconds=args.seconds or 2.0)
+            print(json.dumps(result) if args.json else format_sharing_table(result))
+        else:
+            sizes = tuple(args.sizes) if args.sizes else (10_000, 100_000, 1_000_000)
+            result = run_episodic_bench(sizes=sizes, seconds=args.seconds or 2.0)
+            print(json.dumps(result) if args.json else format_episodic_table(result))
     elif args.name == "density":
         from launch.bench_density import format_density_table, run_density_bench
 
@@ -316,9 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=cmd_sb3)
 
-    from launch import imagine_cli, vae_cli, video_cli
+    from launch import gvae_cli, imagine_cli, vae_cli, video_cli
 
     vae_cli.register(sub)
+    gvae_cli.register(sub)
     video_cli.register(sub)
     imagine_cli.register(sub)
 
@@ -336,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="throughput of which training (repeatable; default dqn): dqn (the DQN pipeline, Ray, SB3's "
                         "DQN), a2c / ppo (ours vs SB3's with the a2c_pong / ppo_pong settings), impala "
                         "(impala_pong, 2 Ray actors: steps/s, learner busy fraction); all = a2c, ppo, impala")
+    p.add_argument("--sharing", action="store_true",
+                   help="episodic: how Ray actors should share the memory (replicas refreshed by publication vs one "
+                        "memory in a Ray actor queried every step)")
     p.add_argument("--atari", action="store_true",
                    help="straw: the Atari presets (strawe_atari, lstm_atari on Frostbite, colour frames) instead of "
                         "the maze ones")

@@ -114,7 +114,8 @@ def preset_names(kind: str, algo: str | None = None) -> list[str]:
     """The presets in ``configs/`` of one command, read from the files (never listed by hand).
 
     :param kind: "agent" (``reverie train``: presets with an ``env`` section), "vae" (``fit-vae``: an
-        ``estimator`` section) or "world-model" (``fit-world-model``: the rest with a ``model`` section).
+        ``estimator`` section), "gvae" (``fit-gvae``: the ``gvae_*`` files) or "world-model" (``fit-world-model``:
+        the rest with a ``model`` section).
     :param algo: agent presets of this algorithm only (``actor_critic`` for ``reverie sb3``).
     """
     names = []
@@ -124,7 +125,7 @@ def preset_names(kind: str, algo: str | None = None) -> list[str]:
         except ConfigError:
             continue  # a broken preset is reported when it is used, not in --help
         found = "vae" if "estimator" in keys else "agent" if "env" in keys or "algo" in keys else \
-            "world-model" if "model" in keys else None
+            "gvae" if path.stem.startswith("gvae_") else "world-model" if "model" in keys else None
         if found == kind and (algo is None or peek_algo([path]) == algo):
             names.append(path.stem)
     return names

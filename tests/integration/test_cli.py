@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,13 @@ def test_bench_episodic_json(capsys: pytest.CaptureFixture[str]) -> None:
     for method in ("flat", "ivf"):
         assert result["query_ms"][method]["5000"]["batch16"] > 0 and result["query_ms"][method]["5000"]["batch1"] > 0
         assert result["insert_us"][method]["5000"] > 0
+
+
+def test_bench_episodic_sharing_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "episodic", "--sharing", "--sizes", "900", "--seconds", "0.05", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("local_query_ms", "server_query_ms", "publish_ms"):
+        assert result[key]["900"] > 0
+    gap = result["server_query_ms"]["900"] - result["local_query_ms"]["900"]
+    expected = result["publish_ms"]["900"] / gap if gap > 0 else math.inf
+    assert result["break_even_steps"]["900"] == pytest.approx(expected)

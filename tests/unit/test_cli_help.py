@@ -18,7 +18,7 @@ def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def test_train_and_fit_help_list_every_preset_of_their_kind(capsys: pytest.CaptureFixture[str]) -> None:
     names = {p.stem for p in CONFIG_DIR.glob("*.yaml")}
     train, vae, video = _help(capsys, "train"), _help(capsys, "fit-vae"), _help(capsys, "fit-world-model")
-    agent = {n for n in names if not n.startswith(("vae_", "video_"))}
+    agent = {n for n in names if not n.startswith(("vae_", "video_", "gvae_"))}
     assert {"dqn_nature", "dqn_cts_montezuma", "dqn_informed_breakout", "a2c_pong", "impala_minatar"} <= agent
     for name in agent:
         assert name in train, name
@@ -26,6 +26,8 @@ def test_train_and_fit_help_list_every_preset_of_their_kind(capsys: pytest.Captu
         assert name not in train.replace("configs/", ""), name
     assert all(n in vae for n in ("vae_atari", "vae_atari_factorised", "vae_tiny"))
     assert all(n in video for n in ("video_cpu_ff", "video_cpu_rnn", "video_paper_ff", "video_tiny"))
+    gvae = _help(capsys, "fit-gvae")
+    assert "gvae_cpu" in gvae and "gvae_paper" in gvae and "gvae_cpu" not in video
     sb3 = _help(capsys, "sb3")
     assert "ppo_minatar" in sb3 and "dqn_pong" not in sb3
 

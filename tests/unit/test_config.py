@@ -10,7 +10,7 @@ from agents.dqn.config import DQNConfig, validate
 from launch.config import CONFIG_DIR, ConfigError, load_config, to_yaml
 from worldmodels.common.scaffold import RunExistsError, prepare_run_dir
 
-AGENT_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith(("vae_", "video_")))
+AGENT_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith(("vae_", "video_", "gvae_")))
 
 
 @pytest.mark.parametrize("preset", AGENT_PRESETS)

@@ -1,0 +1,356 @@
+"""`reverie fit-gvae`: train the Gaussian VAE of Model-Free Episodic Control (Blundell et al. 2016, App. A) on a
+trajectory dataset, for the ``gaussian_vae`` representation.
+
+Reads top to bottom, as ``fit-vae`` (:mod:`worldmodels.vae.train`) does and with its machinery: the train split
+of a dataset written by `reverie collect` (frames of a random policy, as in the paper) is streamed in shuffled
+batches (:class:`worldmodels.data.TrajectoryDataset`), scaled to [0, 1], and each batch is one optimiser step on
+the negative ELBO (RMSProp in the paper). Every ``run.checkpoint_every_steps`` the held-out split is scored
+(the negative ELBO with one fixed-seed posterior sample per frame), reconstructions and prior samples are
+written as PNG beside TensorBoard images, and a checkpoint is written atomically. ``--resume RUN_DIR``
+continues from the newest checkpoint (weights, optimiser, counters, RNG; the data order is re-drawn from the
+seed and the step count). The frame around the loop (run directory, ``config.yaml``, TensorBoard, progress bar
+with frames/s, Ctrl-C / SIGTERM -> last checkpoint, cleanup) is :class:`worldmodels.common.scaffold.RunScaffold`.
+
+Presets: ``configs/gvae_paper.yaml`` (the paper's RMSProp, lr 1e-5, batch 100, 400k steps) and
+``configs/gvae_cpu.yaml`` (about 30 CPU-minutes on one core).
+
+Logged (all nats are positive "negative ELBO" nats, per frame unless the tag says per pixel):
+``worldmodel/elbo_nats``, ``worldmodel/nats_per_pixel``, ``worldmodel/nll_nats`` (-log p(x | z)),
+``worldmodel/kl`` (KL(q || p), nats), ``worldmodel/decoder_std`` (mean per-pixel std, [0, 1] scale),
+``losses/loss`` and ``losses/grad_norm`` per log window; ``charts/frames_per_s`` (wall clock) and
+``charts/cpu_frames_per_s`` (frames per CPU second of the training steps, the unit of ``run.max_seconds``);
+``eval/elbo_nats``, ``eval/nats_per_pixel``, ``eval/kl`` and the images ``eval/reconstructions`` and
+``eval/samples`` at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from worldmodels.common.atomic import atomic_write
+from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
+from worldmodels.common.checks import Choice, require_nonnegative, require_positive, require_range
+from worldmodels.common.device import DeviceChoice, resolve_device, to_device
+from worldmodels.common.resume import ResumeError, ResumePoint, open_run
+from worldmodels.common.scaffold import Rates, RunScaffold, run_path
+from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
+from worldmodels.representations.gaussian_vae import IMAGE_SIZE, GaussianVAE, GaussianVAEConfig, validate_model
+
+if TYPE_CHECKING:
+    from worldmodels.data.reader import OnCorrupt
+
+log = logging.getLogger(__name__)
+
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+
+class OptimizerChoice(Choice):
+    rmsprop = "rmsprop"
+    adam = "adam"
+
+
+@dataclass
+class GVAEOptimConfig:
+    name: OptimizerChoice = OptimizerChoice.rmsprop
+    """"rmsprop" (the paper's) or "adam"."""
+    lr: float = 1e-5
+    """Learning rate (the paper: 1e-5 with RMSProp)."""
+    batch_size: int = 100
+    """Frames per update (the paper: 100)."""
+    rmsprop_alpha: float = 0.99
+    """RMSProp: decay of the running mean of squared gradients (torch's default; the paper does not say)."""
+    eps: float = 1e-8
+    """The optimiser's epsilon (torch's default for both)."""
+    max_grad_norm: float = 0.0
+    """Global gradient-norm clip (0: none, as in the paper)."""
+
+
+@dataclass
+class GVAEDataConfig:
+    path: str = "data/pong"
+    """Dataset folder written by `reverie collect` (84x84 luminance frames, the default there)."""
+    skip_corrupt: bool = False
+    """Skip (with a warning naming it) a shard whose checksum does not match, instead of stopping."""
+
+
+@dataclass
+class GVAERunConfig:
+    name: str = "gvae"
+    """Run name: the run directory is runs_dir/name unless --run-dir is given."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+    seed: int = 0
+    """Seeds the initial weights, the posterior samples and the data order."""
+    total_steps: int = 400_000
+    """Updates to train for (the paper: 400k)."""
+    max_seconds: float = 0.0
+    """Training budget in CPU seconds of the training steps (0: none; evaluation and logging are not counted);
+    training stops at whichever limit comes first."""
+    checkpoint_every_steps: int = 10_000
+    """Updates between atomic checkpoints, each with a held-out score and PNGs (a last one is always written)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk (oldest deleted first)."""
+    log_every_steps: int = 100
+    """Updates between scalar summaries."""
+    eval_frames: int = 256
+    """Held-out frames scored at every checkpoint and at the end (0: none; evenly spaced over the split)."""
+    image_frames: int = 8
+    """Held-out frames shown with their reconstructions in ``reconstructions.png`` (and as many prior samples,
+    twice over, in ``samples.png``); 0: no images."""
+    torch_threads: int = 1
+    """Torch threads (one per process on a shared machine)."""
+    progress: bool = True
+    """Show a progress bar with frames/s."""
+    device: DeviceChoice = DeviceChoice.auto
+    """"auto" (CUDA if torch sees a GPU, else the CPU), "cpu" or "cuda". Checkpoints load on the CPU either way."""
+
+
+@dataclass
+class GVAEFitConfig:
+    """The whole `reverie fit-gvae` config."""
+
+    model: GaussianVAEConfig = field(default_factory=GaussianVAEConfig)
+    optim: GVAEOptimConfig = field(default_factory=GVAEOptimConfig)
+    data: GVAEDataConfig = field(default_factory=GVAEDataConfig)
+    run: GVAERunConfig = field(default_factory=GVAERunConfig)
+
+
+#: What a resumed run may change: how long it trains, how often it logs, checkpoints and evaluates.
+RESUME_SAFE_KEYS = ("run.total_steps", "run.max_seconds", "run.checkpoint_every_steps", "run.keep_checkpoints",
+                    "run.log_every_steps", "run.eval_frames", "run.image_frames", "run.progress", "run.name",
+                    "run.runs_dir", "data.skip_corrupt")
+
+TB = {"neg_elbo": "worldmodel/elbo_nats", "nll": "worldmodel/nll_nats", "kl": "worldmodel/kl",
+      "std": "worldmodel/decoder_std", "loss": "losses/loss", "grad_norm": "losses/grad_norm"}
+
+
+def validate(cfg: GVAEFitConfig) -> None:
+    """Check ranges and combinations OmegaConf's type checks cannot.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    o, r = cfg.optim, cfg.run
+    for key, value, kind in (("optim.name", o.name, OptimizerChoice), ("run.device", r.device, DeviceChoice)):
+        if str(value) not in kind.__members__:  # a config built in Python (OmegaConf refuses these while loading)
+            raise ValueError(f"{key}={value!r}: choose one of {', '.join(kind.__members__)}.")
+    validate_model(cfg.model)
+    require_positive({"optim.lr": o.lr, "optim.batch_size": o.batch_size, "optim.eps": o.eps,
+                      "run.total_steps": r.total_steps, "run.checkpoint_every_steps": r.checkpoint_every_steps,
+                      "run.keep_checkpoints": r.keep_checkpoints, "run.log_every_steps": r.log_every_steps,
+                      "run.torch_threads": r.torch_threads})
+    require_nonnegative({"optim.max_grad_norm": o.max_grad_norm, "run.max_seconds": r.max_seconds,
+                         "run.eval_frames": r.eval_frames, "run.image_frames": r.image_frames})
+    require_range("optim.rmsprop_alpha", o.rmsprop_alpha, 0.0, 1.0, high_open=True)
+
+
+def make_optimizer(model: torch.nn.Module, o: GVAEOptimConfig) -> torch.optim.Optimizer:
+    """The optimiser ``optim.name`` names over every parameter of ``model``."""
+    if o.name == OptimizerChoice.rmsprop:
+        return torch.optim.RMSprop(model.parameters(), lr=o.lr, alpha=o.rmsprop_alpha, eps=o.eps)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, eps=o.eps)
+
+
+@torch.no_grad()
+def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: int = 100) -> dict[str, float]:
+    """Mean negative ELBO, reconstruction NLL and KL of uint8 ``[N, 84, 84]`` frames, nats per frame (and the ELBO
+    per pixel), with one posterior sample per frame from a generator seeded with ``seed``: repeatable, so scores
+    at successive checkpoints differ by the weights only."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    sums = {"neg_elbo": 0.0, "nll": 0.0, "kl": 0.0}
+    for b in range(0, len(frames), batch):
+        out = model.loss(GaussianVAE.scale(frames[b: b + batch]).to(device), generator=gen)
+        for k in sums:
+            sums[k] += float(out[k].double().sum())
+    model.train(was_training)
+    n = max(1, len(frames))
+    return {"elbo_nats": sums["neg_elbo"] / n, "nats_per_pixel": sums["neg_elbo"] / (n * PIXELS),
+            "nll_nats": sums["nll"] / n, "kl": sums["kl"] / n}
+
+
+def grey_grid(frames: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
+    """uint8 ``[n, H, W]`` grey frames -> one uint8 image ``[rows (H + pad), columns (W + pad)]`` on mid grey."""
+    n, h, w = frames.shape
+    rows = max(1, math.ceil(n / columns))
+    img = np.full((rows * (h + pad), columns * (w + pad)), 128, dtype=np.uint8)
+    for i, f in enumerate(frames):
+        r, c = divmod(i, columns)
+        top, left = r * (h + pad) + pad // 2, c * (w + pad) + pad // 2
+        img[top: top + h, left: left + w] = f
+    return img
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a uint8 grey image as PNG, atomically (a reader never sees half a file)."""
+    import imageio.v3 as iio
+
+    buf = io.BytesIO()
+    iio.imwrite(buf, image, extension=".png")
+    atomic_write(path, buf.getvalue())
+
+
+def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool = False,
+             config_yaml: str = "", resume_from: ResumePoint | None = None) -> dict[str, Any]:
+    """Train a :class:`GaussianVAE` as ``cfg`` says; returns a summary (run dir, checkpoint, steps, frames,
+    ``frames_per_s`` by wall clock, ``cpu_frames_per_s`` and ``steps_per_cpu_s`` of the training steps, the last
+    held-out scores, the PNG paths).
+
+    :param run_dir: where to write (default ``runs_dir/name``); with ``resume``, the run or one of its checkpoints.
+    :param resume: continue that run from its newest valid checkpoint with its saved settings (only
+        :data:`RESUME_SAFE_KEYS` may differ).
+    :param config_yaml: the config as YAML, saved as ``config.yaml`` and in every checkpoint (default: ``cfg``'s).
+    :param resume_from: the checkpoint already found and loaded (by the CLI).
+    :raises RunExistsError: (a FileExistsError) a new run whose directory already holds files.
+    :raises DatasetError: missing or corrupt data, or frames that are not 84x84 luminance.
+    :raises ValueError: bad settings; :class:`ResumeError` (a ValueError), a resumed run whose settings differ.
+    :raises FloatingPointError: the loss became NaN or infinite (the weights before that step are checkpointed).
+    """
+    from worldmodels.data import DatasetError, TrajectoryDataset
+    from worldmodels.vae.evaluate import heldout_frames
+
+    validate(cfg)
+    device = resolve_device(cfg.run.device, key="run.device")
+    # Refuse a used run directory or a resume that changes settings before reading any data; the folder itself is
+    # made once the data has loaded, so a failed start leaves nothing behind.
+    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, GVAEFitConfig, cfg,
+                           RESUME_SAFE_KEYS, resume_from)
+    ckpt = point.state if point is not None else None
+    if ckpt is not None and "gvae" not in ckpt:
+        raise ResumeError(f"--resume {path}: its checkpoint is not a fit-gvae checkpoint.")
+    config_yaml = config_yaml or scaffold_config_yaml(cfg)
+    torch.set_num_threads(cfg.run.torch_threads)
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+    on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
+
+    if ckpt is not None:
+        model = GaussianVAE.from_export(ckpt["gvae"])
+        set_rng_state(ckpt["rng"])
+        steps, frames, elapsed = int(ckpt["steps"]), int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))
+    else:
+        model = GaussianVAE(cfg.model, seed=cfg.run.seed)
+        steps, frames, elapsed = 0, 0, 0.0
+    model.to(device).train()
+    optimizer = make_optimizer(model, cfg.optim)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])  # moments go to the device of their parameters
+    train = TrajectoryDataset(cfg.data.path, "train", shuffle=True, seed=cfg.run.seed + steps, epochs=None,
+                              on_corrupt=on_corrupt, skip_hint="data.skip_corrupt=true")
+    shape = tuple(train.manifest.get("frame_shape") or ())
+    if shape != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DatasetError(f"{cfg.data.path} holds frames of shape {shape}; the Gaussian VAE models 84x84 luminance "
+                           f"frames: collect them with `reverie collect GAME --frame-size 84x84` (no --rgb).")
+    # No held-out frame left is an error naming run.eval_frames=0, as in fit-vae: a run that silently stops scoring
+    # held-out data would be mistaken for one that does.
+    heldout = heldout_frames(cfg.data.path, cfg.run.eval_frames, cfg.data.skip_corrupt,
+                             skip_hint="data.skip_corrupt=true", eval_off="run.eval_frames=0") \
+        if cfg.run.eval_frames else None
+    batch_size = cfg.optim.batch_size
+    images = cfg.run.image_frames
+
+    with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_steps * batch_size,
+                     initial=steps * batch_size, progress=cfg.run.progress, desc="fit-gvae") as run:
+        writer = run.writer
+        shown = heldout[:images] if heldout is not None else None  # set from the first batch if there is no split
+
+        def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
+            payload = {"gvae": model.export(), "optimizer": optimizer.state_dict(), "steps": steps,
+                       "frames": frames, "train_seconds": elapsed, "config": config_yaml, "rng": rng_state(),
+                       "data": str(cfg.data.path)}
+            return save_checkpoint(path / "checkpoints", steps, payload, keep=keep)
+
+        def evaluate() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if heldout is not None:
+                out = heldout_elbo(model, heldout, seed=cfg.run.seed)
+                for k in ("elbo_nats", "nats_per_pixel", "kl"):
+                    writer.add_scalar(f"eval/{k}", out[k], steps)
+            if images and shown is not None and len(shown):
+                model.eval()
+                recon = grey_grid(np.concatenate([shown, model.reconstruct(shown)]), columns=len(shown))
+                samples = grey_grid(model.sample(2 * images, seed=cfg.run.seed), columns=images)
+                model.train()
+                out["reconstructions_png"] = str(path / "reconstructions.png")
+                out["samples_png"] = str(path / "samples.png")
+                write_png(path / "reconstructions.png", recon)
+                write_png(path / "samples.png", samples)
+                writer.add_image("eval/reconstructions", recon[None], steps)
+                writer.add_image("eval/samples", samples[None], steps)
+            return out
+
+        run.on_interrupt(checkpoint)  # Ctrl-C / SIGTERM: a last checkpoint, then the interrupt goes on
+        run.on_error(lambda: checkpoint(cfg.run.keep_checkpoints + 1))  # any other error: keep older ones
+        batches = train.frame_batches(batch_size, drop_last=True)
+        next_log = steps + cfg.run.log_every_steps
+        next_ckpt = steps + cfg.run.checkpoint_every_steps
+        window: dict[str, list[float]] = {}
+        log_frames, log_time = frames, elapsed
+        start_frames, started, rates = frames, time.perf_counter(), Rates(frames)
+        last_eval: dict[str, Any] = {}
+        saved_at, ckpt_path = -1, Path()
+        clip = cfg.optim.max_grad_norm if cfg.optim.max_grad_norm > 0 else math.inf
+        while steps < cfg.run.total_steps and not (cfg.run.max_seconds and elapsed >= cfg.run.max_seconds):
+            run.check_interrupt()  # a SIGINT / SIGTERM stops the run here, between updates
+            batch = next(batches)
+            if shown is None:
+                shown = batch[:images]
+            t0 = time.process_time()
+            out = model.loss(to_device(batch, device).to(torch.float32).unsqueeze(1) / 255.0)
+            loss = out["neg_elbo"].mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the negative ELBO is {loss.item()} at step {steps}: lower optim.lr "
+                                         f"(now {cfg.optim.lr:g}) or set optim.max_grad_norm; the last checkpoint "
+                                         f"holds the weights before this step.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            # CPU time of the training steps only (not evaluation or logging): runs that share the cores get the
+            # same compute for the same budget.
+            elapsed += time.process_time() - t0
+            steps += 1
+            frames += len(batch)
+            for k, v in out.items():
+                window.setdefault(k, []).append(float(v.detach().mean()))
+            window.setdefault("loss", []).append(float(loss.detach()))
+            window.setdefault("grad_norm", []).append(float(norm))
+            if steps >= next_log:
+                cpu_fps = (frames - log_frames) / max(1e-9, elapsed - log_time)
+                wall_fps, _, _ = rates.measure(frames)
+                for k, vs in window.items():
+                    writer.add_scalar(TB[k], float(np.mean(vs)), steps)
+                writer.add_scalar("worldmodel/nats_per_pixel", float(np.mean(window["neg_elbo"])) / PIXELS, steps)
+                writer.add_scalar("charts/frames_per_s", wall_fps, steps)
+                writer.add_scalar("charts/cpu_frames_per_s", cpu_fps, steps)
+                run.advance(frames, elbo_nats=f"{np.mean(window['neg_elbo']):.0f}", cpu_fps=f"{cpu_fps:.0f}")
+                window, log_frames, log_time = {}, frames, elapsed
+                next_log = steps + cfg.run.log_every_steps
+            else:
+                run.advance(frames)
+            if steps >= next_ckpt:
+                last_eval = evaluate() or last_eval
+                ckpt_path, saved_at = checkpoint(), steps
+                next_ckpt = steps + cfg.run.checkpoint_every_steps
+        wall = time.perf_counter() - started
+        if saved_at != steps:  # else the loop has just scored and saved this very step
+            last_eval = evaluate() or last_eval
+            ckpt_path = checkpoint()
+    if "elbo_nats" in last_eval:
+        log.info("fit-gvae: held-out negative ELBO %.1f nats per frame (%.4f per pixel) after %d steps",
+                 last_eval["elbo_nats"], last_eval["nats_per_pixel"], steps)
+    return {"run_dir": str(path), "checkpoint": str(ckpt_path), "steps": steps, "frames": frames,
+            "train_seconds": round(elapsed, 1),
+            "frames_per_s": round((frames - start_frames) / max(wall, 1e-9), 1),
+            "cpu_frames_per_s": round(frames / max(elapsed, 1e-9), 1) if frames else 0.0,
+            "steps_per_cpu_s": round(steps / max(elapsed, 1e-9), 2) if steps else 0.0, **last_eval}
