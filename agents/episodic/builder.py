@@ -1,0 +1,54 @@
+"""Model-Free Episodic Control on the runtime seam: the :class:`agents.runtime.algorithm.Builder` the generic loop
+trains with. Actors build ``make_mfec_parts`` (vector env, epsilon-greedy policy on the memory, episode adder);
+the driver holds an :class:`MFECLearner`, whose memory is the run's "weights"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.episodic.actor import make_mfec_parts
+from agents.episodic.config import MFECConfig, validate
+from agents.episodic.evaluate import evaluate_policy
+from agents.episodic.learning import MFECLearner
+from agents.runtime.algorithm import ActorSetup, EnvSpec, EvalResult
+
+
+class MFECBuilder:
+    """MFEC (Blundell et al. 2016) with a random-projection, Gaussian-VAE or binary-VAE representation."""
+
+    name = "mfec"
+    config_class = MFECConfig
+
+    def validate(self, cfg: MFECConfig) -> None:
+        validate(cfg)
+
+    def prepare(self, cfg: MFECConfig) -> None:
+        """A VAE representation's checkpoint must exist before actors start; its path is made absolute, so Ray
+        actors (another working directory) find it."""
+        path = cfg.representation.path
+        if path:
+            resolved = Path(path).expanduser().resolve()
+            if not resolved.is_file():
+                raise FileNotFoundError(f"representation.path={path!r}: no such file; train the representation "
+                                        "first, or use representation.kind=random_projection")
+            cfg.representation.path = str(resolved)
+
+    def actor_setup(self, cfg: MFECConfig, distributed: bool) -> ActorSetup:
+        return ActorSetup(make_mfec_parts)
+
+    def make_learner(self, cfg: MFECConfig, spec: EnvSpec, device: torch.device) -> MFECLearner:
+        return MFECLearner(spec, cfg)  # no tensors: the memory lives on the CPU whatever the device
+
+    def evaluate(self, cfg: MFECConfig, weights: Any, episodes: int, seed: int,
+                 record: list[np.ndarray] | None = None) -> EvalResult:
+        return evaluate_policy(cfg, weights, episodes, seed=seed, record=record)
+
+    def checkpoint_weights(self, ckpt: dict[str, Any]) -> Any:
+        return ckpt["learner"]["memory"]
+
+
+BUILDER = MFECBuilder()
