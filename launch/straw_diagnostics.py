@@ -20,16 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="STRAW's gradient per loss term and network part, and its critic's "
                                      "error on committed and re-planning steps",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a STRAW run directory (its config.yaml and checkpoints)")
+    parser.add_argument("run_dir", type=Path, help="a STRAW run directory (its newest valid checkpoint), or one of "
+                                                   "its checkpoint files")
     parser.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. straw.commit_init_centre=4")
     parser.add_argument("--unrolls", type=int, default=20, help="unrolls to average over")
     parser.add_argument("--init", action="store_true", help="a freshly initialised network, not the checkpoint's")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    config = args.run_dir / "config.yaml"
+    run = args.run_dir.parent.parent if args.run_dir.is_file() else args.run_dir  # RUN/checkpoints/FILE
+    config = run / "config.yaml"
     if not config.is_file():
-        parser.error(f"{args.run_dir} holds no config.yaml: give the directory of a STRAW run")
+        parser.error(f"{run} holds no config.yaml: give the directory of a STRAW run or one of its checkpoints")
     cfg = load_config(get_builder("straw").config_class, [config], ["run.progress=false", *args.overrides])
     weights = None
     if not args.init:

@@ -9,7 +9,10 @@ checkpoint (``--init``: a freshly initialised network of the same config instead
   (``f_c`` and the bias ``commit_bias``; Vezhnevets et al. 2016, Sec. 3.1-3.2), averaged over the unrolls;
 - the squared error of the value estimate against its A2C target (the n-step return bootstrapped at the unroll's
   end, ``agent.gae_lambda``) on re-planning steps and on committed steps separately: on a committed step the value
-  is the plan's value row written at the last re-plan, a guess made without seeing the current observation.
+  is the plan's value row written at the last re-plan, a guess made without seeing the current observation;
+- where the action plan's attention sits (``agents.straw.attention``, eq. 22-25 of DRAW), over the observations of
+  the unrolls: the grid's centre, its first filter's centre, the stride (plan columns, 1-based), and the weight a
+  unit patch writes into the current step's column (0: the network can no longer change its policy or value).
 
 It prints a table, or one JSON object with ``--json``. The figures of README's STRAW section come from it.
 """
@@ -41,13 +44,15 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
     :param cfg: the run's :class:`agents.straw.config.StrawConfig`.
     :param unrolls: unrolls of ``agent.unroll_length`` steps x ``env.num_envs`` envs to average over.
     :returns: ``{"grad_norm": {term: {part: norm}}, "value_sq_error": {"replan": x, "committed": y},
-        "steps": {"replan": n, "committed": m}}``; a term's ``"all"`` part is its norm over every parameter.
+        "steps": {"replan": n, "committed": m}, "attention": {"centre", "first_filter", "stride",
+        "column0_weight"}}`` (means); a term's ``"all"`` part is its norm over every parameter.
     """
     from agents.actor_critic.actor import make_ac_parts
     from agents.actor_critic.learning import ActorCriticLearner, Batch, log_prob_entropy
     from agents.actor_critic.returns import gae_advantages
     from agents.runtime.actor import EnvActor
     from agents.runtime.algorithm import env_spec
+    from agents.straw.attention import attention_params, filterbank
 
     actor = EnvActor(0, make_ac_parts, cfg, seed=seed)
     learner = ActorCriticLearner(env_spec(actor.env), cfg, torch.device("cpu"))
@@ -60,6 +65,8 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
         groups[_part(name)].append(param)
     sums: dict[tuple[str, str], float] = defaultdict(float)
     errors: dict[str, list[np.ndarray]] = {"replan": [], "committed": []}
+    attention: dict[str, list[float]] = defaultdict(list)
+    core: Any = net.core  # a STRAWCore (the network is typed as the learner's generic one)
     for _ in range(unrolls):
         unroll = actor.run(agent.unroll_length, 0, None, 0).payload
         b = Batch(unroll, torch.device("cpu"))
@@ -83,6 +90,14 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
                 sums[(term, part)] += sq ** 0.5
                 total += sq
             sums[(term, "all")] += total ** 0.5
+        with torch.no_grad():
+            x = core.features(b.obs[:-1].reshape(-1, *b.obs.shape[2:]))
+            att = attention_params(core.f_psi(core.z_mu(x) if core.noisy else x), core.plan_len, core.num_filters)
+            first = att.centre - (core.num_filters - 1) / 2.0 * att.stride  # filter 1 (eq. 19, 1-based)
+            weight = filterbank(att, core.plan_len, core.num_filters)[:, :, 0].sum(1) / att.gamma
+        for name, value in (("centre", att.centre), ("first_filter", first), ("stride", att.stride),
+                            ("column0_weight", weight)):
+            attention[name].append(float(value.mean()))
         if out.gates is not None:
             replan = out.gates[:-1].bool() & mask.bool()
             sq_err = (targets - values_d[:-1]) ** 2
@@ -94,7 +109,8 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
     flat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in errors.items()}
     return {"grad_norm": grad,
             "value_sq_error": {k: float(v.mean()) if len(v) else float("nan") for k, v in flat.items()},
-            "steps": {k: int(len(v)) for k, v in flat.items()}}
+            "steps": {k: int(len(v)) for k, v in flat.items()},
+            "attention": {k: float(np.mean(v)) for k, v in attention.items()}}
 
 
 def format_breakdown(result: dict[str, Any]) -> str:
@@ -106,4 +122,8 @@ def format_breakdown(result: dict[str, Any]) -> str:
     lines.append("value error^2 against the A2C target:")
     for kind, err in result["value_sq_error"].items():
         lines.append(f"  {kind:<10} steps: {err:.3g} (n = {result['steps'][kind]})")
+    a = result["attention"]
+    lines.append(f"attention of the action plan (columns, 1-based): centre {a['centre']:.1f}, first filter "
+                 f"{a['first_filter']:.1f}, stride {a['stride']:.2f}; a unit patch writes {a['column0_weight']:.3g} "
+                 "into the current step's column")
     return "\n".join(lines)

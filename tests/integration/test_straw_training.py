@@ -145,3 +145,9 @@ def test_the_gradient_breakdown_shows_a_dead_commitment_module(tmp_path: Path, i
     assert (norms["core"]["f_c"] > 0) == (init_centre > 0) and (norms["policy"]["f_c"] > 0) == (init_centre > 0)
     assert sum(result["steps"].values()) == 2 * cfg.agent.unroll_length * cfg.env.num_envs
     assert min(result["value_sq_error"].values()) >= 0 and "committed" in format_breakdown(result)
+    # Where the attention starts: DRAW's grid is centred on the plan's middle (50.5 of 100 columns) give or take the
+    # random f_psi; the first of K = 3 filters lies a stride before it.
+    att = result["attention"]
+    assert abs(att["centre"] - 50.5) < 15
+    assert att["first_filter"] == pytest.approx(att["centre"] - att["stride"], abs=0.5)
+    assert 0 <= att["column0_weight"] < 1.0
