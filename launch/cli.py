@@ -323,12 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=cmd_sb3)
 
-    from launch import gvae_cli, imagine_cli, vae_cli, video_cli
+    from launch import gvae_cli, imagine_cli, iterations, vae_cli, video_cli
 
     vae_cli.register(sub)
     gvae_cli.register(sub)
     video_cli.register(sub)
     imagine_cli.register(sub)
+    iterations.register(sub)
 
     p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw, episodic",
                        description="Side-by-side benchmarks that print a table (or --json).")

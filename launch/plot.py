@@ -128,7 +128,7 @@ def read_scalars(run_dir: Path | str, tag: str) -> tuple[np.ndarray, np.ndarray]
     return _scalars(_load(run_dir), run_dir, tag)
 
 
-def _config_game(run_dir: Path) -> str | None:
+def config_game(run_dir: Path) -> str | None:
     """``env.game`` of the run's saved config, or None without a config or key."""
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -237,7 +237,7 @@ def _save_png(fig: Figure, out: Path) -> Path:
 def resolve_game(run_dirs: Sequence[Path], game: str | None, required: bool) -> str | None:
     if game is not None:
         return game
-    found = {d: _config_game(d) for d in run_dirs}
+    found = {d: config_game(d) for d in run_dirs}
     # Compare spellings of one game as one ("pong" and "ALE/Pong-v5").
     games = {scores.snake_case_game(g) for g in found.values() if g is not None}
     if len(games) == 1 and None not in found.values():
@@ -398,6 +398,6 @@ def plot_learning_curve(
         _draw_random(ax, random_level)
     ax.set_ylabel("episodic return")
     ax.legend(loc="best", fontsize="small")
-    game = _config_game(run_dir)
+    game = config_game(run_dir)
     fig.suptitle(f"{run_dir.name}" + (f" ({game})" if game else ""), fontweight="bold")
     return _save_png(fig, Path(out) if out is not None else run_dir / "learning_curve.png")

@@ -194,3 +194,23 @@ def test_cluster_yaml_parses_and_starts_head_and_workers() -> None:
     from ray.autoscaler._private.util import prepare_config, validate_config
 
     validate_config(prepare_config(cfg))
+
+
+def test_iterations_table_averages_each_million_frames(tmp_path: Path) -> None:
+    from launch.iterations import iteration_means, iterations_table
+    from launch.scores import human_normalized
+
+    run = tmp_path / "mfec_pacman"
+    run.mkdir()
+    (run / "config.yaml").write_text("env:\n  game: MsPacman\n")
+    writer = SummaryWriter(str(run))
+    for frame, value in ((100_000, 200.0), (900_000, 400.0), (1_200_000, 700.0)):
+        writer.add_scalar("charts/episodic_return", value, frame)
+    for frame in (500_000, 1_000_000, 1_500_000):  # the run stopped at 1.5M: its second million is unfinished
+        writer.add_scalar("charts/frames_per_s", 1000.0, frame)
+    writer.close()
+    assert iteration_means(run, 2) == [300.0, None]
+    table = iterations_table([run], 2)
+    hns = human_normalized("MsPacman", 300.0)
+    assert hns is not None and f"| mfec_pacman | MsPacman | 300.0 ({100 * hns:.1f}%) | - |" in table
+    assert "Dopamine DQN" in table and "386.7" in table  # Dopamine's first iteration on Ms. Pac-Man
