@@ -288,3 +288,51 @@ def format_sharing_table(result: dict[str, Any]) -> str:
         lines.append(f"  {size:>10,} {result['local_query_ms'][size]:>15.2f} {result['server_query_ms'][size]:>16.2f} "
                      f"{result['publish_ms'][size]:>11.1f} {result['break_even_steps'][size]:>17.1f}")
     return "\n".join(lines)
+
+
+def run_agent_bench(game: str = "MsPacman", seconds: float = 20.0,
+                    kinds: Sequence[str] = ("random_projection", "gaussian_vae")) -> dict[str, Any]:
+    """Agent steps/s of MFEC training (``mfec_atari`` on ``game``, local mode, one thread) with each representation,
+    one after the other in this process, over ``seconds`` after the first update.
+
+    The Gaussian VAE is the paper's network (``gvae_paper``'s model) freshly initialised and saved as a
+    ``fit-gvae`` checkpoint in a temporary folder: its cost per frame does not depend on its weights. The memory
+    starts empty, so these are the rates of a run's first minutes, when k-NN is cheapest.
+
+    :return: ``{"steps_per_s": {kind: x}, "learner_busy_fraction": {kind: y}, "settings": {...}}``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from agents.registry import get_builder
+    from launch.bench_ac import NEVER, measure_ours
+    from launch.config import load_config
+    from worldmodels.common.checkpoint import save_checkpoint
+    from worldmodels.representations.gaussian_vae import GaussianVAE
+
+    torch.set_num_threads(1)
+    result: dict[str, Any] = {"steps_per_s": {}, "learner_busy_fraction": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        gvae_path = save_checkpoint(Path(tmp) / "gvae", 0, {"gvae": GaussianVAE().export()})
+        for kind in kinds:
+            path = [f"representation.path={gvae_path}"] if kind == "gaussian_vae" else []
+            cfg = load_config(get_builder("mfec").config_class, ["mfec_atari"], [
+                f"env.game={game}", f"representation.kind={kind}", *path, "run.progress=false",
+                "run.eval_episodes=0", f"run.total_frames={NEVER}", f"run.checkpoint_every_frames={NEVER}",
+                f"run.log_every_frames={NEVER}"])
+            figures = measure_ours(cfg, seconds)
+            result["steps_per_s"][kind] = figures["steps_per_s"]
+            result["learner_busy_fraction"][kind] = figures["learner_busy_fraction"]
+    result["settings"] = {"game": game, "seconds": seconds, "preset": "mfec_atari"}
+    return result
+
+
+def format_agent_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [f"MFEC training ({s['preset']}, {s['game']}, local mode, one thread, {s['seconds']:.0f} s each):",
+             f"  {'representation':<18} {'agent steps/s':>14} {'learner busy':>13}"]
+    for kind, rate in result["steps_per_s"].items():
+        lines.append(f"  {kind:<18} {rate:>14,.0f} {result['learner_busy_fraction'][kind]:>13.0%}")
+    return "\n".join(lines)

@@ -220,7 +220,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.name == "episodic":
         from launch.bench_episodic import format_episodic_table, run_episodic_bench
 
-        if args.sharing:
+        if args.agent:
+            from launch.bench_episodic import format_agent_table, run_agent_bench
+
+            result = run_agent_bench(game="MsPacman" if args.game == "pong" else args.game,
+                                     seconds=args.seconds or 20.0)
+            print(json.dumps(result) if args.json else format_agent_table(result))
+        elif args.sharing:
             from launch.bench_episodic import format_sharing_table, run_sharing_bench
 
             sizes = tuple(args.sizes) if args.sizes else (10_000, 100_000, 250_000)
@@ -339,12 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "episodic)")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="episodic: entries per action buffer to measure (default 10000 100000 1000000)")
-    p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark")
+    p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark (episodic --agent: "
+                                                 "MsPacman unless given)")
     p.add_argument("--frames", type=int, default=2000, help="frames of the density benchmark")
     p.add_argument("--algo", action="append", choices=["dqn", "a2c", "ppo", "impala", "all"],
                    help="throughput of which training (repeatable; default dqn): dqn (the DQN pipeline, Ray, SB3's "
                         "DQN), a2c / ppo (ours vs SB3's with the a2c_pong / ppo_pong settings), impala "
                         "(impala_pong, 2 Ray actors: steps/s, learner busy fraction); all = a2c, ppo, impala")
+    p.add_argument("--agent", action="store_true",
+                   help="episodic: agent steps/s of MFEC training with each representation (mfec_atari; --game, "
+                        "default MsPacman)")
     p.add_argument("--sharing", action="store_true",
                    help="episodic: how Ray actors should share the memory (replicas refreshed by publication vs one "
                         "memory in a Ray actor queried every step)")

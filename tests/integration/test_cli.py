@@ -153,3 +153,10 @@ def test_bench_episodic_sharing_json(capsys: pytest.CaptureFixture[str]) -> None
     gap = result["server_query_ms"]["900"] - result["local_query_ms"]["900"]
     expected = result["publish_ms"]["900"] / gap if gap > 0 else math.inf
     assert result["break_even_steps"]["900"] == pytest.approx(expected)
+
+
+def test_bench_episodic_agent_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "episodic", "--agent", "--seconds", "0.5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["steps_per_s"]) == {"random_projection", "gaussian_vae"}
+    assert min(result["steps_per_s"].values()) > 0 and result["settings"]["game"] == "MsPacman"
