@@ -128,9 +128,12 @@ class EpisodeAdder:
         return done
 
 
-def make_mfec_parts(cfg: MFECConfig, actor_id: int) -> tuple[Any, MFECPolicy, EpisodeAdder]:
-    """(vector env, policy, adder) of actor ``actor_id``, built in its own process. Its memory arrives with the
-    first publication (a replica in Ray mode, the learner's own in local mode)."""
+def make_mfec_parts(cfg: MFECConfig, actor_id: int) -> tuple[Any, MFECPolicy, EpisodeAdder, list[Any]]:
+    """(vector env, policy, adder, trackers) of actor ``actor_id``, built in its own process. Its memory arrives
+    with the first publication (a replica in Ray mode, the learner's own in local mode). On the maze,
+    :class:`envs.MazeTracker` logs each maze's optimal return beside the agent's."""
+    from envs import MazeTracker, is_maze
+
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     frame_shape = tuple(int(d) for d in env.frame_shape)
@@ -138,4 +141,5 @@ def make_mfec_parts(cfg: MFECConfig, actor_id: int) -> tuple[Any, MFECPolicy, Ep
     replica = make_memory(cfg, num_actions) if cfg.runtime.num_actors > 0 else None
     policy = MFECPolicy(make_key_network(cfg, frame_shape), None, num_actions, int(env.stack), frame_shape,
                         cfg.episodic.epsilon, seed, replica=replica)
-    return env, policy, EpisodeAdder(env.num_envs, cfg.episodic.clip_rewards)
+    return env, policy, EpisodeAdder(env.num_envs, cfg.episodic.clip_rewards), \
+        [MazeTracker()] if is_maze(cfg.env.game) else []
