@@ -27,14 +27,20 @@ class MFECBuilder:
         validate(cfg)
 
     def prepare(self, cfg: MFECConfig) -> None:
-        """A VAE representation's checkpoint must exist before actors start; its path is made absolute, so Ray
-        actors (another working directory) find it."""
+        """A VAE representation's checkpoint (a file, or a run directory: its newest valid checkpoint) must exist
+        before actors start. Its path is made absolute, so Ray actors (another working directory) find it, and a
+        run directory becomes the checkpoint it holds now, so every actor embeds with the same weights even if that
+        run writes newer ones meanwhile (name a checkpoint file to pin it across resumes too)."""
         path = cfg.representation.path
         if path:
             resolved = Path(path).expanduser().resolve()
-            if not resolved.is_file():
-                raise FileNotFoundError(f"representation.path={path!r}: no such file; train the representation "
-                                        "first, or use representation.kind=random_projection")
+            if not resolved.exists():
+                raise FileNotFoundError(f"representation.path={path!r}: no such file or run directory; train the "
+                                        "representation first, or use representation.kind=random_projection")
+            if resolved.is_dir():
+                from worldmodels.common.checkpoint import load_latest
+
+                resolved = load_latest(resolved)[0].resolve()
             cfg.representation.path = str(resolved)
 
     def actor_setup(self, cfg: MFECConfig, distributed: bool) -> ActorSetup:

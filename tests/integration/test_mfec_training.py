@@ -57,3 +57,20 @@ def test_the_same_seed_gives_the_same_run(tmp_path: Path) -> None:
         state = run_training(get_builder("mfec"), _cfg(tmp_path, f"run.name={name}", "run.total_frames=2000"))
         returns.append(np.asarray(state.returns))
     assert len(returns[0]) > 0 and np.array_equal(returns[0], returns[1])
+
+
+def test_mfec_with_gaussian_vae_keys_from_a_run_directory(tmp_path: Path) -> None:
+    from worldmodels.common.checkpoint import save_checkpoint
+    from worldmodels.representations.gaussian_vae import GaussianVAE
+
+    ckpt = save_checkpoint(tmp_path / "gvae" / "checkpoints", 5, {"gvae": GaussianVAE().export()})
+    cfg = load_config(MFECConfig, ["mfec_atari"], [
+        "env.num_envs=2", "run.progress=false", "run.eval_episodes=0", "run.total_frames=400",
+        "episodic.capacity=1000", "representation.kind=gaussian_vae", f"representation.path={tmp_path / 'gvae'}",
+        f"run.runs_dir={tmp_path}", "run.name=vae"])
+    state = run_training(get_builder("mfec"), cfg)
+    assert state.frames >= 400 and cfg.representation.path == str(ckpt.resolve())  # the run dir's checkpoint
+    bad = load_config(MFECConfig, ["mfec_atari"], ["representation.kind=gaussian_vae",
+                                                   f"representation.path={tmp_path / 'nothing'}"])
+    with pytest.raises(FileNotFoundError, match="no such file or run directory"):
+        get_builder("mfec").prepare(bad)
