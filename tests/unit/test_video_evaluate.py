@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,13 @@ import pytest
 from worldmodels.data import DatasetError, DatasetWriter
 from worldmodels.video.evaluate import (
     BASELINES,
+    REWARD_KEYS,
     action_divergence,
     beats_summary,
+    evaluate_models,
     evaluate_rollouts,
     load_heldout_windows,
+    reward_head_accuracy,
     to_json,
 )
 
@@ -289,3 +294,311 @@ def test_mp4_without_a_plugin_names_the_fix(tmp_path: Path) -> None:
         import imageio.v3 as iio
 
         assert len(iio.imread(path, index=None)) == 3
+
+
+# ------------------------------------------------------------------------ motion, reward head, colour, compare
+SPRITE = 220
+
+
+def _sprite_background(colour: bool = False) -> np.ndarray:
+    """A static faint texture (the same in every episode); colour: the texture in all three channels."""
+    bg = np.random.default_rng(7).integers(0, 30, size=(SIZE, SIZE)).astype(np.uint8)
+    return np.repeat(bg[..., None], 3, axis=-1) if colour else bg
+
+
+def _draw(bg: np.ndarray, y: int, x: int) -> np.ndarray:
+    f = bg.copy()
+    if bg.ndim == 3:
+        f[y: y + 3, x: x + 3, 0] = SPRITE  # a red sprite: only channel 0 differs from the background
+    else:
+        f[y: y + 3, x: x + 3] = SPRITE
+    return f
+
+
+def _sprite_dataset(root: Path, colour: bool = False, episodes: int = 8, length: int = 16) -> Path:
+    """A 3x3 sprite that action a moves a - 1 columns over a static background; each episode on its own rows (so
+    no pixel holds a sprite in more than a few frames and the held-out median is the background). The reward of
+    an action is 5 (a - 1): raw, only its sign is predicted. Episodes end by game over."""
+    rng = np.random.default_rng(1)
+    bg = _sprite_background(colour)
+    w = DatasetWriter(root, {"game": "Test"}, heldout_fraction=0.5, shard_frames=40)
+    for e in range(episodes):
+        y, x = 3 * e, 10
+        actions = rng.integers(0, 3, size=length).astype(np.int64)
+        actions[-1] = -1
+        frames = []
+        for t in range(length):
+            frames.append(_draw(bg, y, x))
+            x = int(np.clip(x + actions[t] - 1, 0, SIZE - 3))
+        rewards = np.where(actions >= 0, 5.0 * (actions - 1), 0.0).astype(np.float32)
+        w.add_episode(np.stack(frames), actions, rewards, terminal=True)
+    w.close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def sprite_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _sprite_dataset(tmp_path_factory.mktemp("s") / "data")
+
+
+@dataclass
+class _State:
+    frame: np.ndarray
+    reward: np.ndarray
+    terminal: np.ndarray
+
+
+class SpriteModel:
+    """The sprite data's dynamics (perfect), or with ``drop`` the background alone (the moving sprite dropped, all
+    else kept); with ``head``, a reward head that says ``head_scale * (a - 1)`` for action a and never game over
+    (through ``initial``/``step``, as VideoPredictor)."""
+
+    num_actions, game = 3, "Test"
+    frame_shape = (SIZE, SIZE)
+
+    def __init__(self, drop: bool = False, colour: bool = False, head: bool = False, head_scale: float = 0.9,
+                 context: int = 4) -> None:
+        self.drop, self.colour, self.context, self.head_scale = drop, colour, context, head_scale
+        self.channels = 3 if colour else 1
+        self.background = _sprite_background(colour)
+        self.mean_frame = self.background / 255.0
+        self.head = object() if head else None
+        self.imagine_calls = 0
+
+    def next(self, frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        out = []
+        for f, a in zip(frames, actions):
+            ys, xs = np.nonzero((f[..., 0] if self.colour else f) == SPRITE)
+            if self.drop or not len(ys):
+                out.append(self.background.copy())
+            else:
+                out.append(_draw(self.background, int(ys.min()), int(np.clip(xs.min() + a - 1, 0, SIZE - 3))))
+        return np.stack(out)
+
+    def imagine(self, context: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        assert context.shape[1] == self.context and context.ndim == (5 if self.colour else 4)
+        self.imagine_calls += 1
+        frame, out = context[:, -1], []
+        for t in range(actions.shape[1]):
+            frame = self.next(frame, actions[:, t])
+            out.append(frame)
+        return np.stack(out, 1)
+
+    def initial(self, frames: np.ndarray, actions: np.ndarray | None = None) -> _State:
+        b = len(frames)
+        return _State(frames[:, -1], np.zeros(b, np.float32), np.zeros(b, np.float32))
+
+    def step(self, state: _State, action: np.ndarray) -> tuple[_State, np.ndarray]:
+        frame = self.next(state.frame, action)
+        reward = (self.head_scale * (np.asarray(action) - 1)).astype(np.float32)
+        return _State(frame, reward, np.zeros(len(frame), np.float32)), frame
+
+
+def test_motion_rows_for_the_model_and_every_reference(sprite_data: Path) -> None:
+    report = evaluate_rollouts(SpriteModel(), sprite_data, horizon=5, starts_per_episode=3, seed=0)
+    for prefix in ("", *(f"{b}_" for b in BASELINES)):
+        for key in ("moving_mse", "foreground_mse", "object_recall", "object_precision", "imagined_objects"):
+            assert len(report[prefix + key]) == 5, prefix + key
+    assert report["motion"]["change_threshold"] == pytest.approx(8 / 255)
+    assert report["motion"]["min_object_pixels"] == 4 and report["motion"]["match_share"] == 0.5
+    n = report["rollouts"]
+    # Every rollout shows the sprite (foreground) at every step; it moves in some of them.
+    assert report["foreground_frames"] == [n] * 5 and report["real_objects"] == report["moving_frames"]
+    assert all(0 < m <= n for m in report["moving_frames"])
+    # The perfect model: no error where things move, every moving sprite kept, nothing invented.
+    assert report["moving_mse"] == [0.0] * 5 and report["foreground_mse"] == [0.0] * 5
+    assert report["object_recall"] == [1.0] * 5 and report["object_precision"] == [1.0] * 5
+    # Copy-last moves nothing: its precision is undefined at every step (null), not 0.
+    assert report["copy_last_imagined_objects"] == [0] * 5 and report["copy_last_object_precision"] == [None] * 5
+    assert json.loads(json.dumps(to_json(report), allow_nan=False))["copy_last_object_precision"] == [None] * 5
+
+
+def test_a_model_that_drops_the_moving_sprite_scores_worse_than_copy_last(sprite_data: Path) -> None:
+    report = evaluate_rollouts(SpriteModel(drop=True), sprite_data, horizon=5, starts_per_episode=3, seed=0)
+    # It keeps the whole background exactly, so its whole-frame error is small; but on the sprite's pixels it is
+    # wrong everywhere, where copy-last is still partly right (the sprite moves one column a step, it is 3 wide).
+    assert all(m > c for m, c in zip(report["foreground_mse"], report["copy_last_foreground_mse"]))
+    assert report["foreground_mse"] == pytest.approx([(np.mean(
+        [((SPRITE - v) / 255) ** 2 for v in _sprite_background().ravel()]))] * 5, rel=0.02)
+    assert report["object_recall"] == [0.0] * 5
+    assert all(r > 0 for r in report["copy_last_object_recall"][:2])
+    assert report["imagined_objects"] == [0] * 5 and report["object_precision"] == [None] * 5
+
+
+def test_reward_head_accuracy_by_hand() -> None:
+    pred = np.array([[0.9, 0.2, -0.7], [0.4, -0.6, 0.0], [-0.51, 0.0, 0.6]])
+    real = np.array([[3.0, 0.0, -1.0], [1.0, -2.0, 0.0], [0.0, 0.0, 0.0]])
+    over_p = np.array([[0.1, 0.2, 0.9], [0.0, 0.0, 0.4], [0.0, 0.6, 0.0]])
+    over = np.array([[False, False, True], [False, False, True], [False, False, False]])
+    r = reward_head_accuracy(pred, over_p, real, over)
+    # Signs read: [+1, 0, -1], [0, -1, 0], [-1, 0, +1] against [+1, 0, -1], [+1, -1, 0], [0, 0, 0].
+    assert r["reward_sign_accuracy"] == pytest.approx([1 / 3, 1.0, 2 / 3])
+    assert r["reward_nonzero_count"] == [2, 1, 1]
+    assert r["reward_nonzero_accuracy"] == [0.5, 1.0, 1.0]
+    assert r["game_over_count"] == [0, 0, 2]
+    assert r["game_over_accuracy"] == pytest.approx([1.0, 2 / 3, 2 / 3])
+    none = reward_head_accuracy(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1), bool))
+    assert none["reward_nonzero_accuracy"] == [None] and none["reward_sign_accuracy"] == [1.0]
+
+
+def test_reward_head_rows_only_for_a_model_with_a_head(sprite_data: Path) -> None:
+    model = SpriteModel(head=True)
+    report = evaluate_rollouts(model, sprite_data, horizon=4, starts_per_episode=100, seed=0)
+    assert report["reward_head"] is True
+    # The head's reward follows the action taken at the step (the data's reward of that action): all right, which
+    # an off-by-one alignment between steps, actions and rewards would not be.
+    assert report["reward_sign_accuracy"] == [1.0] * 4 and report["reward_nonzero_accuracy"] == [1.0] * 4
+    assert all(0 < c < report["rollouts"] for c in report["reward_nonzero_count"])
+    # Every window is used, so each held-out episode's last window ends at its game over (step 4 only); the head
+    # never predicts it.
+    episodes = report["eligible_episodes"]
+    assert report["game_over_count"] == [0, 0, 0, episodes]
+    assert report["game_over_accuracy"] == pytest.approx([1.0, 1.0, 1.0, 1 - episodes / report["rollouts"]])
+    # The frames came from initial/step (imagine ran for the shuffled actions only) and are the perfect ones.
+    assert model.imagine_calls > 0 and report["mse"] == [0.0] * 4
+    # A head that is always unsure (expected reward 0.45: rounds to 0) is right only where the reward is 0.
+    weak = evaluate_rollouts(SpriteModel(head=True, head_scale=0.45), sprite_data, horizon=4, starts_per_episode=100)
+    n = weak["rollouts"]
+    assert weak["reward_sign_accuracy"] == pytest.approx([1 - c / n for c in weak["reward_nonzero_count"]])
+    assert weak["reward_nonzero_accuracy"] == [0.0] * 4
+    # No head: the row is absent, and the report says so.
+    plain = evaluate_rollouts(SpriteModel(), sprite_data, horizon=4)
+    assert plain["reward_head"] is False and not set(REWARD_KEYS) & set(plain)
+
+
+def test_colour_models_are_scored_on_colour_data(tmp_path: Path) -> None:
+    data = _sprite_dataset(tmp_path / "rgb", colour=True)
+    report = evaluate_rollouts(SpriteModel(colour=True), data, horizon=4, starts_per_episode=2, samples=2)
+    samples = report.pop("samples")
+    assert report["channels"] == 3 and report["frame_shape"] == [SIZE, SIZE]
+    assert report["mse"] == [0.0] * 4 and np.allclose(report["ssim"], 1.0)
+    assert all(m > 0 for m in report["copy_last_mse"]) and all(m > 0 for m in report["mean_frame_mse"])
+    assert report["object_recall"] == [1.0] * 4 and report["moving_mse"] == [0.0] * 4
+    assert samples["frames"].shape == (2, 8, SIZE, SIZE, 3) and samples["imagined"].shape == (2, 4, SIZE, SIZE, 3)
+    assert samples["action_grid"].shape == (2 + 3 * (SIZE + 2), 2 + 4 * (SIZE + 2), 3)
+    dropped = evaluate_rollouts(SpriteModel(colour=True, drop=True), data, horizon=4, starts_per_episode=2)
+    assert dropped["object_recall"] == [0.0] * 4
+    # Colours must match: a luminance model on RGB data and an RGB model on luminance data are refused.
+    with pytest.raises(DatasetError, match="holds RGB \\(colour\\) frames but the model predicts luminance"):
+        evaluate_rollouts(SpriteModel(), data, horizon=2)
+    with pytest.raises(DatasetError, match="holds luminance frames but the model predicts RGB.*--rgb"):
+        evaluate_rollouts(SpriteModel(colour=True), _sprite_dataset(tmp_path / "grey"), horizon=2)
+
+
+def test_evaluate_models_uses_the_same_windows_and_the_references_once(sprite_data: Path) -> None:
+    models = {"perfect": SpriteModel(), "short": SpriteModel(drop=True, context=2), "still": CopyLastSprite()}
+    report = evaluate_models(models, sprite_data, horizon=3, starts_per_episode=2, seed=0, samples=2)
+    samples = report.pop("samples")
+    assert report["compare"] == ["perfect", "short", "still"] and report["context"] == 4
+    assert [report["models"][m]["context"] for m in report["compare"]] == [4, 2, 4]
+    # One copy-last and one mean-frame reference at the top level; per-model shuffled actions.
+    assert len(report["copy_last_mse"]) == 3 and "shuffled_actions_mse" not in report
+    assert all(len(s["shuffled_actions_mse"]) == 3 for s in report["models"].values())
+    # A model that copies the last frame scores exactly the shared copy-last reference: the same windows.
+    assert report["models"]["still"]["mse"] == report["copy_last_mse"]
+    assert report["models"]["perfect"]["mse"] == [0.0] * 3
+    assert report["models"]["perfect"]["beats"]["copy_last"]["all"]
+    assert report["models"]["short"]["object_recall"] == [0.0] * 3
+    assert set(samples["imagined"]) == set(models) and set(samples["action_grid"]) == set(models)
+    text = json.dumps(to_json(report), allow_nan=False)
+    assert json.loads(text)["models"]["perfect"]["psnr"] == [None] * 3
+
+
+class CopyLastSprite(SpriteModel):
+    def next(self, frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return frames.copy()
+
+
+def test_side_by_side_colour_and_several_models() -> None:
+    from launch.imagine_cli import side_by_side
+
+    frames = np.zeros((2, 6, 8, 10, 3), np.uint8)
+    imagined = np.full((2, 2, 8, 10, 3), 50, np.uint8)
+    one = side_by_side(frames, imagined, context=4)
+    assert one.shape == (3, 14 + 2 * (16 + 2), 3 * (20 + 2), 3)
+    two = side_by_side(frames[..., 0], [imagined[..., 0], imagined[..., 0]], context=4, titles=["a", "b"])
+    assert two.shape == (3, 14 + 2 * (16 + 2), 5 * (20 + 2))
+    # Step 1's error column of the first model: |0 - 50| everywhere.
+    y, x = 14 + 1, 2 * 22 + 1
+    assert (two[1, y: y + 16, x: x + 20] == 50).all() and (two[0, y: y + 16, x: x + 20] == 0).all()
+
+
+def _cli_runs(argv: list[str], models: Mapping[str, object], monkeypatch: pytest.MonkeyPatch) -> int:
+    from launch import imagine_cli
+
+    monkeypatch.setattr(imagine_cli, "_load_model", lambda run: models[Path(run).name])
+    parser = argparse.ArgumentParser(prog="reverie")
+    imagine_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_imagine_writes_the_motion_rows_to_table_plot_and_tensorboard(sprite_data: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert _cli_runs(["imagine", str(run), "--data", str(sprite_data), "--horizon", "3", "--no-progress"],
+                     {"run": SpriteModel(head=True)}, monkeypatch) == 0
+    table = capsys.readouterr().out
+    assert "MSE on the moving pixels" in table and "moving objects kept (recall)" in table
+    assert "reward head (sign" in table and "precision" in table
+    report = json.loads((run / "imagine" / "report.json").read_text())
+    assert report["object_recall"] == [1.0] * 3 and report["reward_sign_accuracy"] == [1.0] * 3
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(run / "imagine" / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"imagine/moving_mse", "imagine/foreground_mse", "imagine/object_recall", "imagine/copy_last_object_recall",
+            "imagine/shuffled_actions_foreground_mse", "imagine/reward_sign_accuracy",
+            "imagine/game_over_accuracy"} <= tags
+    assert "imagine/copy_last_object_precision" not in tags  # undefined at every step: nothing to plot
+    assert [e.value for e in acc.Scalars("imagine/copy_last_foreground_mse")] == pytest.approx(
+        report["copy_last_foreground_mse"], rel=1e-6)
+
+
+def test_imagine_compare_writes_both_runs_rows(sprite_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture) -> None:
+    import imageio.v3 as iio
+
+    for name in ("ff", "drops"):
+        (tmp_path / name).mkdir()
+    models = {"ff": SpriteModel(), "drops": SpriteModel(drop=True)}
+    argv = ["imagine", "--compare", str(tmp_path / "ff"), str(tmp_path / "drops"), "--data", str(sprite_data),
+            "--horizon", "3", "--samples", "2", "--no-progress"]
+    assert _cli_runs(argv, models, monkeypatch) == 0
+    table = capsys.readouterr().out
+    assert "ff vs drops" in table and "ff beats copy last: every step" in table and "drops shuf" in table
+    out = tmp_path / "ff" / "imagine" / "vs-drops"
+    report = json.loads((out / "report.json").read_text())
+    assert report["compare"] == ["ff", "drops"] and report["runs"] == {"ff": str(tmp_path / "ff"),
+                                                                      "drops": str(tmp_path / "drops")}
+    assert report["models"]["ff"]["object_recall"] == [1.0] * 3
+    assert report["models"]["drops"]["object_recall"] == [0.0] * 3
+    assert len(report["copy_last_foreground_mse"]) == 3 and "copy_last_mse" not in report["models"]["ff"]
+    assert (out / "errors.png").is_file() and (out / "action_conditioning_ff.png").is_file()
+    assert (out / "action_conditioning_drops.png").is_file()
+    gif = iio.imread(out / "rollouts.gif", index=None)
+    assert gif.shape[0] == 4 and gif.shape[2] == 5 * (2 * SIZE + 2)  # real | ff | error | drops | error
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"imagine/ff/mse", "imagine/drops/object_recall", "imagine/ff/shuffled_actions_mse",
+            "imagine/copy_last_mse", "imagine/ff/action_divergence"} <= tags
+    # --json prints the same report; --out is honoured.
+    assert _cli_runs([*argv, "--json", "--out", str(tmp_path / "o")], models, monkeypatch) == 0
+    assert json.loads(capsys.readouterr().out)["models"]["ff"]["mse"] == report["models"]["ff"]["mse"]
+
+    with pytest.raises(ValueError, match="not both"):
+        _cli_runs(["imagine", str(tmp_path / "ff"), "--compare", str(tmp_path / "drops"), "--data",
+                   str(sprite_data)], models, monkeypatch)
+    with pytest.raises(ValueError, match="at least two runs"):
+        _cli_runs(["imagine", "--compare", str(tmp_path / "ff"), "--data", str(sprite_data)], models, monkeypatch)
+    with pytest.raises(ValueError, match="different runs"):
+        _cli_runs(["imagine", "--compare", str(tmp_path / "ff"), str(tmp_path / "ff"), "--data",
+                   str(sprite_data)], models, monkeypatch)
+    with pytest.raises(ValueError, match="give the RUN_DIR"):
+        _cli_runs(["imagine", "--data", str(sprite_data)], models, monkeypatch)

@@ -96,3 +96,34 @@ def test_matches_scikit_image_when_installed() -> None:
                                         data_range=1.0)
     assert ssim(a, b) == pytest.approx(ref, rel=1e-8)
     assert psnr(a, b) == pytest.approx(metrics.peak_signal_noise_ratio(a, b, data_range=1.0))
+
+
+def test_colour_frames_average_channels() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, size=(2, 3, 16, 18, 3), dtype=np.uint8)
+    b = a.copy()
+    b[..., 1] = 255 - b[..., 1]  # one channel wrong
+    per_channel = ((a.astype(float) - b) / 255) ** 2
+    assert np.allclose(mse(a, b, channels_last=True), per_channel.mean(axis=(-3, -2, -1)))
+    # SSIM of colour: the mean of the three channels' SSIMs; identical channels score 1.
+    s = ssim(a, b, channels_last=True)
+    assert s.shape == (2, 3)
+    expected = np.mean([ssim(a[..., c], b[..., c]) for c in range(3)], axis=0)
+    assert np.allclose(s, expected, rtol=1e-12)
+    assert np.allclose(ssim(a, a, channels_last=True), 1.0)
+    # per_step_metrics takes five axes as colour; the mean frame [H, W, C] broadcasts.
+    m = per_step_metrics(b, a)
+    assert m["mse"] == pytest.approx(mse(a, b, channels_last=True).mean(axis=0).tolist())
+    assert m["ssim"] == pytest.approx(s.mean(axis=0).tolist())
+    flat = per_step_metrics(np.full((16, 18, 3), 0.5), a)
+    assert len(flat["mse"]) == 3 and all(v > 0 for v in flat["mse"])
+
+
+def test_colour_ssim_matches_scikit_image_when_installed() -> None:
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(4)
+    a = rng.random((30, 26, 3))
+    b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
+    ref = metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                        data_range=1.0, channel_axis=-1)
+    assert ssim(a, b, channels_last=True) == pytest.approx(ref, rel=1e-8)

@@ -1,9 +1,10 @@
 """Frame-comparison metrics for imagined rollouts: MSE, PSNR and SSIM, per frame and per horizon step.
 
 Every metric works on the [0, 1] scale: uint8 frames are divided by 255 first, float frames are taken as
-they are. Frames are single-channel ``[..., H, W]`` (Reverie's luminance frames); any leading axes are kept.
+they are. Frames are luminance ``[..., H, W]`` (what `reverie collect` stores) or, with ``channels_last=True``,
+colour ``[..., H, W, C]`` (``collect --rgb``, the paper's 210x160 RGB input); any leading axes are kept.
 
-- **MSE**: mean over pixels of the squared difference.
+- **MSE**: mean over pixels (and colour channels) of the squared difference.
 - **PSNR**: ``10 log10(1 / mse)`` dB with a data range of 1. Per horizon step it is computed from the *mean*
   MSE over rollouts (not the mean of per-frame PSNRs, which a few perfect frames would send to infinity);
   identical inputs give ``inf``.
@@ -11,7 +12,11 @@ they are. Frames are single-channel ``[..., H, W]`` (Reverie's luminance frames)
   standard deviation 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with ``L = 1``, population (biased)
   variances, averaged over the window positions that lie wholly inside the image (the paper's ``valid``
   filtering, as its reference MATLAB code and ``skimage.metrics.structural_similarity(...,
-  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` do).
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` do). Colour frames: the mean
+  of the per-channel SSIMs (what ``structural_similarity(..., channel_axis=-1)`` does).
+
+Motion-aware scores (error on the moving pixels, object recall and precision) are in
+:mod:`worldmodels.video.motion`.
 """
 
 from __future__ import annotations
@@ -43,15 +48,16 @@ def to_unit(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64)
 
 
-def mse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+def mse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, channels_last: bool = False) -> np.ndarray:
     """Mean squared error per frame.
 
-    :param a: frames ``[..., H, W]``, uint8 or floats on [0, 1].
+    :param a: frames ``[..., H, W]`` (``[..., H, W, C]`` with ``channels_last``), uint8 or floats on [0, 1].
     :param b: frames broadcastable to ``a`` (e.g. one mean frame ``[H, W]``).
+    :param channels_last: the last axis holds colour channels (averaged over with the pixels).
     :return: float64 ``[...]`` (the leading axes of the broadcast shape), on the [0, 1] scale.
     """
     d = to_unit(a) - to_unit(b)
-    return (d * d).mean(dim=(-2, -1)).numpy()
+    return (d * d).mean(dim=(-3, -2, -1) if channels_last else (-2, -1)).numpy()
 
 
 def psnr_from_mse(value: float | np.ndarray) -> float | np.ndarray:
@@ -62,9 +68,9 @@ def psnr_from_mse(value: float | np.ndarray) -> float | np.ndarray:
     return float(out) if out.ndim == 0 else out
 
 
-def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, channels_last: bool = False) -> float:
     """PSNR in dB of all frames together, from their mean MSE (see the module docstring)."""
-    return float(psnr_from_mse(float(mse(a, b).mean())))
+    return float(psnr_from_mse(float(mse(a, b, channels_last).mean())))
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
@@ -80,15 +86,21 @@ def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1))
 
 
-def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int = 128) -> np.ndarray:
+def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int = 128,
+         channels_last: bool = False) -> np.ndarray:
     """Mean structural similarity per frame (Wang et al. 2004; constants in the module docstring).
 
-    :param a: frames ``[..., H, W]`` with ``H, W >= 11``, uint8 or floats on [0, 1].
+    :param a: frames ``[..., H, W]`` (``[..., H, W, C]`` with ``channels_last``) with ``H, W >= 11``, uint8 or
+        floats on [0, 1].
     :param b: frames of the same shape as ``a``, or broadcastable to it.
     :param chunk: frames filtered at once (memory only; the result does not depend on it).
+    :param channels_last: the last axis holds colour channels: each is scored alone and the SSIMs averaged.
     :return: float64 ``[...]``, 1 for identical frames, in [-1, 1].
     """
     x, y = torch.broadcast_tensors(to_unit(a), to_unit(b))
+    if channels_last:
+        # [..., H, W, C] -> [..., C, H, W]: every channel is a frame of its own; their SSIMs are averaged below.
+        x, y = x.movedim(-1, -3), y.movedim(-1, -3)
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}.")
@@ -107,24 +119,34 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int 
         num = (2 * mu_x * mu_y + C1) * (2 * cov + C2)
         den = (mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)
         out.append((num / den).mean(dim=(-3, -2, -1)))
-    return torch.cat(out).reshape(lead).numpy()
+    result = torch.cat(out).reshape(lead)
+    return (result.mean(dim=-1) if channels_last else result).numpy()
 
 
 def per_step_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.Tensor,
                      with_ssim: bool = True) -> dict[str, list[float]]:
     """Metrics of ``N`` rollouts at each of their ``T`` steps.
 
-    :param pred: predicted frames ``[N, T, H, W]`` (or a mean frame ``[H, W]`` broadcast over them).
-    :param real: real frames ``[N, T, H, W]``.
+    :param pred: predicted frames ``[N, T, H, W]`` or anything that broadcasts to ``real`` (one mean frame
+        ``[H, W]``, the last context frame ``[N, 1, H, W]``).
+    :param real: real frames ``[N, T, H, W]``, or colour frames ``[N, T, H, W, C]`` (five axes mean colour).
     :return: ``{"mse": [T], "psnr": [T], "ssim": [T]}``: per step, the mean MSE over rollouts, the PSNR of
         that mean MSE (dB), and the mean SSIM over rollouts; plain Python floats.
     """
-    real_t = to_unit(real)
-    pred_t = to_unit(pred).expand_as(real_t)
-    m = mse(pred_t, real_t).mean(axis=0)
-    out = {"mse": [float(v) for v in m], "psnr": [float(psnr_from_mse(float(v))) for v in m]}
+    colour = real.ndim == 5
+    # One step at a time: float64 copies of a whole evaluation (640 frames of 210x160 RGB are 0.5 GB each) would
+    # not fit; one step of N frames does.
+    pred_b = pred.expand(real.shape) if isinstance(pred, torch.Tensor) else np.broadcast_to(pred, real.shape)
+    out: dict[str, list[float]] = {"mse": [], "psnr": []}
     if with_ssim:
-        out["ssim"] = [float(v) for v in ssim(pred_t, real_t).mean(axis=0)]
+        out["ssim"] = []
+    for t in range(real.shape[1]):
+        p, r = to_unit(pred_b[:, t]), to_unit(real[:, t])
+        m = float(mse(p, r, colour).mean())
+        out["mse"].append(m)
+        out["psnr"].append(float(psnr_from_mse(m)))
+        if with_ssim:
+            out["ssim"].append(float(ssim(p, r, channels_last=colour).mean()))
     return out
 
 
