@@ -39,10 +39,10 @@ import torch
 from worldmodels.common.atomic import atomic_write
 from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.checks import Choice, require_nonnegative, require_positive, require_range
-from worldmodels.common.device import DeviceChoice, resolve_device, to_device
-from worldmodels.common.resume import ResumeError, ResumePoint, open_run
-from worldmodels.common.scaffold import Rates, RunScaffold, run_path
-from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
+from worldmodels.common.device import DeviceChoice, to_device
+from worldmodels.common.fit import start_fit
+from worldmodels.common.resume import ResumePoint
+from worldmodels.common.scaffold import Rates, RunScaffold
 from worldmodels.representations.gaussian_vae import IMAGE_SIZE, GaussianVAE, GaussianVAEConfig, validate_model
 
 if TYPE_CHECKING:
@@ -220,18 +220,8 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
     from worldmodels.vae.evaluate import heldout_frames
 
     validate(cfg)
-    device = resolve_device(cfg.run.device, key="run.device")
-    # Refuse a used run directory or a resume that changes settings before reading any data; the folder itself is
-    # made once the data has loaded, so a failed start leaves nothing behind.
-    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, GVAEFitConfig, cfg,
-                           RESUME_SAFE_KEYS, resume_from)
-    ckpt = point.state if point is not None else None
-    if ckpt is not None and "gvae" not in ckpt:
-        raise ResumeError(f"--resume {path}: its checkpoint is not a fit-gvae checkpoint.")
-    config_yaml = config_yaml or scaffold_config_yaml(cfg)
-    torch.set_num_threads(cfg.run.torch_threads)
-    torch.manual_seed(cfg.run.seed)
-    np.random.seed(cfg.run.seed)
+    fit = start_fit(cfg, GVAEFitConfig, RESUME_SAFE_KEYS, run_dir, resume, resume_from, config_yaml, "gvae", "fit-gvae")
+    path, ckpt, config_yaml, device = fit.path, fit.ckpt, fit.config_yaml, fit.device
     on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
 
     if ckpt is not None:

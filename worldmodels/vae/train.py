@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
-from worldmodels.common.device import resolve_device
-from worldmodels.common.resume import ResumeError, ResumePoint, open_run
-from worldmodels.common.scaffold import Rates, RunScaffold, run_path
-from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
+from worldmodels.common.fit import start_fit
+from worldmodels.common.resume import ResumePoint
+from worldmodels.common.scaffold import Rates, RunScaffold
 from worldmodels.vae.config import RESUME_SAFE_KEYS, VAEFitConfig, validate
 from worldmodels.vae.evaluate import heldout_frames
 from worldmodels.vae.model import BinaryVAE
@@ -70,21 +68,11 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     from worldmodels.data import Binarizer, TrajectoryDataset
 
     validate(cfg)
-    device = resolve_device(cfg.run.device, key="run.device")
-    # Refuse a used run directory or a resume that changes settings before reading any data; the folder itself is
-    # made once the data has loaded, so a failed start leaves nothing behind.
-    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, VAEFitConfig, cfg,
-                           RESUME_SAFE_KEYS, resume_from)
-    ckpt = point.state if point is not None else None
-    config_yaml = config_yaml or scaffold_config_yaml(cfg)
-    torch.set_num_threads(cfg.run.torch_threads)
-    torch.manual_seed(cfg.run.seed)
-    np.random.seed(cfg.run.seed)
+    fit = start_fit(cfg, VAEFitConfig, RESUME_SAFE_KEYS, run_dir, resume, resume_from, config_yaml, "vae", "fit-vae")
+    path, ckpt, config_yaml, device = fit.path, fit.ckpt, fit.config_yaml, fit.device
     on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
 
     if ckpt is not None:
-        if "vae" not in ckpt:
-            raise ResumeError(f"--resume {path}: its checkpoint is not a fit-vae checkpoint.")
         vae = BinaryVAE.from_state_dict(ckpt["vae"])
         set_rng_state(ckpt["rng"])
         frames, elapsed = int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
-from worldmodels.common.device import resolve_device, to_device
-from worldmodels.common.resume import ResumeError, ResumePoint, open_run
-from worldmodels.common.scaffold import Rates, RunScaffold, run_path
-from worldmodels.common.scaffold import config_yaml as scaffold_config_yaml
+from worldmodels.common.device import to_device
+from worldmodels.common.fit import start_fit
+from worldmodels.common.resume import ResumePoint
+from worldmodels.common.scaffold import Rates, RunScaffold
 from worldmodels.video.config import RESUME_SAFE_KEYS, VideoFitConfig, validate
 from worldmodels.video.model import VideoPredictor
 
@@ -107,19 +107,10 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     from worldmodels.data import DatasetError, WindowSampler
 
     validate(cfg)
-    device = resolve_device(cfg.run.device, key="run.device")
+    fit = start_fit(cfg, VideoFitConfig, RESUME_SAFE_KEYS, run_dir, resume, resume_from, config_yaml, "world_model",
+                    "fit-world-model")
+    path, ckpt, config_yaml, device = fit.path, fit.ckpt, fit.config_yaml, fit.device
     m = cfg.model
-    # Refuse a used run directory or a resume that changes settings before reading any data; the folder itself is
-    # made once the data has loaded, so a failed start leaves nothing behind.
-    path, point = open_run(run_path(run_dir, cfg.run.runs_dir, cfg.run.name), resume, VideoFitConfig, cfg,
-                           RESUME_SAFE_KEYS, resume_from)
-    ckpt = point.state if point is not None else None
-    if ckpt is not None and "world_model" not in ckpt:
-        raise ResumeError(f"--resume {path}: its checkpoint is not a fit-world-model checkpoint.")
-    config_yaml = config_yaml or scaffold_config_yaml(cfg)
-    torch.set_num_threads(cfg.run.torch_threads)
-    torch.manual_seed(cfg.run.seed)
-    np.random.seed(cfg.run.seed)
     phases = cfg.optim.phases
     on_corrupt: OnCorrupt = "skip" if cfg.data.skip_corrupt else "error"
     sampler = WindowSampler(cfg.data.path, "train", m.context + phases[0].steps, seed=cfg.run.seed,
