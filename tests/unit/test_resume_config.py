@@ -31,3 +31,21 @@ def test_safe_patterns_and_appended_stages(tmp_path: Path) -> None:
     with pytest.raises(ResumeError, match=r"optim.phases.0.lr: saved .*, this command 0.5"):
         check_resume_config(saved, load_config(VideoFitConfig, ["video_tiny"], ["optim.phases.0.lr=0.5"]),
                             VIDEO_SAFE, tmp_path)
+
+
+def test_a_fit_refuses_to_resume_another_trainers_checkpoint(tmp_path: Path) -> None:
+    from launch.config import to_yaml
+    from worldmodels.common.checkpoint import save_checkpoint
+    from worldmodels.common.fit import start_fit
+
+    cfg = load_config(VideoFitConfig, ["video_tiny"], ["run.seed=7"])
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(to_yaml(cfg))
+    save_checkpoint(run / "checkpoints", 10, {"gvae": {}, "config": to_yaml(cfg)})
+    with pytest.raises(ResumeError, match="its checkpoint is not a fit-world-model checkpoint"):
+        start_fit(cfg, VideoFitConfig, VIDEO_SAFE, run, True, None, "", "world_model", "fit-world-model")
+    fresh = start_fit(cfg, VideoFitConfig, VIDEO_SAFE, tmp_path / "new", False, None, "", "world_model",
+                      "fit-world-model")
+    assert fresh.ckpt is None and fresh.path == tmp_path / "new" and not fresh.path.exists()
+    assert "seed: 7" in fresh.config_yaml and fresh.device.type == "cpu"
