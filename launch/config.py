@@ -322,6 +322,21 @@ def config_from_args(schema_cls: type[T] | None, args: argparse.Namespace,
     return resume_config(schema_cls, point, presets, overrides, safe_keys), point
 
 
+
+def run_fit(schema_cls: type, args: argparse.Namespace, safe_keys: Sequence[str], fit: Any) -> int:
+    """A ``fit-*`` command's body (``fit-vae``, ``fit-world-model``, ``fit-gvae``): the config from the command line
+    (the run's saved one with ``--resume``), then ``fit(cfg, run_dir=, resume=, config_yaml=, resume_from=)``, whose
+    summary is printed as one JSON line."""
+    import json
+
+    cfg: Any
+    cfg, point = config_from_args(schema_cls, args, safe_keys)
+    summary = fit(cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
+                  config_yaml=to_yaml(cfg), resume_from=point)
+    print(json.dumps(summary))
+    return 0
+
+
 def to_yaml(cfg: Any) -> str:
     """The config as YAML, as saved in a run directory."""
     from worldmodels.common.scaffold import config_yaml

@@ -8,25 +8,15 @@ command line.
 from __future__ import annotations
 
 import argparse
-import json
 
 from launch.config import add_config_arguments, preset_names
 
 
-def gvae_preset_names() -> list[str]:
-    """The fit-gvae presets in ``configs/`` (``gvae_*.yaml``), read from the folder."""
-    return preset_names("gvae")
-
-
 def cmd_fit_gvae(args: argparse.Namespace) -> int:
-    from launch.config import config_from_args, to_yaml
+    from launch.config import run_fit
     from worldmodels.representations.train_gvae import RESUME_SAFE_KEYS, GVAEFitConfig, fit_gvae
 
-    cfg, point = config_from_args(GVAEFitConfig, args, RESUME_SAFE_KEYS)
-    summary = fit_gvae(cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
-                       config_yaml=to_yaml(cfg), resume_from=point)
-    print(json.dumps(summary))
-    return 0
+    return run_fit(GVAEFitConfig, args, RESUME_SAFE_KEYS, fit_gvae)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train worldmodels.representations.gaussian_vae.GaussianVAE (Blundell et al. "
                                    "2016, App. A) on the 84x84 frames of a `reverie collect` dataset; its checkpoint "
                                    "is the path of the gaussian_vae representation. CONFIG is a YAML path or a preset "
-                                   f"name ({', '.join(gvae_preset_names())}); key=value pairs override it, e.g. "
+                                   f"name ({', '.join(preset_names('gvae'))}); key=value pairs override it, e.g. "
                                    "data.path=data/pong run.total_steps=1000.")
     add_config_arguments(p)
     p.set_defaults(func=cmd_fit_gvae)

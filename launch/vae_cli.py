@@ -42,16 +42,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_vae(args: argparse.Namespace) -> int:
-    from launch.config import config_from_args, to_yaml
+    from launch.config import run_fit
     from worldmodels.vae import VAEFitConfig
     from worldmodels.vae.config import RESUME_SAFE_KEYS
     from worldmodels.vae.train import fit_vae
 
-    cfg, point = config_from_args(VAEFitConfig, args, RESUME_SAFE_KEYS)
-    summary = fit_vae(cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
-                      config_yaml=to_yaml(cfg), resume_from=point)
-    print(json.dumps(summary))
-    return 0
+    return run_fit(VAEFitConfig, args, RESUME_SAFE_KEYS, fit_vae)
 
 
 def cmd_evaluate_vae(args: argparse.Namespace) -> int:

@@ -7,22 +7,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from launch.config import add_config_arguments, preset_names
 
 
 def cmd_fit_world_model(args: argparse.Namespace) -> int:
-    from launch.config import config_from_args, to_yaml
+    from launch.config import run_fit
     from worldmodels.video import VideoFitConfig
     from worldmodels.video.config import RESUME_SAFE_KEYS
     from worldmodels.video.train import fit_world_model
 
-    cfg, point = config_from_args(VideoFitConfig, args, RESUME_SAFE_KEYS)
-    summary = fit_world_model(cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
-                              config_yaml=to_yaml(cfg), resume_from=point)
-    print(json.dumps(summary))
-    return 0
+    return run_fit(VideoFitConfig, args, RESUME_SAFE_KEYS, fit_world_model)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
