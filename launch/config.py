@@ -322,7 +322,6 @@ def config_from_args(schema_cls: type[T] | None, args: argparse.Namespace,
     return resume_config(schema_cls, point, presets, overrides, safe_keys), point
 
 
-
 def run_fit(schema_cls: type, args: argparse.Namespace, safe_keys: Sequence[str], fit: Any) -> int:
     """A ``fit-*`` command's body (``fit-vae``, ``fit-world-model``, ``fit-gvae``): the config from the command line
     (the run's saved one with ``--resume``), then ``fit(cfg, run_dir=, resume=, config_yaml=, resume_from=)``, whose
