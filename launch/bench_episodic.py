@@ -28,7 +28,8 @@ Figures:
 
 Keys are standard Gaussian float32 vectors (returns uniform in [0, 1]): the worst case for IVF's recall and for
 a k-d tree's pruning, since real embeddings of game frames are far more clustered; the costs of flat search and
-of inserts do not depend on the data.
+of inserts do not depend on the data. ``--keys RUN...`` (:func:`run_recall_bench`) measures IVF's recall on the
+keys real MFEC runs stored instead.
 """
 
 from __future__ import annotations
@@ -335,4 +336,128 @@ def format_agent_table(result: dict[str, Any]) -> str:
              f"  {'representation':<18} {'agent steps/s':>14} {'learner busy':>13}"]
     for kind, rate in result["steps_per_s"].items():
         lines.append(f"  {kind:<18} {rate:>14,.0f} {result['learner_busy_fraction'][kind]:>13.0%}")
+    return "\n".join(lines)
+
+
+def _search_batch(search: Callable[[np.ndarray, int], object], batch: np.ndarray, k: int, _: int) -> object:
+    return search(batch, k)
+
+
+def run_recall_bench(runs: Sequence[str], nprobes: Sequence[int] = (8, 32, 128), k: int = 11,
+                     num_queries: int = 256, seconds: float = 1.0, seed: int = 0) -> dict[str, Any]:
+    """IVF's recall on the keys an MFEC run really stored, beside standard-Gaussian keys of the same size and width.
+
+    For each run (a run directory or checkpoint file; its newest valid checkpoint) and each action buffer in it:
+    the buffer's stored keys are the database, and the queries are up to ``num_queries`` keys stored under the
+    *other* actions (real frames of the same game, so what the agent asks; a query stored exactly in this buffer
+    is left out, since an exact match never reaches the k-NN search). The IVF index is built afresh from the
+    buffer (``nlist = sqrt(size)``, the state a retraining leaves) and searched at each ``nprobe``.
+
+    Figures, averaged over the buffers of a run (weighted by queries):
+
+    - ``recall``: recall@k against faiss's exact search, per ``nprobe``;
+    - ``value_error``: mean |estimate with IVF - exact estimate| (the mean of the k neighbours' values), divided
+      by the standard deviation of the buffer's values: how much the approximation moves Q^EC;
+    - ``query_ms``: milliseconds per ``estimate`` call of 16 queries on the largest buffer, flat and per nprobe;
+    - ``gaussian_recall``: recall@k of standard-Gaussian keys (the ``run_episodic_bench`` data) at the largest
+      buffer's size, per ``nprobe``: the worst case, side by side.
+
+    :return: ``{"runs": {run: {"checkpoint", "sizes", "recall": {nprobe: r}, "value_error": {nprobe: e},
+        "query_ms": {"flat" | nprobe: ms}, "gaussian_recall": {nprobe: r}, "key_dim"}}, "settings": {...}}``.
+    """
+    import faiss
+
+    from agents.episodic.knn import IVFIndex
+    from worldmodels.common.checkpoint import load_latest
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    result: dict[str, Any] = {"runs": {}, "settings": {"k": k, "nprobes": list(nprobes), "num_queries": num_queries,
+                                                       "threads": 1}}
+
+    def ivf_of(keys: np.ndarray, nprobe: int) -> IVFIndex:
+        index = IVFIndex(keys, nprobe=nprobe, seed=seed)
+        index.size = len(keys)
+        index.rebuild()  # trained on every stored key, whatever min_train says
+        return index
+
+    def recall(exact: np.ndarray, approx: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(exact, approx)]))
+
+    for run in runs:
+        ckpt, state = load_latest(run)
+        try:
+            memory = state["learner"]["memory"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{ckpt} holds no episodic memory: give an MFEC run directory or checkpoint "
+                             f"(reverie train mfec_atari ...)") from None
+        sizes = np.asarray(memory["sizes"], dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        all_keys = np.ascontiguousarray(memory["keys"], dtype=np.float32)
+        values = np.asarray(memory["values"], dtype=np.float32)
+        hits = {p: 0.0 for p in nprobes}
+        errors = {p: 0.0 for p in nprobes}
+        counted = 0
+        largest = int(np.argmax(sizes))
+        query_ms: dict[str, float] = {}
+        for a, size in enumerate(sizes):
+            if size <= 4 * k:
+                continue  # too few keys for an index worth measuring
+            lo, hi = int(bounds[a]), int(bounds[a + 1])
+            keys, vals = all_keys[lo:hi], values[lo:hi]
+            others = np.concatenate([np.arange(0, lo), np.arange(hi, len(all_keys))])
+            if len(others) == 0:
+                continue
+            queries = all_keys[rng.choice(others, min(num_queries, len(others)), replace=False)]
+            dist, exact = faiss.knn(queries, keys, k)
+            keep = dist[:, 0] > 0  # an exact match is answered by the hash, never by the k-NN search
+            queries, exact = queries[keep], exact[keep]
+            if len(queries) == 0:
+                continue
+            exact_q = vals[exact].mean(axis=1)
+            scale = float(vals.std()) or 1.0
+            for p in nprobes:
+                approx = ivf_of(keys, p).search(queries, k)
+                hits[p] += recall(exact, approx) * len(queries)
+                errors[p] += float(np.abs(vals[approx].mean(axis=1) - exact_q).sum()) / scale
+            counted += len(queries)
+            if a == largest:
+                flat = faiss.IndexFlatL2(keys.shape[1])
+                flat.add(keys)
+                searches: dict[str, Callable[[np.ndarray, int], object]] = {"flat": flat.search}
+                searches.update({str(p): ivf_of(keys, p).search for p in nprobes})
+                batch = queries[:16]
+                for name, search in searches.items():
+                    query_ms[name] = 1e3 * _per_call_s(functools.partial(_search_batch, search, batch, k), seconds)
+        if counted == 0:
+            raise ValueError(f"{ckpt}: no action buffer holds more than {4 * k} keys; train the run longer first")
+        big = int(sizes[largest])
+        gauss = rng.standard_normal((big, all_keys.shape[1]), dtype=np.float32)
+        gauss_q = rng.standard_normal((num_queries, all_keys.shape[1]), dtype=np.float32)
+        gauss_exact = faiss.knn(gauss_q, gauss, k)[1]
+        result["runs"][str(run)] = {
+            "checkpoint": str(ckpt), "sizes": [int(n) for n in sizes], "key_dim": int(all_keys.shape[1]),
+            "recall": {p: hits[p] / counted for p in nprobes},
+            "value_error": {p: errors[p] / counted for p in nprobes},
+            "query_ms": query_ms,
+            "gaussian_recall": {p: recall(gauss_exact, ivf_of(gauss, p).search(gauss_q, k)) for p in nprobes},
+        }
+    return result
+
+
+def format_recall_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [f"IVF on the keys MFEC runs stored (recall@{s['k']} vs exact; value error = |Q_ivf - Q_exact| / std "
+             f"of the buffer's values; Gaussian = random keys of the largest buffer's size), one thread"]
+    head = f"  {'run':<40} {'keys/action':>11} {'nprobe':>7} {'recall':>7} {'value err':>10} {'Gaussian':>9} " \
+           f"{'query16 ms':>11} {'flat ms':>8}"
+    lines.append(head)
+    for run, r in result["runs"].items():
+        name = run if len(run) <= 40 else "..." + run[-37:]
+        mean_size = f"{int(np.mean(r['sizes'])):,}"
+        for p in s["nprobes"]:
+            lines.append(f"  {name:<40} {mean_size:>11} {p:>7} {r['recall'][p]:>7.2f} {r['value_error'][p]:>10.3f} "
+                         f"{r['gaussian_recall'][p]:>9.2f} {r['query_ms'].get(str(p), float('nan')):>11.3f} "
+                         f"{r['query_ms'].get('flat', float('nan')):>8.3f}")
+            name, mean_size = "", ""
     return "\n".join(lines)

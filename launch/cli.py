@@ -220,7 +220,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.name == "episodic":
         from launch.bench_episodic import format_episodic_table, run_episodic_bench
 
-        if args.agent:
+        if args.keys:
+            from launch.bench_episodic import format_recall_table, run_recall_bench
+
+            result = run_recall_bench(args.keys, seconds=args.seconds or 1.0)
+            print(json.dumps(result) if args.json else format_recall_table(result))
+        elif args.agent:
             from launch.bench_episodic import format_agent_table, run_agent_bench
 
             result = run_agent_bench(game="MsPacman" if args.game == "pong" else args.game,
@@ -358,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sharing", action="store_true",
                    help="episodic: how Ray actors should share the memory (replicas refreshed by publication vs one "
                         "memory in a Ray actor queried every step)")
+    p.add_argument("--keys", nargs="+", metavar="RUN", default=None,
+                   help="episodic: IVF's recall and value error on the keys MFEC runs stored (run directories or "
+                        "checkpoints), beside Gaussian keys of the same size")
     p.add_argument("--atari", action="store_true",
                    help="straw: the Atari presets (strawe_atari, lstm_atari on Frostbite, colour frames) instead of "
                         "the maze ones")

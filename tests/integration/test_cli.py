@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -160,3 +161,36 @@ def test_bench_episodic_agent_json(capsys: pytest.CaptureFixture[str]) -> None:
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["steps_per_s"]) == {"random_projection", "gaussian_vae"}
     assert min(result["steps_per_s"].values()) > 0 and result["settings"]["game"] == "MsPacman"
+
+
+def _clustered_memory_checkpoint(tmp_path: Path) -> Path:
+    """An MFEC-shaped checkpoint: 2 actions, keys in 20 tight clusters, each cluster's keys sharing one value."""
+    from agents.episodic import EpisodicMemory
+    from worldmodels.common.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 16)).astype(np.float32) * 10
+    which = rng.integers(0, 20, 2300)
+    keys = (centres[which] + 0.01 * rng.standard_normal((2300, 16))).astype(np.float32)
+    memory = EpisodicMemory(num_actions=2, key_dim=16, capacity=3000, index="flat")
+    memory.update(keys, (np.arange(2300) >= 2000).astype(np.int64), which.astype(np.float32))
+    return save_checkpoint(tmp_path / "checkpoints", 100, {"learner": {"memory": memory.state_dict()}})
+
+
+def test_bench_episodic_keys_recall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from launch.bench_episodic import run_recall_bench
+    from worldmodels.common.checkpoint import save_checkpoint
+
+    ckpt = _clustered_memory_checkpoint(tmp_path)
+    assert main(["bench", "episodic", "--keys", str(ckpt), "--seconds", "0.05", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    r = result["runs"][str(ckpt)]
+    assert r["sizes"] == [2000, 300] and r["key_dim"] == 16
+    # nprobe 128 scans every cell (sqrt(2000) = 45 cells), so IVF is exact: recall 1, values unchanged
+    assert r["recall"]["128"] == 1.0 and r["value_error"]["128"] == 0.0
+    # clustered keys are IVF's easy case: better than Gaussian keys at the same nprobe
+    assert r["recall"]["8"] > r["gaussian_recall"]["8"]
+    assert set(r["query_ms"]) == {"flat", "8", "32", "128"}
+    other = save_checkpoint(tmp_path / "other", 1, {"model": {}})
+    with pytest.raises(ValueError, match="no episodic memory"):
+        run_recall_bench([str(other)])
