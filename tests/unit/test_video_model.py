@@ -199,6 +199,10 @@ def test_config_validation_names_the_key() -> None:
     cfg.model.height = 210
     with pytest.raises(ValueError, match="multiples of 4"):
         validate(cfg)
+    cfg = VideoFitConfig()
+    cfg.optim.moving_loss_weight = -1.0
+    with pytest.raises(ValueError, match="optim.moving_loss_weight"):
+        validate(cfg)
 
 
 def test_action_divergence_flags_the_real_model_when_its_action_weights_are_zero() -> None:
@@ -222,3 +226,42 @@ def test_window_sampler_refuses_a_corrupt_shard_by_name(tmp_path: Path) -> None:
         WindowSampler(tmp_path / "d", "train", 5)
     s = WindowSampler(tmp_path / "d", "train", 5, on_corrupt="skip")
     assert s.skipped == [str(shard)] and s.num_frames > 0
+
+
+def test_moving_pixel_mse_by_hand() -> None:
+    """A 2x2 square moves one pixel right: the moved pixels are the column it left and the column it entered
+    (4 pixels); the error counts only there, and a frame where nothing moved adds no pixel."""
+    from worldmodels.video.model import moving_pixel_mse
+
+    prev = torch.zeros(2, 1, 4, 4)
+    target = torch.zeros(2, 1, 4, 4)
+    prev[0, 0, 1:3, 0:2] = 1.0  # square at columns 0-1
+    target[0, 0, 1:3, 1:3] = 1.0  # moved to columns 1-2: column 0 and column 2 changed (4 pixels), column 1 not
+    target[1] = prev[1] = 0.5  # frame 2: nothing moved
+    prev[1, 0, 0, 0] = 0.5 + 7 / 255  # a change of 7 levels is below the 8-level threshold
+    pred = target.clone()
+    pred[0, 0, 1, 0] = 0.5  # error 0.25 on one moved pixel (column 0 should now be 0)
+    pred[0, 0, 1, 2] = 0.0  # error 1.0 on another moved pixel (the square's new column dropped)
+    pred[0, 0, 0, 3] = 1.0  # error 1.0 on a pixel that did not move: not counted
+    pred[1] = 0.0  # frame 2 all wrong, but nothing moved there
+    expected = (0.25 + 1.0) / 4
+    assert float(moving_pixel_mse(pred, target, prev)) == pytest.approx(expected)
+    # nothing moved anywhere: 0, not NaN
+    assert float(moving_pixel_mse(pred[1:], target[1:], prev[1:])) == 0.0
+    # colour: a pixel moved when any channel changed, and its error is the mean over channels
+    prev_c, target_c, pred_c = torch.zeros(1, 3, 1, 2), torch.zeros(1, 3, 1, 2), torch.zeros(1, 3, 1, 2)
+    target_c[0, 2, 0, 0] = 1.0  # only the blue channel of pixel 0 changed
+    pred_c[0, 0, 0, 0] = 0.6  # red wrong by 0.6, blue wrong by 1.0 on the moved pixel
+    assert float(moving_pixel_mse(pred_c, target_c, prev_c)) == pytest.approx((0.36 + 1.0) / 3)
+
+
+def test_loss_adds_the_weighted_moving_pixel_mse() -> None:
+    torch.manual_seed(0)
+    model = perturb(VideoPredictor(tiny(), A))
+    batch = {"frames": frames(2, 4 + 2, seed=4), "actions": np.ones((2, 6), dtype=np.int64)}
+    with torch.no_grad():
+        plain, weighted = model.loss(batch), model.loss(batch, moving_weight=3.0)
+    assert float(plain["moving_mse"]) > 0
+    assert float(plain["loss"]) == pytest.approx(float(plain["mse"]))  # default: the paper's objective
+    assert float(weighted["loss"]) == pytest.approx(float(plain["mse"]) + 3.0 * float(plain["moving_mse"]),
+                                                    rel=1e-6)

@@ -101,6 +101,11 @@ class OptimConfig:
     """Adam's second-moment decay (the paper: 0.95)."""
     max_grad_norm: float = 10.0
     """Global gradient-norm clip (0 disables); long feedback rollouts produce occasional huge gradients."""
+    moving_loss_weight: float = 0.0
+    """Weight of the moving-pixel squared error added to each step's whole-frame MSE (0: the paper's objective).
+    Ours: the error where the real frame changed since the frame before (where objects are and were), so a
+    model cannot score well by keeping the background and letting small moving objects fade; see
+    :func:`worldmodels.video.model.moving_pixel_mse`."""
     reward_loss_weight: float = 1.0
     """Weight of the reward/game-over head's cross-entropy (its features are detached, so it trains only the head)."""
 
@@ -192,7 +197,8 @@ def validate(cfg: VideoFitConfig) -> None:
     positive |= {f"model.conv_kernels[{i}]": c for i, c in enumerate(m.conv_kernels)}
     require_positive(positive)
     require_nonnegative({"model.res_blocks": m.res_blocks, "run.eval_every_updates": cfg.run.eval_every_updates,
-                         "optim.max_grad_norm": cfg.optim.max_grad_norm})
+                         "optim.max_grad_norm": cfg.optim.max_grad_norm,
+                         "optim.moving_loss_weight": cfg.optim.moving_loss_weight})
     if not cfg.optim.phases:
         raise ValueError("optim.phases is empty: give at least one curriculum stage (steps, updates, lr, batch_size).")
     for i, p in enumerate(cfg.optim.phases):

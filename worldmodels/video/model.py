@@ -260,16 +260,21 @@ class VideoPredictor(nn.Module):
         reward = (probs[:, 2] - probs[:, 0]).float().cpu().numpy()
         return reward, torch.sigmoid(logits[:, 3]).float().cpu().numpy()
 
-    def loss(self, batch: dict[str, Any], reward_weight: float = 1.0) -> dict[str, Any]:
+    def loss(self, batch: dict[str, Any], reward_weight: float = 1.0, moving_weight: float = 0.0) -> dict[str, Any]:
         """The K-step objective on real windows, K = ``frames.shape[1] - k``.
 
         :param batch: ``frames`` uint8 ``[B, k + K, H, W]``, ``actions`` int64 ``[B, k + K]`` (the action at
             frame ``t`` leads to frame ``t + 1``); optionally ``rewards`` float ``[B, k + K]`` and ``terminals``
             bool ``[B, k + K]`` for the reward head.
         :param reward_weight: weight of the reward/game-over head's cross-entropy in ``loss``.
-        :return: ``loss`` (what to minimise: per-pixel MSE averaged over the K steps, plus ``reward_weight``
-            times the head's loss when the batch has rewards), ``mse`` (tensor), ``step_mse`` (float list,
-            length K), ``head_loss`` (tensor or None) and ``predictions`` (float ``[B, K, C, H, W]``, detached).
+        :param moving_weight: weight of the moving-pixel MSE (:func:`moving_pixel_mse`) added to each step's
+            whole-frame MSE (0: the paper's objective). Ours, not the paper's: whole-frame error is mostly
+            background, so its gradient barely notices a small object fading out of a rollout.
+        :return: ``loss`` (what to minimise: per-pixel MSE averaged over the K steps, plus ``moving_weight``
+            times the moving-pixel MSE averaged likewise, plus ``reward_weight`` times the head's loss when the
+            batch has rewards), ``mse`` (tensor), ``step_mse`` (float list, length K), ``moving_mse`` (tensor:
+            the moving-pixel MSE averaged over the K steps), ``head_loss`` (tensor or None) and ``predictions``
+            (float ``[B, K, C, H, W]``, detached).
         """
         x = self.frames_in(batch["frames"])
         k, total = self.context, x.shape[1]
@@ -278,12 +283,13 @@ class VideoPredictor(nn.Module):
             raise ValueError(f"a training window needs more than {k} frames (context {k} + at least one target).")
         actions = torch.as_tensor(batch["actions"], dtype=torch.int64)
         state = self.start(x[:, :k])
-        step_mse, preds, head_losses = [], [], []
+        step_mse, moving, preds, head_losses = [], [], [], []
         for j in range(steps):
             # Steps 2..K read only `state`, which holds the model's own predictions: the targets x[:, k + j]
             # never enter the rollout, only the loss.
             state, frame, logits = self.advance(state, self.one_hot(actions[:, k - 1 + j]))
             step_mse.append(F.mse_loss(frame, x[:, k + j]))
+            moving.append(moving_pixel_mse(frame, x[:, k + j], x[:, k + j - 1]))
             preds.append(frame.detach())
             if logits is not None and "rewards" in batch:
                 sign = torch.sign(torch.as_tensor(batch["rewards"])[:, k - 1 + j]).long().to(logits.device) + 1
@@ -291,10 +297,11 @@ class VideoPredictor(nn.Module):
                 head_losses.append(F.cross_entropy(logits[:, :3], sign)
                                    + F.binary_cross_entropy_with_logits(logits[:, 3], over))
         mse = torch.stack(step_mse).mean()
+        moving_mse = torch.stack(moving).mean()
         head = torch.stack(head_losses).mean() if head_losses else None
-        loss = mse + (reward_weight * head if head is not None else 0.0)
-        return {"loss": loss, "mse": mse, "step_mse": [float(m.detach()) for m in step_mse], "head_loss": head,
-                "predictions": torch.stack(preds, 1)}
+        loss = mse + moving_weight * moving_mse + (reward_weight * head if head is not None else 0.0)
+        return {"loss": loss, "mse": mse, "step_mse": [float(m.detach()) for m in step_mse],
+                "moving_mse": moving_mse, "head_loss": head, "predictions": torch.stack(preds, 1)}
 
     # ----------------------------------------------------------------------------------- persistence
     def state_dict_full(self) -> dict[str, Any]:
@@ -312,6 +319,28 @@ class VideoPredictor(nn.Module):
         model = cls(ModelConfig(**state["model_config"]), state["num_actions"], game=state.get("game", ""))
         model.load_state_dict(state["weights"])
         return model
+
+
+def moving_pixel_mse(pred: torch.Tensor, target: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """Squared error on the pixels where the real frame moved, pooled over the batch: the training-time
+    counterpart of ``reverie imagine``'s moving-pixel MSE (mask A of :mod:`worldmodels.video.motion`).
+
+    A pixel moved when ``target`` and ``previous`` (the real frame before it) differ by more than
+    ``CHANGE_THRESHOLD`` grey levels in any channel: where an object is now and where it was. Pooled over every
+    moved pixel of the batch (so a frame with more motion counts more), unlike the evaluation, which averages
+    frames; 0 when nothing moved.
+
+    :param pred: the prediction, float ``[B, C, H, W]`` on the [0, 1] scale (centred or not: only differences
+        enter).
+    :param target: the real frame, the same shape and scale.
+    :param previous: the real frame before ``target``, the same shape and scale.
+    :return: scalar tensor, mean over moved pixels of the squared error averaged over channels.
+    """
+    from worldmodels.video.motion import CHANGE_THRESHOLD
+
+    moved = ((target - previous).abs().amax(dim=1) > CHANGE_THRESHOLD / 255.0).to(pred.dtype)  # [B, H, W]
+    squared = (pred - target).pow(2).mean(dim=1)  # [B, H, W]
+    return (moved * squared).sum() / moved.sum().clamp(min=1.0)
 
 
 def load_world_model(run_or_checkpoint: str | Path) -> VideoPredictor:

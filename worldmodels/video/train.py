@@ -196,7 +196,8 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                 run.check_interrupt()  # a SIGINT / SIGTERM stops the run here, between updates
                 c0 = time.process_time()
                 batch = {k: to_device(v, device) for k, v in sampler.sample(phase.batch_size).items()}
-                out = model.loss(batch, reward_weight=cfg.optim.reward_loss_weight)
+                out = model.loss(batch, reward_weight=cfg.optim.reward_loss_weight,
+                                 moving_weight=cfg.optim.moving_loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 if cfg.optim.max_grad_norm:
@@ -209,6 +210,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
                 pos["updates"] += 1
                 pos["frames"] += phase.batch_size * phase.steps
                 window.setdefault("mse", []).append(float(out["mse"].detach()))
+                window.setdefault("moving_mse", []).append(float(out["moving_mse"].detach()))
                 for step, v in enumerate(out["step_mse"], start=1):
                     window.setdefault(f"mse_step{step}", []).append(v)
                 if out["head_loss"] is not None:
