@@ -96,6 +96,32 @@ def test_fit_gvae_then_embed(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1])["steps"] == 36
 
 
+def test_kl_warmup_weights_and_posterior_spread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from worldmodels.representations.train_gvae import heldout_elbo
+
+    data, run = write_dataset(tmp_path / "data"), tmp_path / "run"
+    fit = fit_gvae_cli(["gvae_cpu", f"data.path={data}", *TINY, "run.total_steps=12", "optim.kl_warmup_steps=8",
+                        "--run-dir", str(run)], capsys)
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    # logged every 4 steps: the mean weight of steps 0-3, 4-7, 8-11 is (0+1+2+3)/32, (4+5+6+7)/32, then 1
+    weights = [e.value for e in acc.Scalars("losses/kl_weight")]
+    assert weights == pytest.approx([6 / 32, 22 / 32, 1.0])
+    # the reported ELBO is still the true one, whatever weight the KL had in training
+    assert fit["elbo_nats"] == pytest.approx(fit["nll_nats"] + fit["kl"])
+    # posterior spread: the std across frames of each latent's posterior mean (the first half of a key), averaged
+    model = GaussianVAE.from_export(load_checkpoint(list_checkpoints(run / "checkpoints")[-1])["gvae"])
+    frames = np.random.default_rng(1).integers(0, 256, (10, 84, 84), dtype=np.uint8)
+    keys = model.embed(frames).astype(np.float64)
+    scores = heldout_elbo(model, frames)
+    assert scores["posterior_spread"] == pytest.approx(keys[:, :32].std(0, ddof=1).mean(), rel=1e-4)
+    assert scores["posterior_std"] == pytest.approx(np.exp(keys[:, 32:]).mean(), rel=1e-4)
+    assert fit["posterior_spread"] > 0 and "eval/posterior_spread" in acc.Tags()["scalars"]
+    with pytest.raises(ValueError, match="optim.kl_warmup_steps"):
+        fit_gvae_cli(["gvae_cpu", f"data.path={data}", *TINY, "optim.kl_warmup_steps=-1", "--run-dir",
+                      str(tmp_path / "bad")], capsys)
+
+
 def test_fit_gvae_refuses_frames_it_cannot_model(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "small", episodes=2, length=20, size=42)
     cfg = load_config(GVAEFitConfig, ["gvae_paper"], [f"data.path={data}", *TINY])
