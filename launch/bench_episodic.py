@@ -416,8 +416,9 @@ def run_recall_bench(runs: Sequence[str], nprobes: Sequence[int] = (8, 32, 128),
                 continue
             exact_q = vals[exact].mean(axis=1)
             scale = float(vals.std()) or 1.0
-            for p in nprobes:
-                approx = ivf_of(keys, p).search(queries, k)
+            indexes = {p: ivf_of(keys, p) for p in nprobes}
+            for p, index in indexes.items():
+                approx = index.search(queries, k)
                 hits[p] += recall(exact, approx) * len(queries)
                 errors[p] += float(np.abs(vals[approx].mean(axis=1) - exact_q).sum()) / scale
             counted += len(queries)
@@ -425,7 +426,7 @@ def run_recall_bench(runs: Sequence[str], nprobes: Sequence[int] = (8, 32, 128),
                 flat = faiss.IndexFlatL2(keys.shape[1])
                 flat.add(keys)
                 searches: dict[str, Callable[[np.ndarray, int], object]] = {"flat": flat.search}
-                searches.update({str(p): ivf_of(keys, p).search for p in nprobes})
+                searches.update({str(p): index.search for p, index in indexes.items()})
                 batch = queries[:16]
                 for name, search in searches.items():
                     query_ms[name] = 1e3 * _per_call_s(functools.partial(_search_batch, search, batch, k), seconds)
