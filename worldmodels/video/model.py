@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.video.config import ModelConfig
+from worldmodels.video.motion import CHANGE_THRESHOLD
 from worldmodels.video.networks import (
     ActionBody,
     ConvLSTMCell,
@@ -336,8 +337,6 @@ def moving_pixel_mse(pred: torch.Tensor, target: torch.Tensor, previous: torch.T
     :param previous: the real frame before ``target``, the same shape and scale.
     :return: scalar tensor, mean over moved pixels of the squared error averaged over channels.
     """
-    from worldmodels.video.motion import CHANGE_THRESHOLD
-
     moved = ((target - previous).abs().amax(dim=1) > CHANGE_THRESHOLD / 255.0).to(pred.dtype)  # [B, H, W]
     squared = (pred - target).pow(2).mean(dim=1)  # [B, H, W]
     return (moved * squared).sum() / moved.sum().clamp(min=1.0)
