@@ -11,6 +11,10 @@ then write to ``--out`` (default ``RUN_DIR/imagine/``):
   (log scale), SSIM, the MSE on the pixels that moved and on the foreground, and the recall and precision of
   the moving objects (:mod:`worldmodels.video.motion`); with a reward head, its sign and game-over accuracy;
 - ``action_conditioning.png``: from one start, one row per constant action sequence, one column per step;
+- ``objects.png``: what the motion-aware scores count, drawn on one held-out rollout (the sample with the most
+  moving objects) at steps 1, 5, 10 and 20: the real frames' moving pixels and foreground, each real moving object
+  ringed green (kept) or red (missed) on the imagined frame, the imagined moving objects tinted cyan (right) or
+  magenta (invented) (:mod:`worldmodels.video.motion_picture`);
 - ``report.json``: the per-step lists, the references, the action-divergence numbers, where the model beats
   each reference (``beats``);
 - ``tb/``: the same per-step scalars as TensorBoard tags ``imagine/...`` with the horizon step as global step,
@@ -21,9 +25,9 @@ and print a per-step table (or, with ``--json``, the report).
 ``reverie imagine --compare RUN_A RUN_B --data DIR`` scores both models on the same windows
 (:func:`worldmodels.video.evaluate.evaluate_models`): one report (``compare``: the run names; ``models``: each
 run's rows under its name; the copy-last and mean-frame references once, at the top level), one errors plot and
-table with a line (column) per run, one video with a real | run | error column group per run, an
-``action_conditioning_<RUN>.png`` per run, TensorBoard tags ``imagine/<RUN>/<key>``; written to ``--out``
-(default ``RUN_A/imagine/vs-<RUN_B>/``).
+table with a line (column) per run, one video with a real | run | error column group per run, one
+``objects.png`` with a row per run, an ``action_conditioning_<RUN>.png`` per run, TensorBoard tags
+``imagine/<RUN>/<key>``; written to ``--out`` (default ``RUN_A/imagine/vs-<RUN_B>/``).
 """
 
 from __future__ import annotations
@@ -511,6 +515,25 @@ def run_labels(runs: Sequence[str | Path]) -> list[str]:
     return names
 
 
+def write_objects_picture(pictures: Mapping[str, Any], context: int, path: Path) -> Path:
+    """``objects.png`` (:func:`worldmodels.video.motion_picture.objects_picture`) of the sample rollout with the
+    most real moving objects, one row per model (``model`` for a single run), written atomically."""
+    from PIL import Image
+
+    from worldmodels.common.atomic import atomic_write
+    from worldmodels.video.motion_picture import objects_picture, pick_rollout
+
+    frames, background = pictures["frames"], pictures["background"]
+    imagined = pictures["imagined"]
+    models = dict(imagined) if isinstance(imagined, Mapping) else {"model": imagined}
+    i = pick_rollout(frames, context, background)
+    image = objects_picture(frames[i], context, {label: pred[i] for label, pred in models.items()}, background)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="png")
+    atomic_write(path, buf.getvalue())
+    return path
+
+
 def _load_model(run: str | Path) -> Any:
     """``worldmodels.video.load_world_model(run)``, imported here so the CLI loads without the video package."""
     from worldmodels.video import load_world_model
@@ -531,6 +554,7 @@ def _write_outputs(report: dict[str, Any], pictures: dict[str, Any], out_dir: Pa
         movie = side_by_side(pictures["frames"], imagined, report["context"])
     outputs["video"] = str(write_video(out_dir / video, movie))
     outputs["plot"] = str(plot_errors(report, out_dir / "errors.png"))
+    outputs["objects"] = str(write_objects_picture(pictures, report["context"], out_dir / "objects.png"))
     grid = pictures.get("action_grid")
     if isinstance(grid, Mapping):
         for label, image in grid.items():

@@ -244,6 +244,7 @@ def test_imagine_command_writes_video_plot_report_and_tensorboard(data: Path, tm
     assert gif.shape[0] == 7
     assert gif.shape[1:3] == (14 + 3 * (2 * SIZE + 2), 3 * (2 * SIZE + 2))
     assert iio.imread(out / "errors.png").ndim == 3 and iio.imread(out / "action_conditioning.png").ndim == 3
+    assert iio.imread(out / "objects.png").shape[-1] == 3
     events = list((out / "tb").glob("events.out.tfevents.*"))
     assert events
     from tensorboard.backend.event_processing import event_accumulator
@@ -579,6 +580,11 @@ def test_imagine_compare_writes_both_runs_rows(sprite_data: Path, tmp_path: Path
     assert len(report["copy_last_foreground_mse"]) == 3 and "copy_last_mse" not in report["models"]["ff"]
     assert (out / "errors.png").is_file() and (out / "action_conditioning_ff.png").is_file()
     assert (out / "action_conditioning_drops.png").is_file()
+    from worldmodels.video.motion_picture import MISSED, RECALLED
+
+    objects = iio.imread(out / "objects.png")  # rows real | copy last | ff | drops: ff keeps the sprite, drops not
+    assert objects.ndim == 3 and report["outputs"]["objects"] == str(out / "objects.png")
+    assert (objects == RECALLED).all(axis=-1).any() and (objects == MISSED).all(axis=-1).any()
     gif = iio.imread(out / "rollouts.gif", index=None)
     assert gif.shape[0] == 4 and gif.shape[2] == 5 * (2 * SIZE + 2)  # real | ff | error | drops | error
     from tensorboard.backend.event_processing import event_accumulator

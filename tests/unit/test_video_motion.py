@@ -247,3 +247,42 @@ def test_kept_pixels_need_the_object_not_just_any_change() -> None:
     blurry = motion_metrics(np.where(scene([3, 5]) == FG, 150, scene([3, 5]))[None].astype(np.uint8),
                             scene([3, 5])[None], scene([1]), bg)
     assert blurry["object_recall"] == [1.0, 1.0]
+
+
+def test_object_flags_name_each_recalled_and_each_right_object() -> None:
+    from worldmodels.video.motion import object_flags, object_matches
+
+    real = np.zeros((1, 4, 8), np.int64)
+    real[0, :2, :2], real[0, :2, 4:6] = 1, 2  # two real objects of 4 pixels
+    imagined = np.zeros_like(real)
+    imagined[0, 1, 1], imagined[0, 3, 7] = 1, 2  # one touches real object 1, one touches nothing
+    kept = np.zeros((1, 4, 8), bool)
+    kept[0, :2, 4] = True  # 2 of object 2's 4 pixels: exactly half, recalled; object 1 none
+    recalled, right = object_flags(real, 2, imagined, 2, kept)
+    assert recalled.tolist() == [False, True] and right.tolist() == [True, False]
+    assert object_matches(real, 2, imagined, 2, kept) == (1, 1)
+
+
+def test_objects_picture_rings_kept_objects_green_and_dropped_ones_red() -> None:
+    from worldmodels.video.motion_picture import MISSED, RECALLED, _ring, objects_picture, pick_rollout
+
+    window = np.concatenate([scene([1, 1]), scene([3, 5, 7, 9])])  # context 2, then the square moves
+    keeps = objects_picture(window, 2, {"keeps": window[2:]}, background(), steps=(1, 4, 20), copy_last=False)
+    drops = objects_picture(window, 2, {"drops": scene([None] * 4)}, background(), steps=(1, 4), copy_last=False)
+
+    def has(img: np.ndarray, colour: tuple[int, int, int]) -> int:
+        return int((img == colour).all(axis=-1).sum())
+
+    assert has(keeps, RECALLED) > 0 and has(keeps, MISSED) == 0
+    assert has(drops, MISSED) > 0 and has(drops, RECALLED) == 0
+    # One ring per object and step: a 4x4 square upscaled 3x is 12x12, its ring 14x14 - 12x12 = 52 pixels.
+    assert has(drops, MISSED) == 2 * 52
+    assert has(keeps, RECALLED) == 2 * 52  # step 20 is beyond the horizon of 4 and left out
+    one = np.zeros((3, 3), bool)
+    one[1, 1] = True
+    assert _ring(one).sum() == 8 and not _ring(one)[1, 1]
+    with pytest.raises(ValueError, match="beyond the horizon"):
+        objects_picture(window, 2, {}, background(), steps=(5,))
+    # The window whose square moves is picked over one where nothing moves.
+    still = np.concatenate([scene([1, 1]), scene([1, 1, 1, 1])])
+    assert pick_rollout(np.stack([still, window]), 2, background()) == 1

@@ -414,7 +414,7 @@ def evaluate_models(models: Mapping[str, ImaginingModel], data_dir: str | Path, 
         and ``shuffled_actions_<key>``), ``context``, ``num_actions``, ``shuffled_actions_changed``, ``beats``,
         ``action_divergence``, ``imagined_frames_per_second``, ``reward_head`` (bool) and, with a head,
         :data:`REWARD_KEYS`. With ``samples``: ``samples`` holds ``frames``, ``actions``, ``episode_ids``,
-        ``offsets`` and per label ``imagined`` and ``action_grid`` (dicts).
+        ``offsets``, ``background`` and per label ``imagined`` and ``action_grid`` (dicts).
     """
     if horizon < 1:
         raise ValueError(f"horizon={horizon} must be at least 1.")
@@ -505,7 +505,7 @@ def evaluate_models(models: Mapping[str, ImaginingModel], data_dir: str | Path, 
         report["samples"] = {"frames": win.frames[idx], "actions": win.actions[idx],
                              "episode_ids": win.episode_ids[idx], "offsets": win.offsets[idx],
                              "imagined": {label: imagined_of[label][idx] for label in labels},
-                             "action_grid": grids}
+                             "action_grid": grids, "background": background}
     return report
 
 
@@ -524,8 +524,9 @@ def evaluate_rollouts(model: ImaginingModel, data_dir: str | Path, horizon: int 
     :param divergence_starts: starts used by :func:`action_divergence` (the first windows; 0 skips the check).
     :param samples: if positive, ``report["samples"]`` holds numpy arrays of that many rollouts, spread over
         the windows, for pictures: ``frames`` uint8 ``[S, k + H, h, w]`` (real), ``imagined`` uint8
-        ``[S, H, h, w]``, ``actions`` int64 ``[S, k + H]``, and ``action_grid`` (uint8 image) if the
-        divergence check ran (colour: a trailing channel axis on frames and images). Pop it before
+        ``[S, H, h, w]``, ``actions`` int64 ``[S, k + H]``, ``background`` (the held-out median frame, float64
+        ``[h, w]`` on the [0, 1] scale, :func:`worldmodels.video.motion.background_frame`) and ``action_grid``
+        (uint8 image) if the divergence check ran (colour: a trailing channel axis on frames and images). Pop it before
         :func:`to_json`.
     :param progress: show a tqdm bar over the rollouts.
     :return: a JSON-ready dict (see :func:`to_json` for inf): ``game``, ``data``, ``horizon``, ``context``,

@@ -62,8 +62,8 @@ import torch
 
 __all__ = ["CHANGE_THRESHOLD", "MATCH_SHARE", "MIN_OBJECT_PIXELS", "MOTION_KEYS", "PREDICTOR_MOTION_KEYS",
            "REAL_MOTION_KEYS", "background_frame", "differs", "kept_pixels", "label_components", "labeller",
-           "masked_mse",
-           "motion_metrics", "motion_settings", "moving_objects", "object_matches", "squared_error"]
+           "masked_mse", "motion_metrics", "motion_settings", "moving_objects", "object_flags", "object_matches",
+           "squared_error"]
 
 #: Grey levels (of 255) by which two pixels must differ to count as different (8/255 on the [0, 1] scale).
 CHANGE_THRESHOLD = 8.0
@@ -215,25 +215,32 @@ def kept_pixels(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.Tensor
     return (to_bg > threshold) & (to_real < to_bg)
 
 
-def object_matches(real_objects: np.ndarray, real_count: int, imagined_objects: np.ndarray, imagined_count: int,
-                   kept: np.ndarray, share: float = MATCH_SHARE) -> tuple[int, int]:
-    """Recalled real objects and right imagined objects (definitions in the module docstring).
+def object_flags(real_objects: np.ndarray, real_count: int, imagined_objects: np.ndarray, imagined_count: int,
+                 kept: np.ndarray, share: float = MATCH_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Which real objects are recalled and which imagined objects are right (definitions in the module docstring).
 
     :param real_objects: int ``[N, H, W]`` labels ``1..real_count`` (:func:`moving_objects`).
     :param imagined_objects: int ``[N, H, W]`` labels ``1..imagined_count``.
     :param kept: bool ``[N, H, W]``, the pixels the imagined frames keep (:func:`kept_pixels`).
-    :return: ``(recalled, right)``: real objects with at least ``share`` of their pixels kept, and imagined
-        objects that share a pixel with a real object.
+    :return: ``(recalled, right)``: bool ``[real_count]``, real object ``i + 1`` has at least ``share`` of its
+        pixels kept; bool ``[imagined_count]``, imagined object ``j + 1`` shares a pixel with a real object.
     """
-    recalled = right = 0
+    recalled = np.zeros(real_count, dtype=bool)
+    right = np.zeros(imagined_count, dtype=bool)
     if real_count:
         size = np.bincount(real_objects.ravel(), minlength=real_count + 1)[1:]
         present = np.bincount(real_objects.ravel(), weights=kept.ravel(), minlength=real_count + 1)[1:]
-        recalled = int((present >= share * size).sum())
+        recalled = present >= share * size
     if imagined_count:
-        overlap = np.bincount(imagined_objects[real_objects > 0], minlength=imagined_count + 1)[1:]
-        right = int((overlap > 0).sum())
+        right = np.bincount(imagined_objects[real_objects > 0], minlength=imagined_count + 1)[1:] > 0
     return recalled, right
+
+
+def object_matches(real_objects: np.ndarray, real_count: int, imagined_objects: np.ndarray, imagined_count: int,
+                   kept: np.ndarray, share: float = MATCH_SHARE) -> tuple[int, int]:
+    """The counts of :func:`object_flags`: ``(recalled, right)``, recalled real objects and right imagined ones."""
+    recalled, right = object_flags(real_objects, real_count, imagined_objects, imagined_count, kept, share)
+    return int(recalled.sum()), int(right.sum())
 
 
 def motion_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray, last_context: np.ndarray,
