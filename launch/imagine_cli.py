@@ -420,11 +420,19 @@ def _reward_block(name: str, section: dict[str, Any], report: dict[str, Any]) ->
                         formats={"nonzero": "{:d}", "overs": "{:d}"})]
 
 
-def _beats_lines(beats: dict[str, Any], horizon: int, who: str = "") -> list[str]:
+#: How the printed verdicts name the errors of ``beats_motion``.
+_BEATS_WHAT = {"moving_mse": "on moving pixels", "foreground_mse": "on the foreground"}
+
+
+def _beats_lines(section: Mapping[str, Any], horizon: int, who: str = "") -> list[str]:
+    """One verdict per reference: on whole-frame MSE (``beats``), then on each motion error (``beats_motion``)."""
     lines = []
-    for name, b in beats.items():
-        verdict = "every step" if b["all"] else (f"steps 1-{b['up_to']}" if b["up_to"] else "not at step 1")
-        lines.append(f"{who}beats {name.replace('_', ' ')}: {verdict} ({len(b['steps'])}/{horizon} steps)")
+    groups = [("", section["beats"])]
+    groups += [(f" {_BEATS_WHAT.get(key, key)}", beats) for key, beats in (section.get("beats_motion") or {}).items()]
+    for what, beats in groups:
+        for name, b in beats.items():
+            verdict = "every step" if b["all"] else (f"steps 1-{b['up_to']}" if b["up_to"] else "not at step 1")
+            lines.append(f"{who}beats {name.replace('_', ' ')}{what}: {verdict} ({len(b['steps'])}/{horizon} steps)")
     return lines
 
 
@@ -455,7 +463,7 @@ def format_table(report: dict[str, Any]) -> str:
         p = report["psnr"][i]
         lines.append(f"{step:>4} {m:10.5f} {' '.join(refs)} {p if p is not None else float('inf'):8.2f} "
                      f"{report['ssim'][i]:7.4f}")
-    lines += _beats_lines(report["beats"], report["horizon"])
+    lines += _beats_lines(report, report["horizon"])
     lines += _divergence_line(report.get("action_divergence"), report["horizon"])
     if "moving_mse" in report:
         lines += _motion_blocks(report)
@@ -483,7 +491,7 @@ def _format_comparison(report: dict[str, Any]) -> str:
     lines.append("")
     for label in labels:
         section = report["models"][label]
-        lines += _beats_lines(section["beats"], report["horizon"], f"{label} ")
+        lines += _beats_lines(section, report["horizon"], f"{label} ")
         lines += _divergence_line(section.get("action_divergence"), report["horizon"], f"{label} ")
     return "\n".join(lines)
 

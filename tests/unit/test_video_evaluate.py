@@ -189,6 +189,12 @@ def test_beats_summary_counts_the_unbroken_run() -> None:
     b = beats_summary(r)
     assert b["copy_last"] == {"steps": [1, 2, 4], "all": False, "up_to": 2}
     assert b["mean_frame"]["up_to"] == 0 and b["shuffled_actions"]["all"]
+    # A motion error: a step with no such pixels (None on either side) is not won.
+    r = {"moving_mse": [1.0, None, 1.0], "copy_last_moving_mse": [2.0, 2.0, None], "mean_frame_moving_mse": [3.0] * 3,
+         "shuffled_actions_moving_mse": [None] * 3}
+    b = beats_summary(r, "moving_mse")
+    assert b["copy_last"] == {"steps": [1], "all": False, "up_to": 1} and b["mean_frame"]["steps"] == [1, 3]
+    assert b["shuffled_actions"]["steps"] == []
 
 
 def test_bad_data_is_refused_with_the_fix(data: Path, tmp_path: Path) -> None:
@@ -424,6 +430,8 @@ def test_a_model_that_drops_the_moving_sprite_scores_worse_than_copy_last(sprite
     assert report["object_recall"] == [0.0] * 5
     assert all(r > 0 for r in report["copy_last_object_recall"][:2])
     assert report["imagined_objects"] == [0] * 5 and report["object_precision"] == [None] * 5
+    # The verdict says so: it beats copy-last on the foreground at no step.
+    assert report["beats_motion"]["foreground_mse"]["copy_last"]["steps"] == []
 
 
 def test_reward_head_accuracy_by_hand() -> None:

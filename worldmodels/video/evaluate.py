@@ -57,10 +57,10 @@ from worldmodels.video.motion import (
     motion_settings,
 )
 
-__all__ = ["BASELINES", "GAME_OVER_THRESHOLD", "HeldoutWindows", "ImaginingModel", "PREDICTOR_KEYS", "REWARD_KEYS",
-           "REWARD_SIGN_THRESHOLD", "SHARED_BASELINES", "action_divergence", "beats_summary", "check_compatible",
-           "evaluate_models", "evaluate_rollouts", "has_reward_head", "imagine_batched", "imagine_with_heads",
-           "load_heldout_windows", "reward_head_accuracy", "to_json"]
+__all__ = ["BASELINES", "BEATS_MOTION_KEYS", "GAME_OVER_THRESHOLD", "HeldoutWindows", "ImaginingModel",
+           "PREDICTOR_KEYS", "REWARD_KEYS", "REWARD_SIGN_THRESHOLD", "SHARED_BASELINES", "action_divergence",
+           "beats_summary", "check_compatible", "evaluate_models", "evaluate_rollouts", "has_reward_head",
+           "imagine_batched", "imagine_with_heads", "load_heldout_windows", "reward_head_accuracy", "to_json"]
 
 #: Reference predictors, in the order reports list them; the report key of each is ``<name>_mse`` etc.
 BASELINES = ("copy_last", "mean_frame", "shuffled_actions")
@@ -289,16 +289,22 @@ def action_divergence(model: ImaginingModel, context: np.ndarray, num_actions: i
         "ignores_actions": bool(np.all(per_step <= tolerance)), "grid": _grid(rollouts[:, 0])}
 
 
-def beats_summary(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Where the model's MSE is strictly below each reference's.
+#: Errors that ``beats_motion`` compares with the references, beside ``beats`` (whole-frame MSE).
+BEATS_MOTION_KEYS = ("moving_mse", "foreground_mse")
 
-    :param report: ``mse`` and ``<reference>_mse`` for every reference of :data:`BASELINES` (per-step lists).
+
+def beats_summary(report: dict[str, Any], key: str = "mse") -> dict[str, dict[str, Any]]:
+    """Where the model's error ``key`` is strictly below each reference's.
+
+    :param report: ``key`` and ``<reference>_<key>`` for every reference of :data:`BASELINES` (per-step lists).
+    :param key: ``mse`` or a motion error (:data:`BEATS_MOTION_KEYS`); a step where either side is ``None``
+        (no frame had such pixels) counts as not won.
     :return: per reference name: ``steps`` (1-based steps where the model wins), ``all`` (it wins at every
         step), ``up_to`` (the last step of the unbroken run of wins from step 1; 0 if it loses step 1).
     """
     out = {}
     for name in BASELINES:
-        wins = [m < r for m, r in zip(report["mse"], report[f"{name}_mse"])]
+        wins = [m is not None and r is not None and m < r for m, r in zip(report[key], report[f"{name}_{key}"])]
         up_to = next((i for i, w in enumerate(wins) if not w), len(wins))
         out[name] = {"steps": [i + 1 for i, w in enumerate(wins) if w], "all": all(wins), "up_to": up_to}
     return out
@@ -412,6 +418,7 @@ def evaluate_models(models: Mapping[str, ImaginingModel], data_dir: str | Path, 
         :func:`worldmodels.video.motion.motion_settings`); ``mean_frame_of`` (the label whose mean frame the
         mean-frame reference is); and ``models``: per label, the model's per-step lists (:data:`PREDICTOR_KEYS`,
         and ``shuffled_actions_<key>``), ``context``, ``num_actions``, ``shuffled_actions_changed``, ``beats``,
+        ``beats_motion``,
         ``action_divergence``, ``imagined_frames_per_second``, ``reward_head`` (bool) and, with a head,
         :data:`REWARD_KEYS`. With ``samples``: ``samples`` holds ``frames``, ``actions``, ``episode_ids``,
         ``offsets``, ``background`` and per label ``imagined`` and ``action_grid`` (dicts).
@@ -498,7 +505,10 @@ def evaluate_models(models: Mapping[str, ImaginingModel], data_dir: str | Path, 
     report["motion"] = motion_settings()
     report["mean_frame_of"] = labels[0]
     for section in sections.values():
-        section["beats"] = beats_summary({**section, **{f"{b}_mse": report[f"{b}_mse"] for b in SHARED_BASELINES}})
+        rows = {**section, **{f"{b}_{key}": report[f"{b}_{key}"] for b in SHARED_BASELINES
+                              for key in ("mse", *BEATS_MOTION_KEYS)}}
+        section["beats"] = beats_summary(rows)
+        section["beats_motion"] = {key: beats_summary(rows, key) for key in BEATS_MOTION_KEYS}
     report["models"] = sections
     if samples > 0:
         idx = np.unique(np.linspace(0, n - 1, min(samples, n)).round().astype(int))
@@ -526,8 +536,8 @@ def evaluate_rollouts(model: ImaginingModel, data_dir: str | Path, horizon: int 
         the windows, for pictures: ``frames`` uint8 ``[S, k + H, h, w]`` (real), ``imagined`` uint8
         ``[S, H, h, w]``, ``actions`` int64 ``[S, k + H]``, ``background`` (the held-out median frame, float64
         ``[h, w]`` on the [0, 1] scale, :func:`worldmodels.video.motion.background_frame`) and ``action_grid``
-        (uint8 image) if the divergence check ran (colour: a trailing channel axis on frames and images). Pop it before
-        :func:`to_json`.
+        (uint8 image) if the divergence check ran (colour: a trailing channel axis on frames and images). Pop it
+        before :func:`to_json`.
     :param progress: show a tqdm bar over the rollouts.
     :return: a JSON-ready dict (see :func:`to_json` for inf): ``game``, ``data``, ``horizon``, ``context``,
         ``frame_shape`` (``[H, W]``), ``channels``, ``steps`` ``[1..H]``; per-step lists of length ``H`` for the
@@ -536,7 +546,8 @@ def evaluate_rollouts(model: ImaginingModel, data_dir: str | Path, horizon: int 
         and for each reference ``r`` in :data:`BASELINES`, ``r_<key>`` for the same keys; the real frames'
         per-step counts ``moving_frames``, ``foreground_frames``, ``real_objects``; ``motion`` (the
         definitions' constants); ``reward_head`` (bool) and, for a model with a reward/game-over head,
-        :data:`REWARD_KEYS` (:func:`reward_head_accuracy`); ``beats`` (:func:`beats_summary`);
+        :data:`REWARD_KEYS` (:func:`reward_head_accuracy`); ``beats`` (:func:`beats_summary`) and
+        ``beats_motion`` (the same for each error of :data:`BEATS_MOTION_KEYS`);
         ``action_divergence`` (:func:`action_divergence` without its grid); counts ``rollouts``, ``episodes``,
         ``eligible_episodes``; ``shuffled_actions_changed`` (share of actions the permutation changed);
         ``imagined_frames_per_second``.
