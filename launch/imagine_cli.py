@@ -312,14 +312,15 @@ def plot_action_grid(grid: np.ndarray, divergence: dict[str, Any], frame_shape: 
 # ------------------------------------------------------------------------------------------------ outputs
 def log_tensorboard(report: dict[str, Any], tb_dir: str | Path,
                     action_grid: np.ndarray | Mapping[str, np.ndarray] | None = None,
-                    video: np.ndarray | None = None) -> None:
+                    video: np.ndarray | None = None, objects: np.ndarray | None = None) -> None:
     """Per-step scalars at global step = horizon step, and the pictures.
 
     Tags: one run: ``imagine/<key>`` for the model, ``imagine/<reference>_<key>`` for the references (keys
     :data:`TB_METRICS`, and :data:`TB_REWARD` for a model with a reward head), ``imagine/action_divergence``;
     a comparison: ``imagine/<RUN>/<key>``, ``imagine/<RUN>/shuffled_actions_<key>``,
     ``imagine/<RUN>/action_divergence`` per run and the shared references as for one run.
-    ``action_grid``: one image, or one per run of a comparison.
+    ``action_grid``: one image, or one per run of a comparison. ``objects``: the ``objects.png`` image, as
+    ``imagine/objects``.
 
     Events of an earlier ``reverie imagine`` into the same folder are replaced, like its report and pictures:
     two event files would show every step twice in TensorBoard.
@@ -348,6 +349,8 @@ def log_tensorboard(report: dict[str, Any], tb_dir: str | Path,
         for label, grid in grids.items():
             tag = f"imagine/{_safe(label)}/action_conditioning" if label else "imagine/action_conditioning"
             writer.add_image(tag, grid, 0, dataformats="HWC" if grid.ndim == 3 else "HW")
+        if objects is not None:
+            writer.add_image("imagine/objects", objects, 0, dataformats="HWC")
         if video is not None:
             for t, frame in enumerate(video):
                 writer.add_image("imagine/side_by_side", frame, t, dataformats="HWC" if frame.ndim == 3 else "HW")
@@ -523,19 +526,24 @@ def run_labels(runs: Sequence[str | Path]) -> list[str]:
     return names
 
 
-def write_objects_picture(pictures: Mapping[str, Any], context: int, path: Path) -> Path:
+def objects_image(pictures: Mapping[str, Any], context: int) -> np.ndarray:
     """``objects.png`` (:func:`worldmodels.video.motion_picture.objects_picture`) of the sample rollout with the
-    most real moving objects, one row per model (``model`` for a single run), written atomically."""
-    from PIL import Image
-
-    from worldmodels.common.atomic import atomic_write
+    most real moving objects, one row per model (``model`` for a single run): uint8 ``[height, width, 3]``."""
     from worldmodels.video.motion_picture import objects_picture, pick_rollout
 
     frames, background = pictures["frames"], pictures["background"]
     imagined = pictures["imagined"]
     models = dict(imagined) if isinstance(imagined, Mapping) else {"model": imagined}
     i = pick_rollout(frames, context, background)
-    image = objects_picture(frames[i], context, {label: pred[i] for label, pred in models.items()}, background)
+    return objects_picture(frames[i], context, {label: pred[i] for label, pred in models.items()}, background)
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    """Write a uint8 image (``[H, W]`` or ``[H, W, 3]``) as PNG, atomically."""
+    from PIL import Image
+
+    from worldmodels.common.atomic import atomic_write
+
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="png")
     atomic_write(path, buf.getvalue())
@@ -562,7 +570,8 @@ def _write_outputs(report: dict[str, Any], pictures: dict[str, Any], out_dir: Pa
         movie = side_by_side(pictures["frames"], imagined, report["context"])
     outputs["video"] = str(write_video(out_dir / video, movie))
     outputs["plot"] = str(plot_errors(report, out_dir / "errors.png"))
-    outputs["objects"] = str(write_objects_picture(pictures, report["context"], out_dir / "objects.png"))
+    objects = objects_image(pictures, report["context"])
+    outputs["objects"] = str(write_png(out_dir / "objects.png", objects))
     grid = pictures.get("action_grid")
     if isinstance(grid, Mapping):
         for label, image in grid.items():
@@ -573,7 +582,7 @@ def _write_outputs(report: dict[str, Any], pictures: dict[str, Any], out_dir: Pa
         outputs["action_conditioning"] = str(plot_action_grid(grid, report["action_divergence"], frame_shape,
                                                               out_dir / "action_conditioning.png"))
     outputs["tensorboard"] = str(out_dir / "tb")
-    log_tensorboard(report, out_dir / "tb", grid, movie)
+    log_tensorboard(report, out_dir / "tb", grid, movie, objects)
     return outputs
 
 
