@@ -155,9 +155,12 @@ def objects_picture(window: np.ndarray, context: int, predictors: Mapping[str, n
                 for k in np.flatnonzero(recalled == want):
                     big[_ring(_up(real_obj[0] == k + 1, s))] = RECALLED if want else MISSED
             paste(big, i, j, f"{int(recalled.sum())}/{real_n} kept, {int(right.sum())}/{pred_n} right")
+    fits = label_w // 6 - 1  # PIL's bitmap font is 6 pixels a character: long run names wrap onto more lines
     for i, label in enumerate(["real", *rows]):
-        y = header + i * (panel_h + gap) + (h * s) // 2 - 6
-        draw.text((4, y), label[: label_w // 6 - 1], fill=(255, 255, 255))
+        lines = [label[c: c + fits] for c in range(0, len(label), fits)][:4]
+        y = header + i * (panel_h + gap) + (h * s) // 2 - 6 * len(lines)
+        for n, line in enumerate(lines):
+            draw.text((4, y + 12 * n), line, fill=(255, 255, 255))
     y0 = header + (1 + len(rows)) * (panel_h + gap)
     for i, line in enumerate(legend):
         draw.text((4, y0 + 12 * i), line, fill=(230, 230, 230))
