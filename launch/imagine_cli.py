@@ -16,7 +16,7 @@ then write to ``--out`` (default ``RUN_DIR/imagine/``):
   ringed green (kept) or red (missed) on the imagined frame, the imagined moving objects tinted cyan (right) or
   magenta (invented) (:mod:`worldmodels.video.motion_picture`);
 - ``report.json``: the per-step lists, the references, the action-divergence numbers, where the model beats
-  each reference (``beats``);
+  each reference on whole-frame MSE (``beats``) and on moving-pixel and foreground error (``beats_motion``);
 - ``tb/``: the same per-step scalars as TensorBoard tags ``imagine/...`` with the horizon step as global step,
   the action-conditioning image and the side-by-side frames.
 

@@ -418,9 +418,8 @@ def evaluate_models(models: Mapping[str, ImaginingModel], data_dir: str | Path, 
         :func:`worldmodels.video.motion.motion_settings`); ``mean_frame_of`` (the label whose mean frame the
         mean-frame reference is); and ``models``: per label, the model's per-step lists (:data:`PREDICTOR_KEYS`,
         and ``shuffled_actions_<key>``), ``context``, ``num_actions``, ``shuffled_actions_changed``, ``beats``,
-        ``beats_motion``,
-        ``action_divergence``, ``imagined_frames_per_second``, ``reward_head`` (bool) and, with a head,
-        :data:`REWARD_KEYS`. With ``samples``: ``samples`` holds ``frames``, ``actions``, ``episode_ids``,
+        ``beats_motion``, ``action_divergence``, ``imagined_frames_per_second``, ``reward_head`` (bool) and, with a
+        head, :data:`REWARD_KEYS`. With ``samples``: ``samples`` holds ``frames``, ``actions``, ``episode_ids``,
         ``offsets``, ``background`` and per label ``imagined`` and ``action_grid`` (dicts).
     """
     if horizon < 1:
