@@ -579,6 +579,8 @@ def test_imagine_compare_writes_both_runs_rows(sprite_data: Path, tmp_path: Path
     assert _cli_runs(argv, models, monkeypatch) == 0
     table = capsys.readouterr().out
     assert "ff vs drops" in table and "ff beats copy last: every step" in table and "drops shuf" in table
+    assert "ff beats copy last on the foreground: every step" in table
+    assert "drops beats copy last on the foreground: not at step 1" in table
     out = tmp_path / "ff" / "imagine" / "vs-drops"
     report = json.loads((out / "report.json").read_text())
     assert report["compare"] == ["ff", "drops"] and report["runs"] == {"ff": str(tmp_path / "ff"),

@@ -61,9 +61,9 @@ import numpy as np
 import torch
 
 __all__ = ["CHANGE_THRESHOLD", "MATCH_SHARE", "MIN_OBJECT_PIXELS", "MOTION_KEYS", "PREDICTOR_MOTION_KEYS",
-           "REAL_MOTION_KEYS", "background_frame", "differs", "kept_pixels", "label_components", "labeller",
-           "masked_mse", "motion_metrics", "motion_settings", "moving_objects", "object_flags", "object_matches",
-           "squared_error"]
+           "REAL_MOTION_KEYS", "background_frame", "differs", "frame_objects", "kept_pixels", "label_components",
+           "labeller", "masked_mse", "motion_metrics", "motion_settings", "moving_objects", "object_flags",
+           "object_matches", "squared_error"]
 
 #: Grey levels (of 255) by which two pixels must differ to count as different (8/255 on the [0, 1] scale).
 CHANGE_THRESHOLD = 8.0
@@ -199,6 +199,21 @@ def moving_objects(foreground: np.ndarray, moving: np.ndarray, min_pixels: int =
     return renumber[labels], int(keep.sum())
 
 
+def frame_objects(frames: np.ndarray | torch.Tensor, previous: np.ndarray | torch.Tensor,
+                  background: np.ndarray | torch.Tensor, channels_last: bool = False,
+                  threshold: float = CHANGE_THRESHOLD, min_pixels: int = MIN_OBJECT_PIXELS,
+                  backend: Backend = "auto") -> tuple[np.ndarray, int]:
+    """The objects of frames (:func:`moving_objects`) from the frames themselves: foreground = off the
+    ``background``, moving = changed since ``previous``.
+
+    :param frames: ``[N, H, W]`` (``[N, H, W, C]`` with ``channels_last``), uint8 or floats on [0, 1].
+    :param previous: the frames before, broadcastable to ``frames``.
+    :return: ``(labels, count)`` as :func:`moving_objects`.
+    """
+    return moving_objects(differs(frames, background, channels_last, threshold),
+                          differs(frames, previous, channels_last, threshold), min_pixels, backend)
+
+
 def kept_pixels(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.Tensor,
                 background: np.ndarray | torch.Tensor, channels_last: bool = False,
                 threshold: float = CHANGE_THRESHOLD) -> np.ndarray:
@@ -274,9 +289,8 @@ def motion_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray, last_conte
             value, frames = masked_mse(err, mask)
             out[f"{name}_mse"].append(value)
             out[f"{name}_frames"].append(frames)
-        fg_pred = differs(p, background, colour, threshold)
         real_obj, real_n = moving_objects(fg_real, moving, min_pixels, backend)
-        pred_obj, pred_n = moving_objects(fg_pred, differs(p, pred_prev, colour, threshold), min_pixels, backend)
+        pred_obj, pred_n = frame_objects(p, pred_prev, background, colour, threshold, min_pixels, backend)
         kept = kept_pixels(p, r, background, colour, threshold)
         recalled, right = object_matches(real_obj, real_n, pred_obj, pred_n, kept, share)
         out["object_recall"].append(recalled / real_n if real_n else None)

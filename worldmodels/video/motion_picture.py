@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worldmodels.video.motion import differs, kept_pixels, moving_objects, object_flags
+from worldmodels.video.motion import differs, frame_objects, kept_pixels, moving_objects, object_flags
 
 __all__ = ["STEPS", "objects_picture", "pick_rollout"]
 
@@ -76,7 +76,7 @@ def pick_rollout(frames: np.ndarray, context: int, background: np.ndarray, steps
         for t in steps:
             if context + t - 1 < len(window):
                 r, prev = window[context + t - 1], window[context + t - 2]
-                n += moving_objects(differs(r, background, colour)[None], differs(r, prev, colour)[None])[1]
+                n += frame_objects(r[None], prev[None], background, colour)[1]
         counts.append(n)
     return int(np.argmax(counts))
 
@@ -143,7 +143,7 @@ def objects_picture(window: np.ndarray, context: int, predictors: Mapping[str, n
         for i, pred in enumerate(rows.values(), start=1):
             p = pred[t - 1]
             p_prev = pred[t - 2] if t > 1 else last
-            pred_obj, pred_n = moving_objects(differs(p, background, colour)[None], differs(p, p_prev, colour)[None])
+            pred_obj, pred_n = frame_objects(np.asarray(p)[None], np.asarray(p_prev)[None], background, colour)
             kept = kept_pixels(p, r, background, colour)[None]
             recalled, right = object_flags(real_obj, real_n, pred_obj, pred_n, kept)
             img = _rgb(np.asarray(p))
