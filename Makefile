@@ -7,8 +7,10 @@ STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 export RAY_AUTH_MODE ?= disabled
-# glibc returns large freed blocks to the OS with mmap/munmap at every batch: ~15% system time in CPU training.
-export MALLOC_MMAP_THRESHOLD_ ?= 1000000
+# glibc keeps freed batch-sized blocks in the heap instead of an mmap/munmap per batch: the values of
+# worldmodels/common/allocator.py's TUNED (a test checks they agree), measured by `reverie bench allocator`.
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: install demo test test-slow lint bench clean

@@ -103,7 +103,8 @@ def measure_actor(cfg: Any, seconds: float) -> tuple[float, Any, int]:
     return count / elapsed, replay, actor.policy.num_actions
 
 
-def measure_learner(cfg: Any, replay: Any, num_actions: int, seconds: float) -> float:
+def learner_step(cfg: Any, replay: Any, num_actions: int) -> Any:
+    """One learner update of batch 32 sampled from ``replay`` (Double DQN, Nature CNN), as a callable returning 1."""
     from agents.dqn.learning import DQNLearner
 
     learner = DQNLearner(num_actions, cfg.agent, cfg.network, target_update_period=2000)
@@ -116,7 +117,11 @@ def measure_learner(cfg: Any, replay: Any, num_actions: int, seconds: float) -> 
         replay.update_priorities(b.indices, stats.td_abs, b.generations)
         return 1
 
-    elapsed, count = _timed(seconds, step)
+    return step
+
+
+def measure_learner(cfg: Any, replay: Any, num_actions: int, seconds: float) -> float:
+    elapsed, count = _timed(seconds, learner_step(cfg, replay, num_actions))
     return count / elapsed
 
 
@@ -131,8 +136,15 @@ def minatar_config(num_actors: int) -> Any:
     ])
 
 
-def measure_training(cfg: Any, seconds: float) -> tuple[float, float]:
-    """(d): the real ``train()`` on Ray; measured from the first update for ``seconds``."""
+def training_marks(cfg: Any, seconds: float) -> dict[str, float]:
+    """The real ``train()`` (on Ray, or local with 0 actors), measured from the first update for ``seconds``.
+
+    :return: ``elapsed`` (wall s), ``steps`` (agent steps), ``updates``, and this process's ``cpu_s``, ``sys_s``
+        (kernel part of ``cpu_s``) and ``minflt`` (page faults) over the same span. The last three count all
+        threads of this process (the learner and, in local mode, the actor and its emulators), not Ray workers.
+    """
+    import resource
+
     from agents.dqn.train import StopTraining, train
 
     marks: dict[str, Any] = {}
@@ -140,17 +152,27 @@ def measure_training(cfg: Any, seconds: float) -> tuple[float, float]:
     def hook(state: Any) -> None:
         if "t0" not in marks:
             if state.updates > 0:
-                marks.update(t0=time.perf_counter(), steps0=state.steps, updates0=state.updates)
+                marks.update(t0=time.perf_counter(), steps0=state.steps, updates0=state.updates,
+                             usage0=resource.getrusage(resource.RUSAGE_SELF))
             return
         elapsed = time.perf_counter() - marks["t0"]
         if elapsed >= seconds:
+            u0, u1 = marks["usage0"], resource.getrusage(resource.RUSAGE_SELF)
             marks.update(elapsed=elapsed, steps=state.steps - marks["steps0"],
-                         updates=state.updates - marks["updates0"])
+                         updates=state.updates - marks["updates0"],
+                         cpu_s=(u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime),
+                         sys_s=u1.ru_stime - u0.ru_stime, minflt=u1.ru_minflt - u0.ru_minflt)
             raise StopTraining
 
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, run_dir=os.path.join(tmp, "bench"), hooks=[hook])
-    return marks["steps"] / marks["elapsed"], marks["updates"] / marks["elapsed"]
+    return {k: float(marks[k]) for k in ("elapsed", "steps", "updates", "cpu_s", "sys_s", "minflt")}
+
+
+def measure_training(cfg: Any, seconds: float) -> tuple[float, float]:
+    """(d): agent steps/s and learner updates/s of the real ``train()``; see :func:`training_marks`."""
+    m = training_marks(cfg, seconds)
+    return m["steps"] / m["elapsed"], m["updates"] / m["elapsed"]
 
 
 def measure_sb3(game: str, seconds: float) -> float | None:

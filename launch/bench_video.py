@@ -31,6 +31,24 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+def video_train_step(model: VideoPredictor, cfg: Any, batch: int, steps: int, num_actions: int,
+                     rng: np.random.Generator) -> Any:
+    """One Adam update of ``model`` on the ``steps``-step objective, on a fixed batch of random windows of
+    ``cfg.context + steps`` uint8 frames, as a callable."""
+    shape = (cfg.height, cfg.width) if cfg.channels == 1 else (cfg.height, cfg.width, cfg.channels)
+    window = {"frames": rng.integers(0, 256, (batch, cfg.context + steps, *shape), dtype=np.uint8),
+              "actions": rng.integers(0, num_actions, (batch, cfg.context + steps))}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+
+    def train_step() -> None:
+        loss = model.loss(window)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return train_step
+
+
 def run_world_model_bench(seconds: float = 5.0, num_actions: int = 6, seed: int = 0,
                           rows: list[tuple[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Measure every row (see the module docstring); returns ``{"rows": [...], "threads": int, ...}``."""
@@ -44,16 +62,7 @@ def run_world_model_bench(seconds: float = 5.0, num_actions: int = 6, seed: int 
         model = VideoPredictor(cfg, num_actions)
         shape = (cfg.height, cfg.width) if cfg.channels == 1 else (cfg.height, cfg.width, cfg.channels)
         k, steps, batch = cfg.context, 3, 8
-        window = {"frames": rng.integers(0, 256, (batch, k + steps, *shape), dtype=np.uint8),
-                  "actions": rng.integers(0, num_actions, (batch, k + steps))}
-        opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-
-        def train_step(model: VideoPredictor = model, opt: torch.optim.Adam = opt, window: dict = window) -> None:
-            loss = model.loss(window)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
+        train_step = video_train_step(model, cfg, batch, steps, num_actions, rng)
         train_fps = timed(train_step, batch * steps, seconds)
         model.eval()
         ctx = rng.integers(0, 256, (32, k, *shape), dtype=np.uint8)

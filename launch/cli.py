@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from worldmodels.common.allocator import tune_allocator
+
 # One OpenMP thread per process unless the user says otherwise: several processes share the cores
 # (measured here: default threading slows a contended 2-core machine 10-100x).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -256,6 +258,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_world_model_bench(seconds=args.seconds or 5.0)
         print(json.dumps(result) if args.json else format_world_model_table(result))
+    elif args.name == "allocator":
+        from launch.bench_allocator import format_allocator_table, run_allocator_bench
+
+        result = run_allocator_bench(seconds=args.seconds or 20.0, rounds=args.rounds)
+        print(json.dumps(result) if args.json else format_allocator_table(result))
     return 0
 
 
@@ -342,12 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_cli.register(sub)
     iterations.register(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw, episodic",
+    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw, episodic, allocator",
                        description="Side-by-side benchmarks that print a table (or --json).")
-    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw", "episodic"])
+    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw", "episodic", "allocator"])
     p.add_argument("--seconds", type=float, default=None,
-                   help="seconds per measurement (default 20 for throughput, vae and straw, 5 for world-model, 2 for "
-                        "episodic)")
+                   help="seconds per measurement (default 20 for throughput, vae, straw and allocator, 5 for "
+                        "world-model, 2 for episodic)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="allocator: measurements per workload and setting, alternating the settings")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="episodic: entries per action buffer to measure (default 10000 100000 1000000)")
     p.add_argument("--game", default="pong", help="Atari game of the throughput benchmark (episodic --agent: "
@@ -385,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Before any tensor exists: glibc keeps freed batch-sized blocks instead of an mmap/munmap per batch
+    # (`reverie bench allocator`); a variable the user set wins.
+    tune_allocator()
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -24,13 +24,18 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
+from worldmodels.common.allocator import allocator_env
 
 log = logging.getLogger(__name__)
 
-#: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores), and
-#: glibc keeping freed batch-sized blocks instead of an mmap/munmap per batch (~15% system time otherwise).
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0",
-              "MALLOC_MMAP_THRESHOLD_": "1000000"}
+#: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores).
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def worker_env() -> dict[str, str]:
+    """:data:`WORKER_ENV` plus glibc keeping freed batch-sized blocks instead of an mmap/munmap per batch
+    (:func:`worldmodels.common.allocator.allocator_env`: the tuned values, or the driver's own where set)."""
+    return {**WORKER_ENV, **allocator_env()}
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, niceness: int = 0) -> bool:
@@ -48,7 +53,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, niceness: int = 0
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Read by the raylet this call starts, which applies it to every worker process it launches.
     os.environ.setdefault("RAY_worker_niceness", str(niceness))
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": WORKER_ENV}, "log_to_driver": True}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()}, "log_to_driver": True}
     if address:
         ray.init(address=address, **kwargs)
     else:

@@ -17,14 +17,14 @@ def two_nodes() -> Iterator[str]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from agents.runtime.ray_runtime import WORKER_ENV
+    from agents.runtime.ray_runtime import worker_env
 
     if ray.is_initialized():
         ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, runtime_env={"env_vars": WORKER_ENV})
+    ray.init(address=cluster.address, runtime_env={"env_vars": worker_env()})
     yield cluster.address
     ray.shutdown()
     cluster.shutdown()
