@@ -131,6 +131,8 @@ def run_allocator_bench(seconds: float = 20.0, rounds: int = 2,
         ``per_cpu_s`` (units per CPU-second), ``per_s`` (units per wall second), ``sys_share``,
         ``faults_per_unit`` and ``max_rss_mb`` (the largest over the rounds), summed over rounds before dividing.
     """
+    if rounds < 1 or seconds <= 0:
+        raise ValueError(f"bench allocator needs --rounds >= 1 and --seconds > 0 (got {rounds} and {seconds}).")
     names = workloads or list(WORKLOADS)
     unknown = [w for w in names if w not in WORKLOADS]
     if unknown:

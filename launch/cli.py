@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    # Before any tensor exists: glibc keeps freed batch-sized blocks instead of an mmap/munmap per batch
+    # Before the command's work: glibc keeps freed batch-sized blocks instead of an mmap/munmap per batch
     # (`reverie bench allocator`); a variable the user set wins.
     tune_allocator()
     try:

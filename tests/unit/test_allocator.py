@@ -90,3 +90,5 @@ def test_allocator_bench_on_minatar(capsys: pytest.CaptureFixture[str]) -> None:
     json.dumps(result)  # what --json prints
     with pytest.raises(ValueError, match="unknown workload"):
         run_allocator_bench(workloads=["nope"])
+    with pytest.raises(ValueError, match="--rounds >= 1"):
+        run_allocator_bench(rounds=0)
