@@ -73,7 +73,7 @@ def test_tuned_settings_keep_a_freed_batch_sized_block() -> None:
     assert _mapped_bytes({}, mode="call") == 0
 
 
-def test_allocator_bench_on_minatar(capsys: pytest.CaptureFixture[str]) -> None:
+def test_allocator_bench_on_minatar() -> None:
     from launch.bench_allocator import SETTINGS, format_allocator_table, run_allocator_bench
 
     result = run_allocator_bench(seconds=0.3, rounds=1, workloads=["minatar_train"])
