@@ -189,12 +189,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.algo and args.name != "throughput":
         raise UserError(f"--algo applies to `reverie bench throughput` only, not {args.name}.")
     if args.name == "throughput":
-        from launch.bench_ac import expand_algos
+        from launch.bench.ac import expand_algos
 
         algos = expand_algos(args.algo or ["dqn"])
         seconds = args.seconds or 20.0
         if algos == ["dqn"]:
-            from launch.bench import format_throughput_table, run_throughput_bench
+            from launch.bench.throughput import format_throughput_table, run_throughput_bench
 
             result = run_throughput_bench(seconds=seconds, game=args.game)
             print(json.dumps(result) if args.json else format_throughput_table(result))
@@ -202,39 +202,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
         tables: list[str] = []
         figures: dict[str, object] = {}
         if "dqn" in algos:
-            from launch.bench import format_throughput_table, run_throughput_bench
+            from launch.bench.throughput import format_throughput_table, run_throughput_bench
 
             figures["dqn"] = dqn = run_throughput_bench(seconds=seconds, game=args.game)
             tables.append(format_throughput_table(dqn))
         ac = [a for a in algos if a != "dqn"]
         if ac:
-            from launch.bench_ac import format_ac_table, run_ac_bench
+            from launch.bench.ac import format_ac_table, run_ac_bench
 
             ac_result = run_ac_bench(ac, seconds=seconds, game=args.game)
             figures.update(ac_result)
             tables.append(format_ac_table(ac_result))
         print(json.dumps(figures) if args.json else "\n\n".join(tables))
     elif args.name == "straw":
-        from launch.bench_straw import format_straw_table, run_straw_bench
+        from launch.bench.straw import format_straw_table, run_straw_bench
 
         result = run_straw_bench(seconds=args.seconds or 20.0, atari=args.atari)
         print(json.dumps(result) if args.json else format_straw_table(result))
     elif args.name == "episodic":
-        from launch.bench_episodic import format_episodic_table, run_episodic_bench
+        from launch.bench.episodic import format_episodic_table, run_episodic_bench
 
         if args.keys:
-            from launch.bench_episodic import format_recall_table, run_recall_bench
+            from launch.bench.episodic import format_recall_table, run_recall_bench
 
             result = run_recall_bench(args.keys, seconds=args.seconds or 1.0)
             print(json.dumps(result) if args.json else format_recall_table(result))
         elif args.agent:
-            from launch.bench_episodic import format_agent_table, run_agent_bench
+            from launch.bench.episodic import format_agent_table, run_agent_bench
 
             result = run_agent_bench(game="MsPacman" if args.game == "pong" else args.game,
                                      seconds=args.seconds or 20.0)
             print(json.dumps(result) if args.json else format_agent_table(result))
         elif args.sharing:
-            from launch.bench_episodic import format_sharing_table, run_sharing_bench
+            from launch.bench.episodic import format_sharing_table, run_sharing_bench
 
             sizes = tuple(args.sizes) if args.sizes else (10_000, 100_000, 250_000)
             result = run_sharing_bench(sizes=sizes, seconds=args.seconds or 2.0)
@@ -244,22 +244,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
             result = run_episodic_bench(sizes=sizes, seconds=args.seconds or 2.0)
             print(json.dumps(result) if args.json else format_episodic_table(result))
     elif args.name == "density":
-        from launch.bench_density import format_density_table, run_density_bench
+        from launch.bench.density import format_density_table, run_density_bench
 
         result = run_density_bench(frames=args.frames)
         print(json.dumps(result) if args.json else format_density_table(result))
     elif args.name == "vae":
-        from launch.bench_vae import format_vae_table, run_vae_bench
+        from launch.bench.vae import format_vae_table, run_vae_bench
 
         result = run_vae_bench(seconds=args.seconds or 20.0)
         print(json.dumps(result) if args.json else format_vae_table(result))
     elif args.name == "world-model":
-        from launch.bench_video import format_world_model_table, run_world_model_bench
+        from launch.bench.video import format_world_model_table, run_world_model_bench
 
         result = run_world_model_bench(seconds=args.seconds or 5.0)
         print(json.dumps(result) if args.json else format_world_model_table(result))
     elif args.name == "allocator":
-        from launch.bench_allocator import format_allocator_table, run_allocator_bench
+        from launch.bench.allocator import format_allocator_table, run_allocator_bench
 
         result = run_allocator_bench(seconds=args.seconds or 20.0, rounds=args.rounds)
         print(json.dumps(result) if args.json else format_allocator_table(result))

@@ -35,7 +35,7 @@ from agents.dqn.config import DQNConfig, ExplorationConfig
 from agents.dqn.networks import QNetwork
 from agents.runtime.algorithm import env_spec
 from agents.runtime.config import actor_seed, make_actor_env
-from agents.runtime.nstep import NStepBuilder
+from agents.replay.nstep import NStepBuilder
 from envs import newest_frames, resolve_game
 from envs.montezuma import RoomTracker, is_montezuma
 
@@ -195,7 +195,7 @@ class BonusStats:
 
 class NStepAdder:
     """Clips rewards (if configured), adds the exploration bonus (if any) and feeds
-    :class:`agents.runtime.nstep.NStepBuilder` with the newest frame of each observation, so replay receives
+    :class:`agents.replay.nstep.NStepBuilder` with the newest frame of each observation, so replay receives
     each frame once.
 
     :param builder: the n-step (and Monte Carlo) transition builder.

@@ -163,7 +163,7 @@ class DQNReplayLearner:
 
     def __init__(self, num_actions: int, obs_shape: tuple[int, ...], frame_shape: tuple[int, ...], stack: int,
                  frame_skip: int, cfg: Any, device: torch.device | None = None) -> None:
-        from agents.runtime.replay import PrioritizedReplay
+        from agents.replay.buffer import PrioritizedReplay
 
         self.cfg = cfg
         self.device = device or torch.device("cpu")

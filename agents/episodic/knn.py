@@ -25,7 +25,7 @@ Kinds (``INDEX_KINDS``):
   every 3 * capacity writes (so the cells follow the drift of the visited states): every key is re-added O(1)
   times amortised, never per insert.
   Costs a second copy of the keys (in the inverted lists). Recall depends on how clustered keys are: the
-  Gaussian keys of ``launch/bench_episodic.py`` (which reports recall@k) have no clusters at all and are its
+  Gaussian keys of ``launch/bench/episodic.py`` (which reports recall@k) have no clusters at all and are its
   worst case; embeddings of game frames (consecutive frames lie close together) should do better, unmeasured.
   HNSW was the other candidate, but faiss's HNSW cannot remove or replace a vector (``remove_ids`` is not
   implemented): the graph would have to keep tombstones and be rebuilt once they pile up. Measured here on one

@@ -114,7 +114,7 @@ def test_bench_throughput_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bench_straw_json(capsys: pytest.CaptureFixture[str]) -> None:
-    from launch.bench_straw import STRAW_RUNS
+    from launch.bench.straw import STRAW_RUNS
 
     assert main(["bench", "straw", "--seconds", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -126,7 +126,7 @@ def test_bench_straw_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bench_straw_atari_figures() -> None:
-    from launch.bench_straw import format_straw_table, run_straw_bench
+    from launch.bench.straw import format_straw_table, run_straw_bench
 
     result = run_straw_bench(seconds=1.0, names=("ff", "strawe"), atari=True)
     assert set(result["env"]) == {"Frostbite, grey", "Frostbite, colour"} and min(result["env"].values()) > 0
@@ -178,7 +178,7 @@ def _clustered_memory_checkpoint(tmp_path: Path) -> Path:
 
 
 def test_bench_episodic_keys_recall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from launch.bench_episodic import run_recall_bench
+    from launch.bench.episodic import run_recall_bench
     from worldmodels.common.checkpoint import save_checkpoint
 
     ckpt = _clustered_memory_checkpoint(tmp_path)

@@ -72,7 +72,7 @@ def test_fit_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_world_model_bench_rows() -> None:
-    from launch.bench_video import format_world_model_table, run_world_model_bench
+    from launch.bench.video import format_world_model_table, run_world_model_bench
 
     result = run_world_model_bench(seconds=0.2, rows=[("video_tiny", {}), ("video_cpu_rnn", {})])
     first, second = result["rows"]

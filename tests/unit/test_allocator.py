@@ -74,7 +74,7 @@ def test_tuned_settings_keep_a_freed_batch_sized_block() -> None:
 
 
 def test_allocator_bench_on_minatar() -> None:
-    from launch.bench_allocator import SETTINGS, format_allocator_table, run_allocator_bench
+    from launch.bench.allocator import SETTINGS, format_allocator_table, run_allocator_bench
 
     result = run_allocator_bench(seconds=0.3, rounds=1, workloads=["minatar_train"])
     figures = result["workloads"]["minatar_train"]

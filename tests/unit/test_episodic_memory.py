@@ -370,7 +370,7 @@ def test_bad_inputs_are_named() -> None:
 
 
 def test_the_benchmark_runs_and_formats_its_table() -> None:
-    from launch.bench_episodic import format_episodic_table, run_episodic_bench
+    from launch.bench.episodic import format_episodic_table, run_episodic_bench
 
     result = run_episodic_bench(sizes=(2000,), key_dim=8, seconds=0.01, insert_batch=100)
     methods = ["flat", "ivf"] + (["kdtree"] if "kdtree" in result["query_ms"] else [])

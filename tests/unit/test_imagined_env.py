@@ -207,7 +207,7 @@ def test_dqn_actor_acts_inside_imagination() -> None:
     from agents.dqn.config import DQNConfig
     from agents.dqn.networks import QNetwork
     from agents.runtime.actor import EnvActor
-    from agents.runtime.nstep import NStepBuilder
+    from agents.replay.nstep import NStepBuilder
 
     cfg = DQNConfig()
     model = PixelModel(k=4, frame_shape=(84, 84))

@@ -70,11 +70,30 @@ def test_agents_never_import_launch() -> None:
     assert offenders("agents", ("launch",)) == []
 
 
+#: Component folders under ``agents/``: shared parts that algorithms pick, not algorithms.
+COMPONENTS = ("runtime", "replay")
+
+
+def algorithm_folders() -> tuple[str, ...]:
+    return tuple(f"agents.{p.name}" for p in (ROOT / "agents").iterdir()
+                 if p.is_dir() and (p / "__init__.py").exists() and p.name not in COMPONENTS)
+
+
 def test_runtime_never_imports_an_algorithm_folder() -> None:
-    algorithms = tuple(f"agents.{p.name}" for p in (ROOT / "agents").iterdir()
-                       if p.is_dir() and (p / "__init__.py").exists() and p.name != "runtime")
-    assert "agents.dqn" in algorithms
-    assert offenders("agents/runtime", algorithms + ("agents.registry",)) == []
+    algorithms = algorithm_folders()
+    assert "agents.dqn" in algorithms and "agents.replay" not in algorithms
+    assert offenders("agents/runtime", algorithms + ("agents.registry", "agents.replay")) == []
+
+
+def test_replay_imports_neither_the_runtime_nor_an_algorithm() -> None:
+    """Replay is a component below the algorithms: it knows no algorithm and not the loop."""
+    assert offenders("agents/replay", algorithm_folders() + ("agents.registry", "agents.runtime")) == []
+
+
+def test_runtime_holds_only_the_loop_the_actors_ray_and_the_seam() -> None:
+    assert sorted(p.name for p in (ROOT / "agents" / "runtime").glob("*.py")) == [
+        "__init__.py", "actor.py", "algorithm.py", "config.py", "evaluate.py", "local.py", "loop.py",
+        "ray_runtime.py"]
 
 
 @pytest.mark.parametrize(("family", "others"), [

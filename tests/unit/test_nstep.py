@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.runtime.nstep import NStepBuilder
+from agents.replay.nstep import NStepBuilder
 
 NAN = float("nan")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.runtime.sum_tree import SumTree
+from agents.replay.sum_tree import SumTree
 
 
 def test_hand_computed_five_leaves() -> None:

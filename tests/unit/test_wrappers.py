@@ -248,7 +248,7 @@ def test_configuration_errors_are_named() -> None:
 
 
 def test_density_bench_runs_and_formats() -> None:
-    from launch.bench_density import format_density_table, run_density_bench
+    from launch.bench.density import format_density_table, run_density_bench
 
     result = run_density_bench(frames=24, game="pong", pixelcnn_frames=2, wrapper_steps=10)
     for key in ("cts_ms_per_frame", "cts_memory_mb", "pixelcnn_ms_per_frame", "wrapper_steps_per_s_ratio"):

@@ -1,6 +1,6 @@
 """Ape-X style prioritised replay that stores every frame once.
 
-Actors send :class:`~agents.runtime.nstep.Chunk` s: new frames plus n-step transitions that refer to frames by
+Actors send :class:`~agents.replay.nstep.Chunk` s: new frames plus n-step transitions that refer to frames by
 actor-local ids. The replay keeps
 
 * per shard (shard = actor_id % num_shards) a FIFO ring of ``capacity // num_shards`` transition slots and a
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.runtime.nstep import Chunk
-from agents.runtime.sum_tree import SumTree
+from agents.replay.nstep import Chunk
+from agents.replay.sum_tree import SumTree
 
 _GONE = np.iinfo(np.int64).min // 4  # absolute position of a frame whose mapping was pruned (overwritten)
 _PAD = np.iinfo(np.int64).max // 4  # absolute position used for -1 padding (never overwritten)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from launch.bench_vae import timed
+from launch.bench.vae import timed
 from launch.config import load_config
 from worldmodels.video import VideoFitConfig, VideoPredictor
 

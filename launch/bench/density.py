@@ -248,7 +248,7 @@ def format_density_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m launch.bench_density [--frames N] [--game G] [--json]``."""
+    """``python -m launch.bench.density [--frames N] [--game G] [--json]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

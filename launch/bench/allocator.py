@@ -1,7 +1,7 @@
 """``reverie bench allocator``: glibc's allocator settings side by side on real training work.
 
 glibc reads its settings only when a process starts, so each measurement runs in a fresh process
-(``python -m launch.bench_allocator WORKLOAD SECONDS``) started with one of three environments:
+(``python -m launch.bench.allocator WORKLOAD SECONDS``) started with one of three environments:
 
 - ``glibc default``: neither variable set (glibc adapts its thresholds itself);
 - ``1 MB threshold``: ``MALLOC_MMAP_THRESHOLD_=1000000``, what this project set until it measured this;
@@ -57,7 +57,7 @@ def _usage() -> tuple[float, float, int]:
 def _measure(step: Any, seconds: float) -> dict[str, float]:
     """Call ``step()`` (returning units of work) for ``seconds`` after 3 warm-up calls (outside the span, as
     training is measured from its first update); the span's units, wall and CPU seconds and page faults."""
-    from launch.bench import _timed
+    from launch.bench.throughput import _timed
 
     for _ in range(3):
         step()
@@ -76,7 +76,7 @@ def measure_workload(workload: str, seconds: float) -> dict[str, float]:
     """
     import torch
 
-    from launch.bench import bench_config, learner_step, measure_actor, minatar_config, training_marks
+    from launch.bench.throughput import bench_config, learner_step, measure_actor, minatar_config, training_marks
 
     torch.set_num_threads(1)
     if workload == "dqn_update":
@@ -91,7 +91,7 @@ def measure_workload(workload: str, seconds: float) -> dict[str, float]:
     elif workload == "video_update":
         import numpy as np
 
-        from launch.bench_video import video_train_step
+        from launch.bench.video import video_train_step
         from launch.config import load_config
         from worldmodels.video import VideoFitConfig, VideoPredictor
 
@@ -116,7 +116,7 @@ def _run_worker(workload: str, seconds: float, setting: dict[str, str]) -> dict[
     env = {k: v for k, v in os.environ.items() if k not in TUNED and k != "MALLOC_TOP_PAD_"}
     env.update(setting)
     env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run([sys.executable, "-m", "launch.bench_allocator", workload, str(seconds)], env=env,
+    out = subprocess.run([sys.executable, "-m", "launch.bench.allocator", workload, str(seconds)], env=env,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"bench allocator: the {workload} worker failed:\n{out.stderr[-2000:]}")
@@ -176,5 +176,5 @@ def format_allocator_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the worker: python -m launch.bench_allocator WORKLOAD SECONDS
+if __name__ == "__main__":  # the worker: python -m launch.bench.allocator WORKLOAD SECONDS
     print(json.dumps(measure_workload(sys.argv[1], float(sys.argv[2]))))

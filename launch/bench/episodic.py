@@ -308,7 +308,7 @@ def run_agent_bench(game: str = "MsPacman", seconds: float = 20.0,
     import torch
 
     from agents.registry import get_builder
-    from launch.bench_ac import NEVER, measure_ours
+    from launch.bench.ac import NEVER, measure_ours
     from launch.config import load_config
     from worldmodels.common.checkpoint import save_checkpoint
     from worldmodels.representations.gaussian_vae import GaussianVAE

@@ -71,7 +71,7 @@ def run_straw_bench(seconds: float = 20.0, names: Sequence[str] | None = None, a
     import torch
 
     from agents.registry import get_builder
-    from launch.bench_ac import NEVER, measure_ours
+    from launch.bench.ac import NEVER, measure_ours
     from launch.config import load_config, peek_algo
 
     torch.set_num_threads(1)
