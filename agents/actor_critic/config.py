@@ -98,7 +98,7 @@ class ACAgentConfig:
     """Anneal the learning rate linearly to 0 over ``run.total_frames`` (A3C, CleanRL, IMPALA all do)."""
     optimizer: ACOptimizerChoice = ACOptimizerChoice.rmsprop_tf
     """"rmsprop_tf" (A2C and IMPALA: RMSProp as TensorFlow defines it, which Baselines' A2C and IMPALA were tuned with:
-    squared-gradient average starting at 1, epsilon inside the square root; see ``agents/actor_critic/optim.py``),
+    squared-gradient average starting at 1, epsilon inside the square root; see ``worldmodels/common/optim.py``),
     "rmsprop" (PyTorch's) or "adam" (PPO). One set of statistics for all actors' data: A3C's shared RMSProp."""
     optimizer_eps: float = 1e-5
     """epsilon of the optimiser (Baselines' A2C and CleanRL's PPO: 1e-5; IMPALA: 0.01; A3C: 0.1)."""

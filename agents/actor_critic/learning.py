@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from agents.actor_critic.actor import Unroll
 from agents.actor_critic.config import ActorCriticConfig, is_synchronous
 from agents.actor_critic.networks import Replay
-from agents.actor_critic.optim import RMSpropTF
 from agents.actor_critic.returns import gae_advantages, vtrace
 from agents.runtime.actor import ActorOutput
 from agents.runtime.algorithm import Counters, EnvSpec
+from worldmodels.common.optim import RMSpropEpsInside
 
 
 class Batch:
@@ -122,8 +122,9 @@ class ActorCriticLearner:
         a = cfg.agent
         params = list(self.network.parameters())
         if a.optimizer == "rmsprop_tf":
-            self.optimizer: torch.optim.Optimizer = RMSpropTF(params, lr=a.lr, alpha=a.rmsprop_alpha,
-                                                              eps=a.optimizer_eps)
+            # TensorFlow 1's RMSProp: epsilon inside the root, the squared-gradient average starting at 1.
+            self.optimizer: torch.optim.Optimizer = RMSpropEpsInside(params, lr=a.lr, alpha=a.rmsprop_alpha,
+                                                                     eps=a.optimizer_eps, initial_square_avg=1.0)
         elif a.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(params, lr=a.lr, alpha=a.rmsprop_alpha, eps=a.optimizer_eps,
                                                  foreach=True)

@@ -26,6 +26,7 @@ class LossChoice(Choice):
 class OptimizerChoice(Choice):
     adam = "adam"
     rmsprop = "rmsprop"
+    rmsprop_torch = "rmsprop_torch"
 
 
 class ScheduleChoice(Choice):
@@ -67,7 +68,9 @@ class AgentConfig:
     adam_eps: float = 1.5e-4
     """Adam epsilon (Dopamine: 1.5e-4)."""
     optimizer: OptimizerChoice = OptimizerChoice.adam
-    """"adam", or "rmsprop" with Nature DQN's centred settings (lr 2.5e-4, alpha 0.95, eps 0.01)."""
+    """"adam"; "rmsprop": DeepMind's centred RMSProp of Nature DQN (decay 0.95, 0.01 inside the square root,
+    averages from 0; ``worldmodels.common.optim``); "rmsprop_torch": PyTorch's centred RMSprop with the same numbers
+    (0.01 outside the root, ten times larger steps at small gradients), as MinAtar's DQN example runs it."""
     max_grad_norm: float = 10.0
     """Gradient-norm clip; 0 disables it."""
     batch_size: int = 32

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from agents.dqn.config import AgentConfig, NetworkConfig
 from agents.dqn.networks import QNetwork
 from worldmodels.common.device import to_device
+from worldmodels.common.optim import nature_dqn_rmsprop
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ class DQNLearner:
             # calls per update matter for the small MinAtar network on the CPU.
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
                 self.online.parameters(), lr=agent.lr, eps=agent.adam_eps, foreach=True)
-        else:  # Nature DQN's RMSProp (centred, squared-gradient momentum 0.95, min squared gradient 0.01)
+        elif agent.optimizer == "rmsprop":  # DeepMind's: 0.01 inside the square root (worldmodels.common.optim)
+            self.optimizer = nature_dqn_rmsprop(self.online.parameters(), lr=agent.lr)
+        else:  # PyTorch's, with the same numbers (0.01 outside the root): what MinAtar's DQN example runs
             self.optimizer = torch.optim.RMSprop(
                 self.online.parameters(), lr=agent.lr, alpha=0.95, eps=0.01, centered=True, foreach=True)
         self.target_update_period = max(1, target_update_period)

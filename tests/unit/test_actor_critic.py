@@ -626,22 +626,7 @@ def test_config_validation_accepts_the_limits() -> None:
     validate(_tiny("agent.loss=impala", "runtime.max_ahead_chunks=2", "runtime.chunk_steps=8"))
 
 
-# --- TensorFlow's RMSProp and the loss reduction ------------------------------------------------------------------
-def test_rmsprop_tf_matches_tensorflows_update_by_hand() -> None:
-    from agents.actor_critic.optim import RMSpropTF
-
-    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    opt = RMSpropTF([p], lr=0.1, alpha=0.9, eps=0.01)
-    expected, ms = np.array([1.0, -2.0]), np.ones(2)  # TensorFlow starts the average at 1, not 0
-    for grad in ([0.5, -1.0], [2.0, 0.0]):
-        p.grad = torch.tensor(grad)
-        opt.step()
-        ms = 0.9 * ms + 0.1 * np.square(grad)
-        expected = expected - 0.1 * np.array(grad) / np.sqrt(ms + 0.01)  # epsilon inside the square root
-        np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-6)
-    assert torch.equal(opt.state_dict()["state"][0]["square_avg"], torch.tensor(ms, dtype=torch.float32))
-
-
+# --- the loss reduction (TensorFlow's RMSProp: tests/unit/test_optim.py) --------------------------------------------
 def test_summed_losses_are_the_mean_times_the_unmasked_steps() -> None:
     cfg = _tiny("agent.loss=impala")
     spec = probe_env(cfg)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
+import copy
 
 import numpy as np
 import pytest
 import torch
 
 from worldmodels.density import PixelCNNConfig, PixelCNNDensity
-from worldmodels.density.pixelcnn import MaskedConv2d, PixelCNN, TFRMSProp
+from worldmodels.density.pixelcnn import MaskedConv2d, PixelCNN
 from worldmodels.protocols import DensityModel
 
 torch.set_num_threads(1)
@@ -103,18 +103,21 @@ def test_state_dict_round_trip_gives_identical_results() -> None:
     np.testing.assert_array_equal(a1, a2)
 
 
-def test_tf_rmsprop_step_by_hand() -> None:
-    p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    opt = TFRMSProp([p], lr=0.1, decay=0.95, momentum=0.9, eps=1e-4)
-    for _ in range(2):
-        opt.zero_grad()
-        (2.0 * p).sum().backward()  # gradient 2
-        opt.step()
-    ms1 = 0.95 * 1.0 + 0.05 * 4.0
-    mom1 = 0.1 * 2.0 / math.sqrt(ms1 + 1e-4)
-    ms2 = 0.95 * ms1 + 0.05 * 4.0
-    mom2 = 0.9 * mom1 + 0.1 * 2.0 / math.sqrt(ms2 + 1e-4)
-    assert p.item() == pytest.approx(1.0 - mom1 - mom2, rel=1e-12)
+def test_a_state_saved_by_the_former_tf_rmsprop_loads() -> None:
+    """PixelCNN states saved when the optimiser was this module's own TFRMSProp (``ms``, ``mom``, ``decay``)."""
+    config = PixelCNNConfig.small()
+    model = PixelCNNDensity(config)
+    model.update(np.concatenate([_frame(6), _frame(4)]))
+    state = copy.deepcopy(model.state_dict())
+    for entry in state["optimizer"]["state"].values():
+        entry["ms"], entry["mom"] = entry.pop("square_avg"), entry.pop("momentum_buffer")
+    for group in state["optimizer"]["param_groups"]:
+        group["decay"] = group.pop("alpha")
+        del group["centered"], group["initial_square_avg"]
+    clone = PixelCNNDensity(config)
+    clone.load_state_dict(state)
+    frames = _frame(7)
+    np.testing.assert_array_equal(model.update(frames)[1], clone.update(frames)[1])
 
 
 def test_bad_input_is_named() -> None:

@@ -43,7 +43,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["PixelCNNConfig", "PixelCNNDensity", "PixelCNN", "MaskedConv2d", "TFRMSProp"]
+from worldmodels.common.optim import RMSpropEpsInside
+
+__all__ = ["PixelCNNConfig", "PixelCNNDensity", "PixelCNN", "MaskedConv2d"]
 
 
 @dataclass
@@ -134,39 +136,6 @@ class PixelCNN(nn.Module):
         return self.output_conv(h)
 
 
-class TFRMSProp(torch.optim.Optimizer):
-    """Uncentred RMSProp with momentum as in TensorFlow 1's ``RMSPropOptimizer``.
-
-    ``ms <- decay ms + (1 - decay) g^2`` (``ms`` starts at 1),
-    ``mom <- momentum mom + lr g / sqrt(ms + eps)``, ``p <- p - mom``.
-    Differs from ``torch.optim.RMSprop`` in where epsilon goes and how ``ms`` starts.
-    """
-
-    def __init__(self, params: Any, lr: float, decay: float = 0.95, momentum: float = 0.9, eps: float = 1e-4):
-        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["ms"] = torch.ones_like(p)
-                    state["mom"] = torch.zeros_like(p)
-            ms = [self.state[p]["ms"] for p in params]
-            mom = [self.state[p]["mom"] for p in params]
-            torch._foreach_mul_(ms, group["decay"])
-            torch._foreach_addcmul_(ms, grads, grads, value=1.0 - group["decay"])
-            denom = torch._foreach_sqrt(torch._foreach_add(ms, group["eps"]))
-            torch._foreach_mul_(mom, group["momentum"])
-            torch._foreach_addcdiv_(mom, grads, denom, value=group["lr"])
-            torch._foreach_sub_(params, mom)
-
-
 class PixelCNNDensity:
     """Online PixelCNN density model; satisfies :class:`worldmodels.protocols.DensityModel`.
 
@@ -187,13 +156,9 @@ class PixelCNNDensity:
         self.network = PixelCNN(self.config).to(self.device)
         torch.random.set_rng_state(generator_state)
         c = self.config
-        self.optimizer = TFRMSProp(
-            self.network.parameters(),
-            lr=c.learning_rate,
-            decay=c.rms_decay,
-            momentum=c.momentum,
-            eps=c.epsilon,
-        )
+        # TensorFlow 1's RMSProp: uncentred, epsilon inside the root, mean square starting at 1, momentum.
+        self.optimizer = RMSpropEpsInside(self.network.parameters(), lr=c.learning_rate, alpha=c.rms_decay,
+                                          eps=c.epsilon, momentum=c.momentum, initial_square_avg=1.0)
         self.num_frames = 0
 
     # ------------------------------------------------------------------ DensityModel
@@ -242,7 +207,7 @@ class PixelCNNDensity:
                 "build the model with the saved config"
             )
         self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.optimizer.load_state_dict(_renamed_optimizer_state(copy.deepcopy(state["optimizer"])))
         self.num_frames = int(np.asarray(state["num_frames"]))
 
     # ------------------------------------------------------------------ helpers
@@ -283,3 +248,17 @@ class PixelCNNDensity:
     def _log_prob(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self._frame_log_prob(x, target).cpu()
+
+
+def _renamed_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An optimiser state saved by this module's former ``TFRMSProp`` (``ms``, ``mom``, ``decay``) in the names of
+    :class:`~worldmodels.common.optim.RMSpropEpsInside` (same update); a current state passes unchanged."""
+    for entry in state["state"].values():
+        if "ms" in entry:
+            entry["square_avg"] = entry.pop("ms")
+            entry["momentum_buffer"] = entry.pop("mom")
+    for group in state["param_groups"]:
+        if "decay" in group:
+            group["alpha"] = group.pop("decay")
+            group.update(centered=False, initial_square_avg=1.0)
+    return state
