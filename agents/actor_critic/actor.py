@@ -254,9 +254,10 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy,
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
-    torch.manual_seed(seed)
-    policy = ACPolicy(make_network(cfg, spec.obs_shape, spec.num_actions, spec.obs_high), seed,
-                      clip_rewards=cfg.agent.clip_rewards)
+    with torch.random.fork_rng(devices=[]):  # seeded init that leaves the process's generator alone (local mode)
+        torch.manual_seed(seed)
+        network = make_network(cfg, spec.obs_shape, spec.num_actions, spec.obs_high)
+    policy = ACPolicy(network, seed, clip_rewards=cfg.agent.clip_rewards)
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
     return env, policy, adder, [MazeTracker()] if is_maze(cfg.env.game) else []

@@ -114,11 +114,15 @@ class ActorCriticLearner:
     """
 
     def __init__(self, spec: EnvSpec, cfg: ActorCriticConfig, device: torch.device) -> None:
-        torch.manual_seed(cfg.run.seed)
         self.cfg = cfg
         self.agent = cfg.agent
         self.device = device
-        self.network = cfg.build_network(spec.obs_shape, spec.num_actions, spec.obs_high).to(device)
+        # Seeded in a scope of its own: building the learner leaves the process's generator as it was (in local
+        # mode the actors share that process). The network is initialised on the CPU, then moved.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.run.seed)
+            network = cfg.build_network(spec.obs_shape, spec.num_actions, spec.obs_high)
+        self.network = network.to(device)
         a = cfg.agent
         params = list(self.network.parameters())
         if a.optimizer == "rmsprop_tf":

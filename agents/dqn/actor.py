@@ -291,9 +291,10 @@ def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
-    torch.manual_seed(seed)
-    network = QNetwork(spec.num_actions, obs_shape=spec.obs_shape, hidden=cfg.network.hidden,
-                       dueling=cfg.network.dueling)
+    with torch.random.fork_rng(devices=[]):  # seeded init that leaves the process's generator alone (local mode)
+        torch.manual_seed(seed)
+        network = QNetwork(spec.num_actions, obs_shape=spec.obs_shape, hidden=cfg.network.hidden,
+                           dueling=cfg.network.dueling)
     policy: EpsilonGreedyPolicy
     if cfg.exploration.strategy == "informed":
         # Loaded here, in the actor's own process: Ray actors get the config (the path), never the model.

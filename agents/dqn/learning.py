@@ -77,11 +77,14 @@ class DQNLearner:
     def __init__(self, num_actions: int, agent: AgentConfig, network: NetworkConfig,
                  target_update_period: int, seed: int = 0, obs_shape: tuple[int, ...] = (4, 84, 84),
                  device: torch.device | None = None) -> None:
-        torch.manual_seed(seed)
         self.cfg = agent
         self.device = device or torch.device("cpu")
-        self.online = QNetwork(num_actions, obs_shape=obs_shape, hidden=network.hidden,
-                               dueling=network.dueling).to(self.device)
+        # Seeded in a scope of its own: building the learner leaves the process's generator as it was (in local
+        # mode the actors share that process). The networks are initialised on the CPU, then moved.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            online = QNetwork(num_actions, obs_shape=obs_shape, hidden=network.hidden, dueling=network.dueling)
+        self.online = online.to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         if agent.optimizer == "adam":
             # foreach: one multi-tensor kernel per step for all parameters (torch's default only on CUDA); fewer
