@@ -39,6 +39,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from agents.registry import get_builder
+    from agents.runtime.algorithm import DrawsPictures
     from agents.runtime.config import RESUME_SAFE_KEYS
     from agents.runtime.loop import run_training
     from launch.config import config_from_args, to_yaml
@@ -53,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = state.run_dir
     summary: dict[str, Any] = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,
                                "episodes": state.episodes}
-    if hasattr(builder, "pictures"):  # an algorithm with pictures of what it learnt (STRAW's plans)
+    if isinstance(builder, DrawsPictures):  # an algorithm with pictures of what it learnt (STRAW's plans)
         try:
             summary["pictures"] = [str(p) for p in builder.pictures(cfg, state.learner.get_weights(), path)]
         except Exception as err:  # a picture must never fail a finished run

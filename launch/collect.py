@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.runtime.algorithm import ActorParts
 from envs import make_env, newest_frames
 
 if TYPE_CHECKING:
@@ -141,8 +142,8 @@ class SegmentAdder:
 
 
 def collect_parts(spec: dict[str, Any], actor_id: int, *, game: str, preset: str, num_envs: int, seed: int,
-                  frame: dict[str, Any]) -> tuple[Any, Any, SegmentAdder]:
-    """One collection actor's (vector env, policy, adder) (an :data:`agents.runtime.actor.PartsFn` once the
+                  frame: dict[str, Any]) -> ActorParts:
+    """One collection actor's parts (vector env, policy, adder; an :data:`agents.runtime.algorithm.PartsFn` once the
     keyword arguments are bound with ``functools.partial``; runs inside the actor's process).
 
     :param spec: the policy spec of :func:`policy_spec`, without its weights (the driver publishes them).
@@ -162,7 +163,7 @@ def collect_parts(spec: dict[str, Any], actor_id: int, *, game: str, preset: str
         net = QNetwork(num_actions, obs_shape=tuple(env.single_observation_space.shape), hidden=spec["hidden"],
                        dueling=spec["dueling"])
         policy = EpsilonGreedyPolicy(net, spec["config"], actor_id, actor_seed + 17, fixed_epsilon=spec["epsilon"])
-    return env, policy, SegmentAdder(num_envs, env.stack, env.frame_shape)
+    return ActorParts(env, policy, SegmentAdder(num_envs, env.stack, env.frame_shape))
 
 
 def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -22,8 +22,8 @@ import torch
 
 from agents.actor_critic.config import ActorCriticConfig
 from agents.actor_critic.networks import ActorCriticNetwork, State
-from agents.runtime.algorithm import env_spec
-from agents.runtime.config import actor_seed, make_actor_env
+from agents.runtime.algorithm import ActorParts, env_spec
+from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 
 
 @dataclass
@@ -246,11 +246,9 @@ def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions
     return cfg.build_network(obs_shape, num_actions, input_divisor)
 
 
-def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy, TrajectoryAdder, list[Any]]:
-    """Build one actor's vector env, policy, trajectory adder and episode trackers (runs inside the actor's
-    process). On the maze, :class:`envs.MazeTracker` logs each maze's optimal return beside the agent's."""
-    from envs import MazeTracker, is_maze
-
+def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> ActorParts:
+    """Build one actor's vector env, policy, trajectory adder and the env family's episode trackers
+    (:func:`agents.runtime.config.env_trackers`); runs inside the actor's process."""
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
@@ -260,4 +258,4 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> tuple[Any, ACPolicy,
     policy = ACPolicy(network, seed, clip_rewards=cfg.agent.clip_rewards)
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
-    return env, policy, adder, [MazeTracker()] if is_maze(cfg.env.game) else []
+    return ActorParts(env, policy, adder, env_trackers(cfg.env))

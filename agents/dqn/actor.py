@@ -33,11 +33,10 @@ import torch
 
 from agents.dqn.config import DQNConfig, ExplorationConfig
 from agents.dqn.networks import QNetwork
-from agents.runtime.algorithm import env_spec
-from agents.runtime.config import actor_seed, make_actor_env
+from agents.runtime.algorithm import ActorParts, EpisodeTracker, env_spec
+from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 from agents.replay.nstep import NStepBuilder
-from envs import newest_frames, resolve_game
-from envs.montezuma import RoomTracker, is_montezuma
+from envs import newest_frames
 
 if TYPE_CHECKING:
     from worldmodels.density import PseudoCount
@@ -272,8 +271,7 @@ class NStepAdder:
             self.pseudo_count.load_state_dict(state["pseudo_count"])
 
 
-def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
-                   ) -> tuple[Any, EpsilonGreedyPolicy, NStepAdder, list[Any]]:
+def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None) -> ActorParts:
     """Build one actor's vector env, policy, adder and episode trackers (runs inside the actor's process).
 
     :param density_server: name (or handle) of the Ray actor holding the shared :class:`DensityServer`
@@ -285,8 +283,8 @@ def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
     :class:`~agents.dqn.informed.InformedExplorationPolicy` whose world model is loaded here from
     ``exploration.world_model``.
 
-    Trackers: the bonus statistics if a bonus is set; rooms visited on Montezuma's Revenge with the
-    ``gymnasium`` backend (the only one that exposes the RAM).
+    Trackers: the bonus statistics if a bonus is set, then the env family's (:func:`agents.runtime.config.env_trackers`:
+    rooms visited on Montezuma's Revenge with the ``gymnasium`` backend).
     """
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
@@ -318,7 +316,5 @@ def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None,
         pseudo_count = make_pseudo_count(ex.bonus, ex.beta)
     adder = NStepAdder(builder, cfg.agent.clip_rewards, pseudo_count=pseudo_count,
                        density_server=density_server if ex.bonus != "none" else None)
-    trackers: list[Any] = [] if adder.stats is None else [adder.stats]
-    if cfg.env.backend == "gymnasium" and is_montezuma(resolve_game(cfg.env.game)):
-        trackers.append(RoomTracker(cfg.env.num_envs))
-    return env, policy, adder, trackers
+    trackers: list[EpisodeTracker] = [] if adder.stats is None else [adder.stats]
+    return ActorParts(env, policy, adder, trackers + env_trackers(cfg.env))

@@ -21,7 +21,8 @@ import numpy as np
 from agents.episodic.config import MFECConfig
 from agents.episodic.memory import EpisodicMemory
 from agents.episodic.networks import make_key_network, make_memory
-from agents.runtime.config import actor_seed, make_actor_env
+from agents.runtime.algorithm import ActorParts
+from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 from envs import newest_frames
 
 
@@ -128,12 +129,10 @@ class EpisodeAdder:
         return done
 
 
-def make_mfec_parts(cfg: MFECConfig, actor_id: int) -> tuple[Any, MFECPolicy, EpisodeAdder, list[Any]]:
-    """(vector env, policy, adder, trackers) of actor ``actor_id``, built in its own process. Its memory arrives
-    with the first publication (a replica in Ray mode, the learner's own in local mode). On the maze,
-    :class:`envs.MazeTracker` logs each maze's optimal return beside the agent's."""
-    from envs import MazeTracker, is_maze
-
+def make_mfec_parts(cfg: MFECConfig, actor_id: int) -> ActorParts:
+    """The vector env, policy, adder and env family's trackers (:func:`agents.runtime.config.env_trackers`) of
+    actor ``actor_id``, built in its own process. Its memory arrives with the first publication (a replica in Ray
+    mode, the learner's own in local mode)."""
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     frame_shape = tuple(int(d) for d in env.frame_shape)
@@ -141,5 +140,4 @@ def make_mfec_parts(cfg: MFECConfig, actor_id: int) -> tuple[Any, MFECPolicy, Ep
     replica = make_memory(cfg, num_actions) if cfg.runtime.num_actors > 0 else None
     policy = MFECPolicy(make_key_network(cfg, frame_shape), None, num_actions, int(env.stack), frame_shape,
                         cfg.episodic.epsilon, seed, replica=replica)
-    return env, policy, EpisodeAdder(env.num_envs, cfg.episodic.clip_rewards), \
-        [MazeTracker()] if is_maze(cfg.env.game) else []
+    return ActorParts(env, policy, EpisodeAdder(env.num_envs, cfg.episodic.clip_rewards), env_trackers(cfg.env))

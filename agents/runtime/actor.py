@@ -1,8 +1,9 @@
 """The acting half of Acme's actor/learner split, shared by every algorithm and both runtimes.
 
-An :class:`EnvActor` owns a vector env, a :class:`Policy` (how to act; weights pulled from the learner) and an
-:class:`Adder` (how experience becomes the learner's payload: n-step transitions for DQN, trajectories for
-an actor-critic learner, (embedding, return) pairs for episodic control). The same object runs in-process
+An :class:`EnvActor` owns the :class:`~agents.runtime.algorithm.ActorParts` its algorithm's parts function
+builds: a vector env, a :class:`Policy` (how to act; weights pulled from the learner) and an :class:`Adder`
+(how experience becomes the learner's payload: n-step transitions for DQN, trajectories for an actor-critic
+learner, (embedding, return) pairs for episodic control). The same object runs in-process
 (local mode) and as a Ray actor, so algorithms never see the difference.
 
 Optional :class:`EpisodeTracker` s add statistics without touching the loop: per finished game (e.g. the
@@ -15,97 +16,23 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+# The contracts live in the seam's one file; imported here too, where callers have long found them.
+from agents.runtime.algorithm import (
+    ActorOutput,
+    ActorParts,
+    Adder,
+    EpisodeTracker,
+    LogsScalars,
+    PartsFn,
+    Policy,
+    Stateful,
+)
 
-class Policy(Protocol):
-    """Maps a batch of observations to actions. ``extras`` carry what the adder needs (e.g. Q-values, logits).
-
-    A recurrent policy keeps its own state and resets it where ``starts`` is True.
-    """
-
-    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
-            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """:param obs: uint8 ``[N, *obs_shape]`` (``[N, 4, 84, 84]`` on Atari).
-        :param frames: global emulator frames (for schedules).
-        :param starts: bool ``[N]``, True where ``obs`` is the first observation of a game (the
-            :class:`EnvActor` always passes it; None, from a direct caller, means "no game starts here").
-        :return: int64 actions ``[N]`` and extras (arrays with leading dim N)."""
-
-    def set_weights(self, weights: Any) -> None:
-        """Load weights published by the learner."""
-
-
-class Adder(Protocol):
-    """Turns vector-env steps into the learner's payload."""
-
-    def reset(self, obs: np.ndarray) -> None:
-        """First observations ``[N, 4, 84, 84]`` of N new episodes."""
-
-    def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
-            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
-        """One vector-env step (NextStep autoreset semantics, see ``envs``); ``info["game_over"]`` says
-        which envs reset on the next step (a life-loss terminal does not)."""
-
-    def flush(self) -> Any:
-        """Everything ready since the last flush."""
-
-
-class EpisodeTracker(Protocol):
-    """Statistics beside the adder: per game, per chunk, and discoveries that the driver unions over actors.
-
-    Tags are TensorBoard tags (``"charts/intrinsic_return"``, ``"explore/rooms_visited"``).
-    """
-
-    def on_reset(self, info: dict[str, Any]) -> None:
-        """After ``env.reset()``, with its info."""
-
-    def on_step(self, info: dict[str, Any], live: np.ndarray) -> None:
-        """After each vector step (after the adder saw it). ``live``: bool [N], False for autoreset steps."""
-
-    def end_episode(self, env_index: int) -> dict[str, float]:
-        """Env ``env_index``'s game ended at the last step: its statistics (tag -> value); start a new game."""
-
-    def flush(self) -> tuple[dict[str, float], dict[str, list[int]]]:
-        """Per-chunk scalars (tag -> value) and the items first seen since the last flush (tag of the driver's
-        running count -> items)."""
-
-
-#: Builds (vector env, policy, adder) or (vector env, policy, adder, trackers) inside the actor's process. Must be
-#: pickleable by reference (a module-level function, or a functools.partial of one) and take the algorithm's
-#: config and the actor index.
-PartsFn = Callable[[Any, int], "tuple[Any, Policy, Adder] | tuple[Any, Policy, Adder, list[EpisodeTracker]]"]
-
-
-@dataclass
-class ActorOutput:
-    """One chunk of acting, as returned to the driver."""
-
-    actor_id: int
-    payload: Any
-    env_steps: int
-    """Agent steps taken in this chunk, summed over the vector env (reset steps excluded)."""
-    episode_returns: list[float] = field(default_factory=list)
-    """Raw game scores (unclipped) of games that ended in this chunk."""
-    episode_lengths: list[int] = field(default_factory=list)
-    """Their lengths in agent steps."""
-    seconds: float = 0.0
-    """Wall time the chunk took in the actor."""
-    extras: dict[str, float] = field(default_factory=dict)
-    """Scalars for logging, e.g. the actor's epsilon; a key with a "/" is a full TensorBoard tag
-    (``explore/pseudo_count_mean``), other keys are logged under ``charts/``."""
-    episode_stats: list[dict[str, float]] = field(default_factory=list)
-    """Per game that ended in this chunk (aligned with ``episode_returns``): tracker statistics, tag -> value."""
-    discovered: dict[str, list[int]] = field(default_factory=dict)
-    """Items this actor saw for the first time during this chunk, keyed by the TensorBoard tag of the run's
-    running count (``{"explore/rooms_total": [2]}``); the driver unions them over actors."""
-    weights_version: int = -1
-    """The learner update count of the weights this chunk was collected with (-1: initial weights never
-    published); the learner's count minus this is the policy lag (V-trace needs it)."""
+__all__ = ["ActorOutput", "ActorParts", "Adder", "EnvActor", "EpisodeTracker", "PartsFn", "Policy"]
 
 
 def _set_niceness(niceness: int) -> None:
@@ -125,7 +52,7 @@ class EnvActor:
     """Steps a vector env with a policy and feeds an adder.
 
     :param actor_id: index of this actor (selects its seed, its epsilon under Ape-X, its replay shard).
-    :param parts_fn: builds (env, policy, adder) for this actor.
+    :param parts_fn: builds this actor's :class:`~agents.runtime.algorithm.ActorParts`.
     :param cfg: the algorithm's config, passed to ``parts_fn``.
     :param seed: seed of the env's reset.
     :param torch_threads: torch threads in this process (1 on shared machines).
@@ -142,8 +69,12 @@ class EnvActor:
             _set_niceness(niceness)
         self.actor_id = actor_id
         parts = parts_fn(cfg, actor_id)
-        self.env, self.policy, self.adder = parts[:3]
-        self.trackers: list[EpisodeTracker] = list(parts[3]) if len(parts) > 3 else []
+        if not isinstance(parts, ActorParts):
+            raise TypeError(f"{getattr(parts_fn, '__name__', parts_fn)!r} returned {type(parts).__name__}, not "
+                            "ActorParts: a parts function returns ActorParts(env, policy, adder, trackers) "
+                            "(agents.runtime.algorithm).")
+        self.env, self.policy, self.adder = parts.env, parts.policy, parts.adder
+        self.trackers: list[EpisodeTracker] = list(parts.trackers)
         self.obs, info = self.env.reset(seed=seed)
         self.adder.reset(self.obs)
         for tracker in self.trackers:
@@ -226,7 +157,7 @@ class EnvActor:
                 self._ep_length[i] = 0
             self._resetting = game_over
             self.obs = next_obs
-        extras_out = dict(getattr(self.policy, "log_scalars", lambda f: {})(frames))
+        extras_out = dict(self.policy.log_scalars(frames)) if isinstance(self.policy, LogsScalars) else {}
         discovered: dict[str, list[int]] = {}
         for tracker in self.trackers:
             scalars, found = tracker.flush()
@@ -243,15 +174,16 @@ class EnvActor:
 
     def get_state(self) -> dict[str, Any]:
         """What this actor learned that a resumed run needs (e.g. its density model, the maze's curriculum
-        position): the ``state_dict()`` of its env, policy, adder and trackers, where they have one."""
-        return {name: part.state_dict() for name, part in self._parts().items() if hasattr(part, "state_dict")}
+        position): the ``state_dict()`` of its env, policy, adder and trackers that are
+        :class:`~agents.runtime.algorithm.Stateful`."""
+        return {name: part.state_dict() for name, part in self._parts().items() if isinstance(part, Stateful)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned (parts without a saved state keep theirs)."""
         parts = self._parts()
         for name, part_state in state.items():
             part = parts.get(name)
-            if part is not None and hasattr(part, "load_state_dict"):
+            if isinstance(part, Stateful):
                 part.load_state_dict(part_state)
 
     def close(self) -> None:

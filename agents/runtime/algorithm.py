@@ -5,20 +5,168 @@ An algorithm is one folder under ``agents/`` (``config.py``, ``networks.py``, ``
 :func:`agents.runtime.loop.run_training` with it. The generic loop (rate limiter, ingestion, logging, checkpoints,
 signals, cleanup) never names an algorithm, and nothing in ``agents/runtime`` imports an algorithm folder.
 
-    actors (local or Ray):  make_parts(cfg, actor_id) -> env, policy, adder, trackers   --ActorOutput-->
+    actors (local or Ray):  make_parts(cfg, actor_id) -> ActorParts(env, policy, adder, trackers) --ActorOutput-->
     driver:                 learner.ingest(output); learner.updates_due(counters) x learner.update(counters)
                             learner.get_weights() --publish--> actors
+
+Every contract of the seam is written here, so a newcomer reads one file, never a grep:
+
+- the acting side: :class:`Policy`, :class:`Adder`, :class:`EpisodeTracker`, the :class:`ActorParts` a
+  :data:`PartsFn` builds, and the :class:`ActorOutput` chunks actors return;
+- the optional hooks, each a ``runtime_checkable`` protocol tested with ``isinstance``: :class:`LogsScalars`,
+  :class:`ObservesRewards`, :class:`Stateful` (parts saved in checkpoints), :class:`DrawsPictures` (builders);
+- the driver's side: :class:`Learner`, :class:`Builder`, :class:`EnvSpec`, :class:`Counters`;
+- the checkpoint's layout: :class:`CheckpointLayout`.
+
+The actor-critic learner's own seam, the policy cores it trains (feed-forward, LSTM, STRAW), is
+:class:`agents.actor_critic.core.PolicyCore`: only the actor-critic folder and the algorithms built on it see it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from agents.runtime.actor import ActorOutput, PartsFn
+
+class Policy(Protocol):
+    """Maps a batch of observations to actions. ``extras`` carry what the adder needs (e.g. Q-values, logits).
+
+    A recurrent policy keeps its own state and resets it where ``starts`` is True.
+    """
+
+    def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:param obs: uint8 ``[N, *obs_shape]`` (``[N, 4, 84, 84]`` on Atari).
+        :param frames: global emulator frames (for schedules).
+        :param starts: bool ``[N]``, True where ``obs`` is the first observation of a game (the
+            :class:`EnvActor` always passes it; None, from a direct caller, means "no game starts here").
+        :return: int64 actions ``[N]`` and extras (arrays with leading dim N)."""
+
+    def set_weights(self, weights: Any) -> None:
+        """Load weights published by the learner."""
+
+
+class Adder(Protocol):
+    """Turns vector-env steps into the learner's payload."""
+
+    def reset(self, obs: np.ndarray) -> None:
+        """First observations ``[N, 4, 84, 84]`` of N new episodes."""
+
+    def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
+        """One vector-env step (NextStep autoreset semantics, see ``envs``); ``info["game_over"]`` says
+        which envs reset on the next step (a life-loss terminal does not)."""
+
+    def flush(self) -> Any:
+        """Everything ready since the last flush."""
+
+
+class EpisodeTracker(Protocol):
+    """Statistics beside the adder: per game, per chunk, and discoveries that the driver unions over actors.
+
+    Tags are TensorBoard tags (``"charts/intrinsic_return"``, ``"explore/rooms_visited"``).
+    """
+
+    def on_reset(self, info: dict[str, Any]) -> None:
+        """After ``env.reset()``, with its info."""
+
+    def on_step(self, info: dict[str, Any], live: np.ndarray) -> None:
+        """After each vector step (after the adder saw it). ``live``: bool [N], False for autoreset steps."""
+
+    def end_episode(self, env_index: int) -> dict[str, float]:
+        """Env ``env_index``'s game ended at the last step: its statistics (tag -> value); start a new game."""
+
+    def flush(self) -> tuple[dict[str, float], dict[str, list[int]]]:
+        """Per-chunk scalars (tag -> value) and the items first seen since the last flush (tag of the driver's
+        running count -> items)."""
+
+
+@dataclass
+class ActorParts:
+    """What an algorithm's parts function builds inside each actor's process (DESIGN 3b)."""
+
+    env: Any
+    """The vector env (an :mod:`envs` vector env: ``single_observation_space``, ``frame_skip``, ``stack``...)."""
+    policy: Policy
+    adder: Adder
+    trackers: list[EpisodeTracker] = field(default_factory=list)
+    """Statistics beside the adder; the env family's own (:func:`agents.runtime.config.env_trackers`: the maze's
+    optimal return, Montezuma's rooms) and any of the algorithm's (DQN's bonus statistics)."""
+
+
+#: Builds one actor's :class:`ActorParts` inside the actor's process. Must be pickleable by reference (a
+#: module-level function, or a functools.partial of one) and take the algorithm's config and the actor index.
+PartsFn = Callable[[Any, int], ActorParts]
+
+
+@dataclass
+class ActorOutput:
+    """One chunk of acting, as returned to the driver."""
+
+    actor_id: int
+    payload: Any
+    env_steps: int
+    """Agent steps taken in this chunk, summed over the vector env (reset steps excluded)."""
+    episode_returns: list[float] = field(default_factory=list)
+    """Raw game scores (unclipped) of games that ended in this chunk."""
+    episode_lengths: list[int] = field(default_factory=list)
+    """Their lengths in agent steps."""
+    seconds: float = 0.0
+    """Wall time the chunk took in the actor."""
+    extras: dict[str, float] = field(default_factory=dict)
+    """Scalars for logging, e.g. the actor's epsilon; a key with a "/" is a full TensorBoard tag
+    (``explore/pseudo_count_mean``), other keys are logged under ``charts/``."""
+    episode_stats: list[dict[str, float]] = field(default_factory=list)
+    """Per game that ended in this chunk (aligned with ``episode_returns``): tracker statistics, tag -> value."""
+    discovered: dict[str, list[int]] = field(default_factory=dict)
+    """Items this actor saw for the first time during this chunk, keyed by the TensorBoard tag of the run's
+    running count (``{"explore/rooms_total": [2]}``); the driver unions them over actors."""
+    weights_version: int = -1
+    """The learner update count of the weights this chunk was collected with (-1: initial weights never
+    published); the learner's count minus this is the policy lag (V-trace needs it)."""
+
+
+# --- optional hooks: a part that has one of these methods gets it called; isinstance() is the test ------------
+@runtime_checkable
+class LogsScalars(Protocol):
+    """A policy with scalars to log per chunk (DQN's epsilon, MFEC's memory size)."""
+
+    def log_scalars(self, frames: int) -> dict[str, float]:
+        """Scalars by name (``charts/<name>``) or full tag, at ``frames`` global emulator frames."""
+
+
+@runtime_checkable
+class ObservesRewards(Protocol):
+    """A policy that takes each step's rewards (a recurrent core fed the previous reward): the actor-critic adder
+    calls it in training, :func:`agents.runtime.evaluate.play_games` in evaluation."""
+
+    def observe_rewards(self, rewards: np.ndarray) -> None:
+        """The rewards ``[N]`` of the step just taken."""
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A part with a state a resumed run needs (an env's curriculum position, an adder's density model, a
+    tracker's rooms): :meth:`EnvActor.get_state` saves every part that has one, in the checkpoint's
+    ``actor_states``."""
+
+    def state_dict(self) -> Any:
+        """The state, picklable."""
+
+    def load_state_dict(self, state: Any) -> Any:
+        """Restore what :meth:`state_dict` returned."""
+
+
+@runtime_checkable
+class DrawsPictures(Protocol):
+    """A builder with pictures of what it learnt (STRAW's plans), drawn by ``reverie train`` after a run."""
+
+    def pictures(self, cfg: Any, weights: Any, out_dir: Path) -> list[Path]:
+        """Write pictures of the policy with ``weights`` into ``out_dir``; the files written."""
 
 
 @dataclass
@@ -146,8 +294,8 @@ class Builder(Protocol):
         """Driver-side checks and fix-ups before any actor starts (e.g. a model file exists; paths made absolute)."""
 
     def actor_setup(self, cfg: Any, distributed: bool) -> ActorSetup:
-        """The parts function actors build ``(env, policy, adder, trackers)`` with (inside their own process),
-        and any shared service (started here, in Ray mode)."""
+        """The parts function actors build their :class:`ActorParts` with (inside their own process), and any
+        shared service (started here, in Ray mode)."""
 
     def make_learner(self, cfg: Any, spec: EnvSpec, device: Any) -> Learner:
         """The learner, on ``device`` (a ``torch.device``)."""

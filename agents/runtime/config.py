@@ -11,10 +11,13 @@ Units: ``*_frames`` fields count emulator frames (agent steps x the env's frame 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worldmodels.common.checks import Choice, require_positive
 from worldmodels.common.device import DeviceChoice
+
+if TYPE_CHECKING:
+    from agents.runtime.algorithm import EpisodeTracker
 
 
 class AtariPresetChoice(Choice):
@@ -165,3 +168,22 @@ def make_actor_env(env: EnvConfig, seed: int, num_envs: int | None = None) -> An
 
     return make_env(env.game, preset=env.preset, num_envs=env.num_envs if num_envs is None else num_envs, seed=seed,
                     num_threads=env.num_threads, **env_overrides(env))
+
+
+def env_trackers(env: EnvConfig) -> list[EpisodeTracker]:
+    """The episode trackers of the env family (:class:`agents.runtime.algorithm.EpisodeTracker` s), for every
+    algorithm alike; the one place they are attached. Parts functions put them beside their own trackers.
+
+    - the maze (``maze/...``): :class:`envs.MazeTracker`, each maze's optimal return beside the agent's;
+    - Montezuma's Revenge with ``env.backend: gymnasium`` (the only backend that exposes the RAM):
+      :class:`envs.montezuma.RoomTracker`, the rooms visited per game and over the run.
+    """
+    from envs import MazeTracker, is_maze, resolve_game
+    from envs.montezuma import RoomTracker, is_montezuma
+
+    if is_maze(env.game):
+        return [MazeTracker()]
+    if (not env.game.startswith(OWN_VECTOR_ENVS) and str(env.backend) == "gymnasium"
+            and is_montezuma(resolve_game(env.game))):
+        return [RoomTracker(env.num_envs)]
+    return []

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agents.runtime.actor import Policy
-from agents.runtime.algorithm import EnvSpec, EvalResult, env_spec
+from agents.runtime.algorithm import EnvSpec, EvalResult, ObservesRewards, Policy, env_spec
 from envs import make_env
 
 
@@ -22,8 +21,8 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
     """Play ``episodes`` games of ``game``, at most ``max_envs`` at a time.
 
     :param make_policy: builds the policy for a round of games from the env's spec and a seed (distinct per round).
-        A policy with an ``observe_rewards(rewards)`` method (a recurrent policy fed the previous reward) gets each
-        step's rewards ``[N]``, as its adder gives them in training.
+        A policy that :class:`~agents.runtime.algorithm.ObservesRewards` (a recurrent policy fed the previous
+        reward) gets each step's rewards ``[N]``, as its adder gives them in training.
     :param seed: evaluation seed (distinct from training seeds).
     :param preset: Atari protocol of the evaluation env ("machado" by default, whatever the training preset).
     :param record: if given, the observations of the first game (env 0 of the first round) are appended to it,
@@ -41,7 +40,7 @@ def play_games(game: str, make_policy: Callable[[EnvSpec, int], Policy], episode
         env = make_env(game, preset=preset, num_envs=n, seed=seed + 7919 * round_idx,
                        **({"grayscale": False} if colour else {}))
         policy = make_policy(env_spec(env), seed + round_idx)
-        observe_rewards = getattr(policy, "observe_rewards", None)
+        observe_rewards = policy.observe_rewards if isinstance(policy, ObservesRewards) else None
         obs, _ = env.reset(seed=seed + 7919 * round_idx)
         ep_ret = np.zeros(n)
         ep_len = np.zeros(n, dtype=np.int64)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.runtime.algorithm import ActorParts
+
 SLOW_SECONDS = 1.5
 
 
@@ -43,12 +45,12 @@ class CountAdder:
         return n
 
 
-def sleepy_parts(cfg: Any, actor_id: int) -> tuple[Any, SleepyPolicy, CountAdder]:
+def sleepy_parts(cfg: Any, actor_id: int) -> ActorParts:
     """Actor 0 sleeps ``SLOW_SECONDS`` per step, every other actor not at all."""
     from envs import make_env
 
-    return make_env("toy/catch", num_envs=2, seed=actor_id), SleepyPolicy(SLOW_SECONDS if actor_id == 0 else 0.0), \
-        CountAdder()
+    return ActorParts(make_env("toy/catch", num_envs=2, seed=actor_id),
+                      SleepyPolicy(SLOW_SECONDS if actor_id == 0 else 0.0), CountAdder())
 
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.runtime.algorithm import ActorSetup, EnvSpec, EvalResult
+from agents.runtime.algorithm import ActorParts, ActorSetup, EnvSpec, EvalResult
 from agents.runtime.config import EnvConfig, RunConfig, RuntimeConfig, validate_common
 from envs import make_env
 from envs.toy import BALL_PIXEL, PADDLE_PIXEL
@@ -102,11 +102,11 @@ class TransitionAdder:
         return out
 
 
-def make_parts(cfg: TabularConfig, actor_id: int) -> tuple[Any, TabularPolicy, TransitionAdder]:
+def make_parts(cfg: TabularConfig, actor_id: int) -> ActorParts:
     seed = cfg.run.seed + 1000 * (actor_id + 1)
     env = make_env(cfg.env.game, num_envs=cfg.env.num_envs, seed=seed)
     policy = TabularPolicy(int(env.single_action_space.n), cfg.agent.epsilon, seed)
-    return env, policy, TransitionAdder(cfg.env.num_envs)
+    return ActorParts(env, policy, TransitionAdder(cfg.env.num_envs))
 
 
 class TabularLearner:

@@ -208,16 +208,17 @@ def test_dqn_actor_acts_inside_imagination() -> None:
     from agents.dqn.networks import QNetwork
     from agents.runtime.actor import EnvActor
     from agents.replay.nstep import NStepBuilder
+    from agents.runtime.algorithm import ActorParts
 
     cfg = DQNConfig()
     model = PixelModel(k=4, frame_shape=(84, 84))
     starts = contexts([40, 41, 42], length=4, shape=(84, 84))
 
-    def parts(cfg: DQNConfig, actor_id: int) -> tuple:
+    def parts(cfg: DQNConfig, actor_id: int) -> ActorParts:
         env = ImaginedEnv(model, starts, max_episode_steps=6)
         policy = EpsilonGreedyPolicy(QNetwork(3, hidden=16), cfg, actor_id, seed=0, fixed_epsilon=1.0)
         adder = NStepAdder(NStepBuilder(3, n=1, gamma=0.99, actor_id=actor_id, seed=0), clip_rewards=True)
-        return env, policy, adder
+        return ActorParts(env, policy, adder)
 
     actor = EnvActor(0, parts, cfg, seed=0)
     out = actor.run(num_steps=14, frames=0)

@@ -12,7 +12,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from agents.runtime.actor import EnvActor
-from agents.runtime.algorithm import env_spec
+from agents.runtime.algorithm import ActorParts, env_spec
 from envs import (
     MazeEnv,
     MazeTracker,
@@ -379,8 +379,8 @@ class _NoAdder:
         return None
 
 
-def _parts(cfg: Any, actor_id: int) -> tuple:
-    return make_env("maze/5", num_envs=4, seed=0), _RandomPolicy(actor_id), _NoAdder(), [MazeTracker()]
+def _parts(cfg: Any, actor_id: int) -> ActorParts:
+    return ActorParts(make_env("maze/5", num_envs=4, seed=0), _RandomPolicy(actor_id), _NoAdder(), [MazeTracker()])
 
 
 def test_tracker_reports_each_mazes_optimum_beside_the_return_through_the_actor() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from agents.runtime.actor import EnvActor
+from agents.runtime.algorithm import ActorParts
 from agents.runtime.local import LocalRuntime
 from envs import make_env
 
@@ -50,8 +51,8 @@ class NullAdder:
         self.state = dict(state)
 
 
-def catch_parts(cfg: Any, actor_id: int) -> tuple[Any, StartRecorder, NullAdder]:
-    return make_env("toy/catch", num_envs=2, seed=actor_id), StartRecorder(), NullAdder()
+def catch_parts(cfg: Any, actor_id: int) -> ActorParts:
+    return ActorParts(make_env("toy/catch", num_envs=2, seed=actor_id), StartRecorder(), NullAdder())
 
 
 def test_policy_sees_episode_starts_exactly_where_games_begin() -> None:
