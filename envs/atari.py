@@ -203,6 +203,7 @@ class AtariVector(VectorWrapper):
         self._clip = preset.clip_rewards
         self._life_loss = preset.terminal_on_life_loss
         self._lives = np.zeros(env.num_envs, dtype=np.int32)
+        self._pending = np.zeros(env.num_envs, dtype=np.int64)  # the gymnasium backend's actions between send/recv
 
     def reset(
         self, *, seed: int | np.ndarray | None = None, options: dict[str, Any] | None = None
@@ -222,7 +223,24 @@ class AtariVector(VectorWrapper):
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env; see the class docstring for shapes and the meaning of the flags."""
-        obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start a step of every env and return at once: ale-py's emulators run in their own worker thread(s)
+        until :meth:`recv` (the gymnasium backend steps in :meth:`recv`, in this thread)."""
+        actions = np.asarray(actions, dtype=np.int64)
+        if isinstance(self.env, AtariVectorEnv):
+            self.env.send(actions)
+        else:
+            self._pending = actions
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """The step :meth:`send` started (waiting for the emulators); as :meth:`step` returns it."""
+        if isinstance(self.env, AtariVectorEnv):
+            obs, reward, terminated, truncated, info = self.env.recv()
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(self._pending)
         raw = reward.astype(np.float64)
         info["raw_reward"] = raw
         info["game_over"] = terminated | truncated

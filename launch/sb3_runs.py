@@ -194,8 +194,10 @@ def sb3_num_envs(cfg: ActorCriticConfig) -> int:
 
 def make_sb3_env(cfg: ActorCriticConfig) -> ReverieVecEnv:
     """Our vector env for ``cfg`` (seed ``run.seed + 1000``, our local actor's) in a :class:`ReverieVecEnv`."""
-    # Our local actor's env (make_actor_env, actor 0's seed), with the envs of our whole batch.
-    env = make_actor_env(dataclasses.replace(cfg.env, num_envs=sb3_num_envs(cfg)), actor_seed(cfg.run, 0))
+    # Our local actor's env (make_actor_env, actor 0's seed), with the envs of our whole batch, stepped as one
+    # synchronous vector env: SB3's VecEnv protocol steps every env at once, so env.splits (our actor's
+    # double-buffered sampling) is ours alone; the same games either way.
+    env = make_actor_env(dataclasses.replace(cfg.env, num_envs=sb3_num_envs(cfg), splits=1), actor_seed(cfg.run, 0))
     preset = getattr(env, "preset", None)
     env_clips = bool(getattr(preset, "clip_rewards", False))
     return ReverieVecEnv(env, clip_rewards=bool(cfg.agent.clip_rewards) and not env_clips)

@@ -101,6 +101,9 @@ class ACPolicy:
         self.rng = np.random.default_rng(seed)
         self.greedy = greedy
         self.state: State | None = None
+        # A feed-forward core acts on each env alone (ActsPerEnv): an actor on a split env may act on one group
+        # of envs while the others emulate. A recurrent core keeps per-env state across steps: it may not.
+        self.acts_per_env = not network.recurrent
 
     def act(self, obs: np.ndarray, frames: int, starts: np.ndarray | None = None,
             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:

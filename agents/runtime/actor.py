@@ -16,14 +16,18 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from envs.vector import SplitVector
 
 # The contracts live in the seam's one file; imported here too, where callers have long found them.
 from agents.runtime.algorithm import (
     ActorOutput,
     ActorParts,
+    ActsPerEnv,
     Adder,
     EpisodeTracker,
     LogsScalars,
@@ -31,6 +35,9 @@ from agents.runtime.algorithm import (
     Policy,
     Stateful,
 )
+
+#: One vector-env step: ``(obs, reward, terminated, truncated, info)``, each with leading dim N.
+Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
 __all__ = ["ActorOutput", "ActorParts", "Adder", "EnvActor", "EpisodeTracker", "PartsFn", "Policy"]
 
@@ -90,6 +97,10 @@ class EnvActor:
         # Which life of this actor this is: Ray restarts a dead actor by constructing it again in a new process,
         # so the driver tells a restart (a new token) from a call that merely failed (the same token).
         self._incarnation = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # Double-buffered sampling (env.splits > 1) where the policy acts on each env alone; a policy with state
+        # across steps or per-env settings steps all groups at once (their emulators still run side by side).
+        self._pipelined = (isinstance(self.env, SplitVector) and self.env.num_groups > 1
+                           and isinstance(self.policy, ActsPerEnv) and self.policy.acts_per_env)
 
     def ping(self) -> int:
         """Cheap liveness check; returns the actor id."""
@@ -130,9 +141,8 @@ class EnvActor:
         lengths: list[int] = []
         stats: list[dict[str, float]] = []
         env_steps = 0
-        for _ in range(num_steps):
-            actions, extras = self.policy.act(self.obs, frames, self._starts)
-            next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+        steps = self._pipelined_steps(num_steps, frames) if self._pipelined else self._steps(num_steps, frames)
+        for actions, extras, (next_obs, rewards, terminated, truncated, info) in steps:
             # The observation a reset step returns is the first of a new game.
             self._starts = self._resetting.copy()
             self.adder.add(actions, extras, rewards, terminated, truncated, next_obs, info)
@@ -166,6 +176,40 @@ class EnvActor:
                 discovered.setdefault(tag, []).extend(items)
         return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
                            time.perf_counter() - start, extras_out, stats, discovered, self._weights_version)
+
+    def _steps(self, num_steps: int, frames: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], Step]]:
+        """``num_steps`` vector steps: act on every env, step every env; (actions, extras, the env's step)."""
+        for _ in range(num_steps):
+            actions, extras = self.policy.act(self.obs, frames, self._starts)
+            yield actions, extras, self.env.step(actions)
+
+    def _pipelined_steps(self, num_steps: int, frames: int,
+                         ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], Step]]:
+        """As :meth:`_steps`, on a :class:`~envs.vector.SplitVector` with a policy that acts per env: group k's
+        next action is chosen as soon as its step arrives, while the other groups' emulators run, and sent at
+        once (double-buffered sampling). Per step: receive group 0, act on it for the next step and send; then
+        group 1, ... The policy sees the groups in index order, step after step, so it draws its random numbers
+        in the order one batched call over all envs would; every step of a chunk is acted on the weights the chunk
+        began with, and the chunk ends with no step in flight."""
+        env = self.env
+        parts = env.group_slices
+
+        def launch(k: int, obs: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            actions, extras = self.policy.act(obs, frames, starts)
+            env.send_group(k, actions)
+            return actions, extras
+
+        # The first step of the chunk: act on each group in turn; the earlier groups emulate meanwhile.
+        sent = [launch(k, self.obs[part], self._starts[part]) for k, part in enumerate(parts)]
+        for s in range(num_steps):
+            acted, received = list(sent), []
+            for k, part in enumerate(parts):
+                received.append(env.recv_group(k))
+                if s + 1 < num_steps:
+                    # The next step's starts are this step's resetting flags (see run()), known before it.
+                    sent[k] = launch(k, received[k][0], self._resetting[part])
+            extras = {key: np.concatenate([e[key] for _, e in acted]) for key in acted[0][1]}
+            yield np.concatenate([a for a, _ in acted]), extras, env.merge(received)
 
     def _parts(self) -> dict[str, Any]:
         # The env too: one with a state a resumed run needs (the maze's curriculum position) has a state_dict.

@@ -50,6 +50,17 @@ class Policy(Protocol):
         """Load weights published by the learner."""
 
 
+@runtime_checkable
+class ActsPerEnv(Protocol):
+    """A policy that may say it acts on each env alone: with ``acts_per_env`` True, its action for an env depends
+    on that env's observation only (no state across steps, no per-env settings such as Ape-X's epsilons), so acting
+    on a group of envs is acting on all of them and keeping the group's rows. An actor on a split env
+    (``env.splits > 1``) then acts on one group while the others emulate (double-buffered sampling,
+    :class:`agents.runtime.actor.EnvActor`)."""
+
+    acts_per_env: bool
+
+
 class Adder(Protocol):
     """Turns vector-env steps into the learner's payload."""
 

@@ -8,6 +8,9 @@ Measured in one run, one after the other, each on one torch thread:
   same network architecture built the way SB3 builds its ``NatureCNN`` (a plain channels-first ``nn.Sequential``;
   our torsos' channels-last input is one of the things measured).
   Agent steps per second of wall clock, acting and learning together; the ratio ours / SB3 (target >= 1.3).
+  Where the preset splits its envs (``env.splits: 2``, double-buffered sampling: the policy acts on one group
+  while the other emulates), ours is measured a second time with ``env.splits=1`` (one synchronous vector env,
+  as SB3 steps it): what the sampler adds, in the same run.
 - ``impala``: preset ``impala_pong`` with its 2 Ray actors: agent steps/s and the learner's busy fraction (the
   share of wall time spent inside ``learner.update``).
 
@@ -145,10 +148,16 @@ def run_ac_bench(algos: Sequence[str], seconds: float = 20.0, game: str = "pong"
         if algo == "impala":
             row["learner_busy_fraction"] = ours["learner_busy_fraction"]
         else:
+            # The preset's sampler, then (if it splits its envs) ours stepping them synchronously as SB3 does: what
+            # the double-buffered sampling adds, measured in the same run.
+            sync = (measure_ours(ac_bench_config(algo, game, ["env.splits=1"]), seconds)["steps_per_s"]
+                    if cfg.env.splits > 1 else None)
             sb3 = measure_sb3(cfg, seconds)
-            row.update(sb3_steps_per_s=sb3, ratio_vs_sb3=(ours["steps_per_s"] / sb3) if sb3 else None,
+            row.update(sync_steps_per_s=sync, sb3_steps_per_s=sb3,
+                       ratio_vs_sb3=(ours["steps_per_s"] / sb3) if sb3 else None,
+                       sync_ratio_vs_sb3=(sync / sb3) if sb3 and sync else None,
                        learner_busy_fraction=ours["learner_busy_fraction"])
-        row.update(game=game, num_envs=cfg.env.num_envs, unroll_length=cfg.agent.unroll_length,
+        row.update(game=game, num_envs=cfg.env.num_envs, splits=cfg.env.splits, unroll_length=cfg.agent.unroll_length,
                    num_actors=cfg.runtime.num_actors, seconds=seconds, cores=os.cpu_count())
         result[algo] = row
     return result
@@ -160,14 +169,19 @@ def format_ac_table(result: dict[str, dict[str, Any]]) -> str:
     def f(x: float | None, unit: str = "", digits: int = 1) -> str:
         return "n/a (pip install -e .[bench])" if x is None else f"{x:,.{digits}f}{unit}"
 
-    rows = [("algorithm (preset)", "ours", "SB3", "ours / SB3 [>= 1.3]", "learner busy")]
+    rows = [("algorithm (preset)", "ours", "ours, synchronous", "SB3", "ours / SB3 [>= 1.3]", "synchronous / SB3",
+             "learner busy")]
     for algo, r in result.items():
-        setting = (f"{algo} ({AC_PRESETS[algo]}, {r['num_envs']} envs x {r['unroll_length']}"
+        setting = (f"{algo} ({AC_PRESETS[algo]}, {r['num_envs']} envs"
+                   + (f" in {r['splits']} groups" if r.get("splits", 1) > 1 else "") + f" x {r['unroll_length']}"
                    + (f", {r['num_actors']} Ray actors)" if r["num_actors"] else ")"))
         busy = r.get("learner_busy_fraction")
+        sync = r.get("sync_steps_per_s")
         rows.append((setting, f(r["steps_per_s"], " steps/s"),
+                     "-" if sync is None else f(sync, " steps/s"),
                      "-" if algo == "impala" else f(r.get("sb3_steps_per_s"), " steps/s"),
                      "-" if algo == "impala" else f(r.get("ratio_vs_sb3"), "x", digits=2),
+                     "-" if r.get("sync_ratio_vs_sb3") is None else f(r.get("sync_ratio_vs_sb3"), "x", digits=2),
                      "-" if busy is None else f"{100 * busy:.0f}%"))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
