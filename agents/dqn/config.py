@@ -103,6 +103,12 @@ class ReplayConfig:
     """Initial importance-sampling exponent, annealed linearly to 1 over the run."""
     save_in_checkpoint: bool = False
     """Write the replay contents with each checkpoint so a resumed run needs no refill (large on Atari)."""
+    prefetch: bool = False
+    """Sample the next batch in a worker thread while the current update runs, gathering it into a preallocated
+    (pinned, on CUDA) buffer and copying it to the device meanwhile (``agents/replay/prefetch.py``). It is then drawn
+    before the current update writes its priorities and before the newest chunks are ingested: one update staler,
+    as Ape-X's learner is. False samples each batch when its update starts (the exact algorithm; both are
+    deterministic for a fixed seed)."""
 
 
 @dataclass

@@ -21,13 +21,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from agents.dqn.config import AgentConfig, NetworkConfig
 from agents.dqn.networks import QNetwork
-from worldmodels.common.device import to_device
+from agents.runtime.algorithm import Scalars
 from worldmodels.common.optim import nature_dqn_rmsprop
 
 log = logging.getLogger(__name__)
@@ -35,11 +34,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LearnerStats:
-    """What one update reports. ``td_abs``: float64 ``[B]`` absolute TD errors, the new priorities."""
+    """What one update reports, as tensors on the learner's device (reading them waits for the device: the runtime
+    does it once per log window)."""
 
-    loss: float
-    q_mean: float
-    td_abs: np.ndarray
+    loss: torch.Tensor
+    """0-dim: the IS-weighted loss."""
+    q_mean: torch.Tensor
+    """0-dim: mean Q(s, a) of the batch."""
+    td_abs: torch.Tensor
+    """float32 ``[B]``: absolute TD errors, the new priorities (copied to the host only for prioritised replay)."""
 
 
 def double_dqn_targets(
@@ -134,8 +137,7 @@ class DQNLearner:
         self.num_updates += 1
         if self.num_updates % self.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
-        return LearnerStats(float(loss.detach()), float(q_taken.detach().mean()),
-                            td.detach().abs().double().cpu().numpy())
+        return LearnerStats(loss.detach(), q_taken.detach().mean(), td.detach().abs())
 
     def get_weights(self) -> dict[str, torch.Tensor]:
         """Online-network weights for actors (detached CPU tensors)."""
@@ -170,6 +172,7 @@ class DQNReplayLearner:
     def __init__(self, num_actions: int, obs_shape: tuple[int, ...], frame_shape: tuple[int, ...], stack: int,
                  frame_skip: int, cfg: Any, device: torch.device | None = None) -> None:
         from agents.replay.buffer import PrioritizedReplay
+        from agents.replay.prefetch import ReplaySampler
 
         self.cfg = cfg
         self.device = device or torch.device("cpu")
@@ -183,6 +186,9 @@ class DQNReplayLearner:
                                         alpha=cfg.replay.alpha, beta=cfg.replay.beta_start,
                                         prioritized=cfg.replay.prioritized, seed=cfg.run.seed, stack=stack,
                                         frame_shape=frame_shape)
+        # Monte Carlo returns are sampled (and copied to the device) only when the target mixes them in.
+        self.sampler = ReplaySampler(self.replay, agent.batch_size, self.device, mc_returns=agent.mc_mix > 0,
+                                     prefetch=cfg.replay.prefetch)
         self._refill_from: tuple[int, int] | None = (0, 0)
 
     def ingest(self, output: Any) -> None:
@@ -208,15 +214,18 @@ class DQNReplayLearner:
         steps, updates = self._since_refill(counters)
         return self.learning_starts + updates * self.period - steps
 
-    def update(self, counters: Any) -> dict[str, float]:
+    def update(self, counters: Any) -> Scalars:
         beta_start = self.cfg.replay.beta_start
         beta = beta_start + (1 - beta_start) * min(1.0, counters.steps / max(1, counters.total_steps))
-        batch = self.replay.sample(self.cfg.agent.batch_size, beta=beta)
-        stats = self.core.step(*(to_device(x, self.device) for x in (
-            batch.obs, batch.actions, batch.returns, batch.discounts, batch.next_obs, batch.weights,
-            batch.mc_returns)))
-        if self.cfg.replay.prioritized:
-            self.replay.update_priorities(batch.indices, stats.td_abs, batch.generations)
+        batch = self.sampler.take(beta)  # on the device; with replay.prefetch the next one is sampled meanwhile
+        stats = self.core.step(batch.obs, batch.actions, batch.returns, batch.discounts, batch.next_obs,
+                               batch.weights, batch.mc_returns)
+        self.sampler.release(batch)
+        if self.cfg.replay.prioritized:  # the one device-to-host copy of an update, and only for prioritised replay
+            td_abs = stats.td_abs.double().cpu().numpy()
+            self.sampler.replay_idle()
+            self.replay.update_priorities(batch.indices, td_abs, batch.generations)
+        self.sampler.replay_idle()  # the caller writes the replay next (ingest)
         return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
 
     def get_weights(self) -> dict[str, torch.Tensor]:
@@ -233,6 +242,7 @@ class DQNReplayLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.core.load_state_dict(state["learner"])
+        self.sampler.discard()  # a batch sampled ahead from the replay this restore replaces
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
         else:

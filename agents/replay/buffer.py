@@ -92,7 +92,7 @@ class ReplayBatch:
     weights: np.ndarray  # float32 [B] importance weights (N P(i))^-beta / max over the batch; ones if uniform
     indices: np.ndarray  # int64 [B] replay slots, for update_priorities
     generations: np.ndarray  # int64 [B] slot generations at sampling time, for update_priorities
-    mc_returns: np.ndarray  # float32 [B] Monte Carlo returns (NaN where unknown, e.g. agent.mc_mix = 0)
+    mc_returns: np.ndarray | None  # float32 [B] Monte Carlo returns (NaN where unknown); None if not asked for
 
 
 @dataclass
@@ -450,11 +450,17 @@ class PrioritizedReplay:
         return max(1.0, self._tree.max_value)
 
     # ------------------------------------------------------------------------------------------- sampling
-    def sample(self, batch_size: int, beta: float | None = None) -> ReplayBatch:
+    def sample(self, batch_size: int, beta: float | None = None, out: dict[str, np.ndarray] | None = None,
+               mc_returns: bool = True) -> ReplayBatch:
         """Sample ``batch_size`` transitions: proportional to priority^alpha by stratified segments (one
         uniform draw in each of B equal slices of the total mass), or uniformly if not prioritized.
 
         :param beta: importance-sampling exponent for this batch (default: the constructor's beta).
+        :param out: preallocated arrays to gather into (``obs``, ``next_obs``, ``actions``, ``returns``,
+            ``discounts``, ``weights`` and, with ``mc_returns``, ``mc_returns``; shapes and dtypes as in
+            :class:`ReplayBatch`, e.g. views of a pinned :class:`~worldmodels.common.device.StagingBuffer`); the
+            returned batch then holds those arrays. Default: new arrays.
+        :param mc_returns: gather the Monte Carlo returns (False: ``mc_returns`` is None, e.g. ``agent.mc_mix = 0``).
         :raises ValueError: if the replay holds no live transition.
         """
         if self._num_valid == 0:
@@ -474,17 +480,30 @@ class PrioritizedReplay:
             weights = np.ones(B, np.float32)
         t = self._t
         shape = (B, *self.obs_shape)  # a free reshape of the freshly gathered [B, S, *frame_shape]
-        return ReplayBatch(
-            obs=self._frames[t["obs_ref"][idx]].reshape(shape),
-            actions=t["actions"][idx],
-            returns=t["returns"][idx],
-            discounts=t["discounts"][idx],
-            next_obs=self._frames[t["next_ref"][idx]].reshape(shape),
-            weights=weights,
-            indices=idx,
-            generations=t["generation"][idx],
-            mc_returns=t["mc_returns"][idx],
-        )
+        if out is None:
+            return ReplayBatch(
+                obs=self._frames[t["obs_ref"][idx]].reshape(shape),
+                actions=t["actions"][idx],
+                returns=t["returns"][idx],
+                discounts=t["discounts"][idx],
+                next_obs=self._frames[t["next_ref"][idx]].reshape(shape),
+                weights=weights,
+                indices=idx,
+                generations=t["generation"][idx],
+                mc_returns=t["mc_returns"][idx] if mc_returns else None,
+            )
+        # The same gathers straight into the caller's arrays (mode="clip": no bounds-check buffering; rows are valid).
+        frames_out = (B * self.stack, *self.frame_shape)
+        np.take(self._frames, t["obs_ref"][idx].ravel(), axis=0, out=out["obs"].reshape(frames_out), mode="clip")
+        np.take(self._frames, t["next_ref"][idx].ravel(), axis=0, out=out["next_obs"].reshape(frames_out),
+                mode="clip")
+        for name in ("actions", "returns", "discounts", *(("mc_returns",) if mc_returns else ())):
+            np.take(t[name], idx, out=out[name], mode="clip")
+        out["weights"][...] = weights
+        return ReplayBatch(obs=out["obs"], actions=out["actions"], returns=out["returns"],
+                           discounts=out["discounts"], next_obs=out["next_obs"], weights=out["weights"],
+                           indices=idx, generations=t["generation"][idx],
+                           mc_returns=out["mc_returns"] if mc_returns else None)
 
     def update_priorities(
         self, indices: np.ndarray, td_errors: np.ndarray, generations: np.ndarray | None = None

@@ -25,7 +25,7 @@ chunks carry transitions in the order their episodes end. The end of an episode:
 - a mid-stream ``reset()``: the episode's return is unknown, NaN.
 
 NaN means "unknown": the learner then uses the n-step target alone for that transition. Without
-``mc_returns`` every transition has ``mc_returns`` NaN and nothing is held (plain DQN pays one NaN fill).
+``mc_returns`` nothing is held and chunks carry ``mc_returns=None`` (the replay stores NaN: unknown).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class Chunk:
     discounts: np.ndarray  # float32 [T]  gamma^k, or 0 if the episode terminated within those k steps
     priorities: np.ndarray  # float32 [T]  |n-step TD error| from the actor's Q-values, NaN where unknown
     num_steps: int  # real agent steps since the last chunk (autoreset steps not counted), for frame counters
-    mc_returns: np.ndarray | None = None  # float32 [T] Monte Carlo return to the episode end, NaN = unknown
+    mc_returns: np.ndarray | None = None  # float32 [T] Monte Carlo return to the episode end, NaN = unknown; None: not
+    # computed (the builder's mc_returns=False, i.e. agent.mc_mix = 0), all unknown
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -224,8 +225,7 @@ class NStepBuilder:
         """Finished transitions (``_FIELDS`` except mc_returns, plus ``_MC_KEYS``): ready now, or held for their
         Monte Carlo returns."""
         if not self.mc_returns:
-            part["mc_returns"] = np.full(len(part["actions"]), np.nan)
-            self._ready.append({k: part[k] for k in _FIELDS})
+            self._ready.append({k: part[k] for k in _FIELDS if k != "mc_returns"})
             return
         env = part["env"]
         bounds = np.flatnonzero(np.diff(env)) + 1  # parts are grouped by env (see step())
@@ -450,7 +450,8 @@ class NStepBuilder:
         """
         frames = np.concatenate(self._frame_buf) if self._frame_buf else np.empty((0, *self.frame_shape), np.uint8)
         parts = self._ready or [_empty_transitions(self.stack)]
-        cat = {k: np.concatenate([p[k] for p in parts]) for k in _FIELDS}
+        fields = _FIELDS if self.mc_returns else _FIELDS[:-1]  # no Monte Carlo returns: none sent
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in fields}
         chunk = Chunk(
             actor_id=self.actor_id,
             incarnation=self.incarnation,
@@ -463,7 +464,7 @@ class NStepBuilder:
             discounts=cat["discounts"].astype(np.float32),
             priorities=cat["priorities"].astype(np.float32),
             num_steps=self._num_steps,
-            mc_returns=cat["mc_returns"].astype(np.float32),
+            mc_returns=cat["mc_returns"].astype(np.float32) if self.mc_returns else None,
         )
         self._first_unsent = self._next_id
         self._frame_buf = []

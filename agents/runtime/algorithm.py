@@ -24,12 +24,15 @@ The actor-critic learner's own seam, the policy cores it trains (feed-forward, L
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Policy(Protocol):
@@ -225,6 +228,12 @@ class Counters:
         return self.steps * self.frame_skip
 
 
+Scalars = Mapping[str, "float | torch.Tensor"]
+"""What :meth:`Learner.update` returns: scalars by tag, each a Python float or a 0-dim tensor on any device. Return
+tensors rather than ``float(t)`` / ``t.item()``: each of those waits for the device (a host sync per update on a
+GPU); the loop's log window sums tensors on their device and reads them with one ``.tolist()`` per window."""
+
+
 class Learner(Protocol):
     """The driver's side of an algorithm: consumes what adders produce, updates, gives weights.
 
@@ -243,9 +252,10 @@ class Learner(Protocol):
         """Agent steps the actors may still collect before the learner must catch up (the rate limiter; the loop
         adds ``runtime.max_ahead_chunks`` chunks per actor of slack)."""
 
-    def update(self, counters: Counters) -> dict[str, float]:
+    def update(self, counters: Counters) -> Scalars:
         """One update; scalars to log, by TensorBoard tag (``losses/...``) or bare name (logged as ``losses/<name>``),
-        averaged over the logging window."""
+        averaged over the logging window. A value may be a 0-dim tensor on the learner's device: the loop sums it
+        there and reads it once per log window, so an update need not wait for the device (see :data:`Scalars`)."""
 
     def get_weights(self) -> Any:
         """What actors need to act (a CPU state dict), published with one ``ray.put``."""

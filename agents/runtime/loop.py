@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from agents.runtime.actor import ActorOutput
-from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Learner, env_spec
+from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Learner, Scalars, env_spec
 from agents.runtime.config import RESUME_SAFE_KEYS, make_actor_env
 from worldmodels.common.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
@@ -88,18 +88,34 @@ def make_runtime(cfg: Any, setup: ActorSetup) -> Any:
 
 
 class _Window:
-    """Scalars averaged over one logging window."""
+    """Scalars averaged over one logging window.
+
+    A learner's scalars may be Python floats or 0-dim tensors on its device (:data:`agents.runtime.algorithm.Scalars`):
+    tensors are summed where they are, without a host sync per update, and read once per window by :meth:`flush`
+    (one stack and one ``.tolist()`` per device)."""
 
     def __init__(self) -> None:
-        self.values: dict[str, list[float]] = {}
+        self.sums: dict[str, float | torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
 
-    def add(self, scalars: dict[str, float]) -> None:
+    def add(self, scalars: Scalars) -> None:
         for key, value in scalars.items():
-            self.values.setdefault(key if "/" in key else f"losses/{key}", []).append(float(value))
+            tag = key if "/" in key else f"losses/{key}"
+            value = value.detach() if isinstance(value, torch.Tensor) else float(value)
+            self.sums[tag] = self.sums[tag] + value if tag in self.sums else value
+            self.counts[tag] = self.counts.get(tag, 0) + 1
 
     def flush(self) -> dict[str, float]:
-        out = {k: float(np.mean(v)) for k, v in self.values.items() if v}
-        self.values = {}
+        totals = {k: v for k, v in self.sums.items() if not isinstance(v, torch.Tensor)}
+        by_device: dict[torch.device, list[str]] = {}
+        for key, value in self.sums.items():
+            if isinstance(value, torch.Tensor):
+                by_device.setdefault(value.device, []).append(key)
+        for keys in by_device.values():  # one device-to-host read per device per window
+            stacked = torch.stack([torch.as_tensor(self.sums[k]).reshape(()).float() for k in keys])
+            totals.update(zip(keys, stacked.tolist(), strict=True))
+        out = {k: float(totals[k]) / self.counts[k] for k in self.sums}
+        self.sums, self.counts = {}, {}
         return out
 
 

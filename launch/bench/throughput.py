@@ -114,7 +114,7 @@ def learner_step(cfg: Any, replay: Any, num_actions: int) -> Any:
         stats = learner.step(torch.from_numpy(b.obs), torch.from_numpy(b.actions), torch.from_numpy(b.returns),
                              torch.from_numpy(b.discounts), torch.from_numpy(b.next_obs),
                              torch.from_numpy(b.weights))
-        replay.update_priorities(b.indices, stats.td_abs, b.generations)
+        replay.update_priorities(b.indices, stats.td_abs.double().numpy(), b.generations)
         return 1
 
     return step
