@@ -42,14 +42,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.runtime.algorithm import DrawsPictures
     from agents.runtime.config import RESUME_SAFE_KEYS
     from agents.runtime.loop import run_training
-    from launch.config import config_from_args, to_yaml
+    from launch.config import config_from_args
     from launch.plot import plot_learning_curve
 
     cfg: Any
     cfg, point = config_from_args(None, args, RESUME_SAFE_KEYS)  # the algorithm (`algo`) selects the schema
     builder = get_builder(cfg.algo)
     state = run_training(builder, cfg, run_dir=point.run_dir if point else args.run_dir, resume=point is not None,
-                         config_yaml=to_yaml(cfg), resume_from=point)
+                         resume_from=point)
     assert state.run_dir is not None
     path = state.run_dir
     summary: dict[str, Any] = {"run_dir": str(path), "frames": state.frames, "updates": state.updates,

@@ -25,8 +25,8 @@ class ActorCriticBuilder:
     def validate(self, cfg: ActorCriticConfig) -> None:
         validate(cfg)
 
-    def prepare(self, cfg: ActorCriticConfig) -> None:
-        pass  # nothing to load before the actors start
+    def prepare(self, cfg: ActorCriticConfig) -> ActorCriticConfig:
+        return cfg  # nothing to load before the actors start
 
     def actor_setup(self, cfg: ActorCriticConfig, distributed: bool) -> ActorSetup:
         return ActorSetup(make_ac_parts)

@@ -8,6 +8,7 @@ the run and the actor killed when the run ends.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from pathlib import Path
@@ -32,14 +33,17 @@ class DQNBuilder:
     def validate(self, cfg: DQNConfig) -> None:
         validate(cfg)
 
-    def prepare(self, cfg: DQNConfig) -> None:
-        if cfg.exploration.strategy == "informed":
-            from agents.dqn.informed import load_informed_world_model
+    def prepare(self, cfg: DQNConfig) -> DQNConfig:
+        """``cfg``, or with informed exploration a copy whose world model path is absolute (actors in Ray workers may
+        start in another directory); fails here, before any actor starts, if that model is missing or fits another
+        game."""
+        if cfg.exploration.strategy != "informed":
+            return cfg
+        from agents.dqn.informed import load_informed_world_model
 
-            # Fail here, before any actor starts, if the world model is missing or fits another game; actors (Ray
-            # workers may start in another directory) get the absolute path.
-            load_informed_world_model(cfg)
-            cfg.exploration.world_model = str(Path(cfg.exploration.world_model).resolve())
+        load_informed_world_model(cfg)
+        path = str(Path(cfg.exploration.world_model).resolve())
+        return dataclasses.replace(cfg, exploration=dataclasses.replace(cfg.exploration, world_model=path))
 
     def actor_setup(self, cfg: DQNConfig, distributed: bool) -> ActorSetup:
         if not (distributed and cfg.exploration.bonus != "none" and cfg.exploration.shared_density):

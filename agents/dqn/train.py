@@ -27,7 +27,7 @@ __all__ = ["StopTraining", "TrainState", "train"]
 
 
 def train(cfg: DQNConfig, run_dir: str | Path | None = None, resume: bool = False,
-          hooks: Sequence[Hook] = (), config_yaml: str | None = None) -> TrainState:
+          hooks: Sequence[Hook] = ()) -> TrainState:
     """Train a DQN agent as configured; returns the final counters.
 
     :param cfg: the merged config.
@@ -35,6 +35,5 @@ def train(cfg: DQNConfig, run_dir: str | Path | None = None, resume: bool = Fals
     :param resume: continue the run in ``run_dir`` from its newest checkpoint.
     :param hooks: called with the live :class:`TrainState` after every collected batch of chunks; a hook may
         raise :class:`StopTraining` to end the run early (used by benchmarks).
-    :param config_yaml: the config as YAML, saved as ``config.yaml``.
     """
-    return run_training(BUILDER, cfg, run_dir=run_dir, resume=resume, hooks=hooks, config_yaml=config_yaml)
+    return run_training(BUILDER, cfg, run_dir=run_dir, resume=resume, hooks=hooks)

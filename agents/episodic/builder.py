@@ -4,6 +4,7 @@ the driver holds an :class:`MFECLearner`, whose memory is the run's "weights".""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +27,24 @@ class MFECBuilder:
     def validate(self, cfg: MFECConfig) -> None:
         validate(cfg)
 
-    def prepare(self, cfg: MFECConfig) -> None:
+    def prepare(self, cfg: MFECConfig) -> MFECConfig:
         """A VAE representation's checkpoint (a file, or a run directory: its newest valid checkpoint) must exist
-        before actors start. Its path is made absolute, so Ray actors (another working directory) find it, and a
-        run directory becomes the checkpoint it holds now, so every actor embeds with the same weights even if that
-        run writes newer ones meanwhile (name a checkpoint file to pin it across resumes too)."""
+        before actors start. The run uses a copy of ``cfg`` whose path is absolute, so Ray actors (another working
+        directory) find it, and where a run directory becomes the checkpoint it holds now, so every actor embeds
+        with the same weights even if that run writes newer ones meanwhile (name a checkpoint file to pin it across
+        resumes too)."""
         path = cfg.representation.path
-        if path:
-            resolved = Path(path).expanduser().resolve()
-            if not resolved.exists():
-                raise FileNotFoundError(f"representation.path={path!r}: no such file or run directory; train the "
-                                        "representation first, or use representation.kind=random_projection")
-            if resolved.is_dir():
-                from worldmodels.common.checkpoint import load_latest
+        if not path:
+            return cfg
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.exists():
+            raise FileNotFoundError(f"representation.path={path!r}: no such file or run directory; train the "
+                                    "representation first, or use representation.kind=random_projection")
+        if resolved.is_dir():
+            from worldmodels.common.checkpoint import load_latest
 
-                resolved = load_latest(resolved)[0].resolve()
-            cfg.representation.path = str(resolved)
+            resolved = load_latest(resolved)[0].resolve()
+        return dataclasses.replace(cfg, representation=dataclasses.replace(cfg.representation, path=str(resolved)))
 
     def actor_setup(self, cfg: MFECConfig, distributed: bool) -> ActorSetup:
         return ActorSetup(make_mfec_parts)

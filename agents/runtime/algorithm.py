@@ -311,8 +311,10 @@ class Builder(Protocol):
     def validate(self, cfg: Any) -> None:
         """Checks OmegaConf's types cannot make. :raises ValueError: naming the key."""
 
-    def prepare(self, cfg: Any) -> None:
-        """Driver-side checks and fix-ups before any actor starts (e.g. a model file exists; paths made absolute)."""
+    def prepare(self, cfg: Any) -> Any:
+        """Driver-side checks before any actor starts (e.g. a model file exists), and the config the run uses: ``cfg``
+        itself, or a copy with fix-ups (e.g. paths made absolute), never ``cfg`` changed in place. The loop saves
+        what this returns as ``config.yaml`` and builds the learner and the actors with it."""
 
     def actor_setup(self, cfg: Any, distributed: bool) -> ActorSetup:
         """The parts function actors build their :class:`ActorParts` with (inside their own process), and any

@@ -120,8 +120,7 @@ class _Window:
 
 
 def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, resume: bool = False,
-                 hooks: Sequence[Hook] = (), config_yaml: str | None = None,
-                 resume_from: ResumePoint | None = None) -> TrainState:
+                 hooks: Sequence[Hook] = (), resume_from: ResumePoint | None = None) -> TrainState:
     """Train ``builder``'s algorithm as ``cfg`` says; returns the final counters.
 
     :param builder: the algorithm (its ``BUILDER``).
@@ -135,11 +134,12 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
     :raises ResumeError: a resume whose config changes settings that may not change.
     :param hooks: called with the live :class:`TrainState` after every batch of chunks; a hook may raise
         :class:`StopTraining` to end the run early (used by benchmarks).
-    :param config_yaml: the config as YAML, saved as ``config.yaml`` (and in every checkpoint); default: ``cfg``'s.
     """
     builder.validate(cfg)
-    builder.prepare(cfg)
-    config_yaml = config_yaml or config_yaml_of(cfg)
+    # The config the run uses from here on: what config.yaml and every checkpoint hold, and what the learner and
+    # the actors are built with (prepare derives it, e.g. with paths made absolute, and leaves ``cfg`` alone).
+    cfg = builder.prepare(cfg)
+    config_yaml = config_yaml_of(cfg)
     device = resolve_device(cfg.runtime.device)
     torch.set_num_threads(cfg.runtime.learner_threads)
     random.seed(cfg.run.seed)

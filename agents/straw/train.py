@@ -28,6 +28,6 @@ __all__ = ["StopTraining", "TrainState", "train"]
 
 
 def train(cfg: StrawConfig, run_dir: str | Path | None = None, resume: bool = False,
-          hooks: Sequence[Hook] = (), config_yaml: str | None = None) -> TrainState:
+          hooks: Sequence[Hook] = ()) -> TrainState:
     """Train a STRAW agent as configured; returns the final counters (see the module docstring)."""
-    return run_training(BUILDER, cfg, run_dir=run_dir, resume=resume, hooks=hooks, config_yaml=config_yaml)
+    return run_training(BUILDER, cfg, run_dir=run_dir, resume=resume, hooks=hooks)

@@ -173,8 +173,8 @@ class TabularBuilder:
     def validate(self, cfg: TabularConfig) -> None:
         validate_common(cfg.env, cfg.runtime, cfg.run)
 
-    def prepare(self, cfg: TabularConfig) -> None:
-        pass
+    def prepare(self, cfg: TabularConfig) -> TabularConfig:
+        return cfg
 
     def actor_setup(self, cfg: TabularConfig, distributed: bool) -> ActorSetup:
         return ActorSetup(make_parts)

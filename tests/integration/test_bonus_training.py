@@ -48,11 +48,10 @@ def test_local_bonus_run_logs_intrinsic_returns_and_replay_rewards_exceed_extrin
 
 
 def test_a_resumed_run_keeps_each_actors_density_model(tmp_path: Path) -> None:
-    from launch.config import to_yaml
     from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
     cfg = _catch(tmp_path, "resume", "run.total_frames=1600", "env.num_envs=4")
-    first = train(cfg, config_yaml=to_yaml(cfg))
+    first = train(cfg)
     saved = load_checkpoint(find_checkpoint(tmp_path / "resume"))["actor_states"]
     frames_learned = saved[0]["adder"]["pseudo_count"]["num_updates"]
     assert frames_learned >= first.steps  # every step's frame (and each game's first frame) was learned
@@ -95,7 +94,6 @@ def test_ray_actors_share_one_density_model(tmp_path: Path) -> None:
 
 
 def test_montezuma_rooms_are_logged_checkpointed_and_resumed(tmp_path: Path) -> None:
-    from launch.config import to_yaml
     from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
 
     def cfg(frames: int) -> DQNConfig:
@@ -105,7 +103,7 @@ def test_montezuma_rooms_are_logged_checkpointed_and_resumed(tmp_path: Path) -> 
             "replay.capacity=4096", "run.log_every_frames=256", "run.checkpoint_every_frames=100000",
             f"run.runs_dir={tmp_path}", "run.name=mz"])
 
-    first = train(cfg(512), config_yaml=to_yaml(cfg(512)))
+    first = train(cfg(512))
     assert first.discovered == {"explore/rooms_total": {1}}  # the start room
     run = tmp_path / "mz"
     path = find_checkpoint(run)

@@ -69,7 +69,9 @@ def test_mfec_with_gaussian_vae_keys_from_a_run_directory(tmp_path: Path) -> Non
         "episodic.capacity=1000", "representation.kind=gaussian_vae", f"representation.path={tmp_path / 'gvae'}",
         f"run.runs_dir={tmp_path}", "run.name=vae"])
     state = run_training(get_builder("mfec"), cfg)
-    assert state.frames >= 400 and cfg.representation.path == str(ckpt.resolve())  # the run dir's checkpoint
+    assert state.frames >= 400 and cfg.representation.path == str(tmp_path / "gvae")  # the caller's config as it was
+    assert state.run_dir is not None  # the run used, and saved, the run directory's checkpoint
+    assert f"path: {ckpt.resolve()}" in (state.run_dir / "config.yaml").read_text()
     bad = load_config(MFECConfig, ["mfec_atari"], ["representation.kind=gaussian_vae",
                                                    f"representation.path={tmp_path / 'nothing'}"])
     with pytest.raises(FileNotFoundError, match="no such file or run directory"):
