@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from worldmodels.density import CTS, preprocess_frames
-from worldmodels.protocols import DensityModel
 
 # --------------------------------------------------------------------------------------------------
 # An independent, plainly written reference: dict-based nodes, unnormalised switching weights kept as
@@ -103,8 +102,32 @@ class RefCTS:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_satisfies_protocol() -> None:
-    assert isinstance(CTS(), DensityModel)
+def test_keeps_the_density_model_contract() -> None:
+    """What ``DensityModel`` promises and PseudoCount relies on, checked by behaviour: float64 ``[B]`` log
+    probabilities; frame b scored before learning by the model that has learned frames 0..b-1, and after learning
+    by the model that has learned 0..b; ``log_prob`` scores without learning (the state is unchanged)."""
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 8, size=(3, 6, 5), dtype=np.uint8)
+    frames[2] = frames[0]  # a repeated frame
+    model, twin = CTS(shape=(6, 5)), CTS(shape=(6, 5))
+    before, after = model.update(frames)
+    for out in (before, after):
+        assert out.dtype == np.float64 and out.shape == (3,) and np.isfinite(out).all() and (out <= 0).all()
+    assert (after > before).all()  # learning a frame raises its (recoding) probability
+    assert before[2] > before[0]  # a frame seen before is more probable the second time
+    for b in range(3):  # the same numbers from a twin that learns one frame at a time (log_prob sums the pixels
+        # in another order than update: equal to rounding)
+        assert twin.log_prob(frames[b : b + 1])[0] == pytest.approx(before[b], rel=1e-12)
+        twin_before, twin_after = twin.update(frames[b : b + 1])
+        assert (twin_before[0], twin_after[0]) == (before[b], after[b])
+        assert twin.log_prob(frames[b : b + 1])[0] == pytest.approx(after[b], rel=1e-12)
+    state = model.state_dict()
+    scores = model.log_prob(frames)
+    assert scores.dtype == np.float64 and scores.shape == (3,)
+    assert scores[2] == pytest.approx(after[2], rel=1e-12)  # the last frame learned: its recoding probability
+    unchanged = model.state_dict()
+    assert state.keys() == unchanged.keys() and all(np.array_equal(state[k], unchanged[k]) for k in state)
+    np.testing.assert_allclose(model.update(frames[:1])[0], scores[:1], rtol=1e-12)  # the next update starts there
 
 
 def test_hand_derived_1x2_frames_two_levels() -> None:

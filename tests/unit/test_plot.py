@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from launch import plot
@@ -110,37 +112,101 @@ def test_smooth_trailing_hand_computed() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- plot_runs
+# The figures are read back: every line's points and label, against the data written to the event files.
 
 
-def test_plot_runs_without_baseline(runs: dict[str, Path], tmp_path: Path) -> None:
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """The figures plot_runs and plot_learning_curve draw, in order (each is still saved as its PNG)."""
+    drawn: list[Figure] = []
+    save = plot._save_png
+
+    def capture(fig: Figure, out: Path) -> Path:
+        drawn.append(fig)
+        return save(fig, out)
+
+    monkeypatch.setattr(plot, "_save_png", capture)
+    return drawn
+
+
+def _lines(ax: Axes) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, x, y) of every line on ``ax``, in drawing order (matplotlib labels an unlabelled line "_child<i>")."""
+    return [(str(line.get_label()), np.asarray(line.get_xdata(), dtype=np.float64),
+             np.asarray(line.get_ydata(), dtype=np.float64)) for line in ax.get_lines()]
+
+
+def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    return np.array([values[max(0, i - window + 1) : i + 1].mean() for i in range(values.size)])
+
+
+def _assert_run_drawn(lines: list[tuple[str, np.ndarray, np.ndarray]], label: str, steps: np.ndarray,
+                      values: np.ndarray, window: int) -> None:
+    """The run's raw points (unlabelled, light) then their trailing mean (labelled), x in millions of frames."""
+    i = next(i for i, (name, _, _) in enumerate(lines) if name == label)
+    raw, smooth = lines[i - 1], lines[i]
+    assert raw[0].startswith("_")
+    np.testing.assert_array_equal(raw[1], steps / 1e6)
+    np.testing.assert_array_equal(raw[2], values)
+    np.testing.assert_array_equal(smooth[1], steps / 1e6)
+    np.testing.assert_allclose(smooth[2], _trailing_mean(values, window), rtol=1e-12)
+
+
+def test_plot_runs_without_baseline(runs: dict[str, Path], tmp_path: Path, figures: list[Figure]) -> None:
     out = plot.plot_runs([runs["dqn_pong"], runs["bonus_pong"]], tmp_path / "plots" / "returns.png", smooth=5)
-    assert out == tmp_path / "plots" / "returns.png"
-    assert _png_size(out) == (1000, 500)  # 10 x 5 inches at 100 dpi
-    assert out.stat().st_size > 10_000
+    assert out == tmp_path / "plots" / "returns.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _no_temp_files(out.parent)
+    (fig,) = figures
+    (ax,) = fig.axes
+    lines = _lines(ax)
+    assert len(lines) == 4  # raw and smoothed, per run
+    _assert_run_drawn(lines, "dqn_pong", *_run_a(), window=5)
+    _assert_run_drawn(lines, "bonus_pong", *_run_b(), window=5)
+    assert ax.get_ylabel() == RETURN
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dqn_pong", "bonus_pong"]
 
 
-def test_plot_runs_with_dqn_baseline_reads_game_from_config(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_plot_runs_with_dqn_baseline_reads_game_from_config(runs: dict[str, Path], tmp_path: Path,
+                                                            figures: list[Figure]) -> None:
+    from launch import scores
+
     # The two configs spell pong differently ("pong", "ALE/Pong-v5"); both are the same game.
-    out = plot.plot_runs([runs["dqn_pong"], runs["bonus_pong"]], tmp_path / "b.png", baseline="DQN")
-    assert _png_size(out) == (1000, 500)
-    full = plot.plot_runs([runs["dqn_pong"]], tmp_path / "full.png", baseline="Rainbow", full_baseline=True)
-    assert _png_size(full) == (1000, 500)
-    assert out.read_bytes() != full.read_bytes()
-    # Overwriting an existing plot replaces it in one step.
+    plot.plot_runs([runs["dqn_pong"], runs["bonus_pong"]], tmp_path / "b.png", baseline="DQN")
+    plot.plot_runs([runs["dqn_pong"]], tmp_path / "full.png", baseline="Rainbow", full_baseline=True)
+    dopamine = {agent: np.stack([v for _, v in scores.load_dopamine("pong", agent).values()])
+                for agent in ("DQN", "Rainbow")}
+    # Cut to our runs: the iterations (1M frames each) that start by the longest run's last frame.
+    longest = int(_run_b()[0].max())
+    kept = longest // 1_000_000 + 1
+    label, x, y = _lines(figures[0].axes[0])[-1]
+    assert label.startswith("Dopamine DQN (mean of")
+    np.testing.assert_allclose(x, np.arange(kept) + 0.5)
+    np.testing.assert_allclose(y, dopamine["DQN"][:, :kept].mean(axis=0))
+    assert figures[0].texts[0].get_text() == "pong"  # the suptitle: the game both configs name
+    label, x, y = _lines(figures[1].axes[0])[-1]  # the full curve: every iteration
+    assert label.startswith("Dopamine Rainbow")
+    np.testing.assert_allclose(y, dopamine["Rainbow"].mean(axis=0))
+    assert x.size == dopamine["Rainbow"].shape[1] > kept
+    # Overwriting an existing plot replaces it in one step; dpi sets the size.
     again = plot.plot_runs([runs["dqn_pong"]], tmp_path / "b.png", baseline="DQN", game="Pong", dpi=50)
     assert _png_size(again) == (500, 250)
     assert _no_temp_files(tmp_path)
 
 
-def test_plot_runs_two_panels(runs: dict[str, Path], tmp_path: Path) -> None:
-    out = plot.plot_runs(
-        [runs["dqn_pong"], runs["bonus_pong"]], tmp_path / "two.png", baseline="DQN", tags=[RETURN, ROOMS]
-    )
-    assert _png_size(out) == (1000, 800)  # 10 x (5 + 3) inches
+def test_plot_runs_two_panels(runs: dict[str, Path], tmp_path: Path, figures: list[Figure]) -> None:
+    plot.plot_runs([runs["dqn_pong"], runs["bonus_pong"]], tmp_path / "two.png", baseline="DQN",
+                   tags=[RETURN, ROOMS])
+    top, bottom = figures[0].axes
+    assert (top.get_ylabel(), bottom.get_ylabel()) == (RETURN, ROOMS)
+    assert [name for name, _, _ in _lines(top) if not name.startswith("_")] == [
+        "dqn_pong", "bonus_pong", next(n for n, _, _ in _lines(top) if n.startswith("Dopamine"))]
+    # Only dqn_pong logged rooms: three points, too few to smooth, drawn as they are.
+    ((label, x, y),) = _lines(bottom)
+    assert label == "dqn_pong"
+    np.testing.assert_array_equal(x, [0.1, 0.4, 0.9])
+    np.testing.assert_array_equal(y, [1.0, 2.0, 4.0])
 
 
-def test_plot_runs_baseline_errors(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_plot_runs_baseline_errors(runs: dict[str, Path], tmp_path: Path, figures: list[Figure]) -> None:
     with pytest.raises(ValueError, match=r"toy/catch.*Games with a baseline: .*montezuma_revenge.*pong"):
         plot.plot_runs([runs["catch"]], tmp_path / "x.png", baseline="DQN")
     with pytest.raises(ValueError, match="Games with a baseline"):
@@ -157,19 +223,27 @@ def test_plot_runs_baseline_errors(runs: dict[str, Path], tmp_path: Path) -> Non
         plot.plot_runs([runs["dqn_pong"]], tmp_path / "x.png", tag="losses/td_loss")
     with pytest.raises(ValueError, match="smooth"):
         plot.plot_runs([runs["dqn_pong"]], tmp_path / "x.png", smooth=0)
-    assert not (tmp_path / "x.png").exists()
+    assert not (tmp_path / "x.png").exists() and not figures  # nothing drawn before an error
     # Without a baseline the game is only the title: no config is fine.
-    assert _png_size(plot.plot_runs([runs["no_config"]], tmp_path / "ok.png")) == (1000, 500)
+    plot.plot_runs([runs["no_config"]], tmp_path / "ok.png")
+    assert figures[0].texts[0].get_text() == "Learning curves"
+    _assert_run_drawn(_lines(figures[0].axes[0]), "no_config", *_run_a(), window=82 // 10)
 
 
-def test_plot_learning_curve(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_plot_learning_curve(runs: dict[str, Path], tmp_path: Path, figures: list[Figure]) -> None:
     run = tmp_path / "with_eval"
     evals = (np.array([500_000, 1_000_000]), np.array([-12.0, -9.5]))
     _write(run, {RETURN: _run_b(), "eval/mean_return": evals}, game="pong")
     out = plot.plot_learning_curve(run)
-    assert out == run / "learning_curve.png"
-    assert _png_size(out) == (1000, 500)
+    assert out == run / "learning_curve.png" and out.is_file()
     assert _no_temp_files(run)
+    lines = _lines(figures[0].axes[0])
+    _assert_run_drawn(lines, f"training episodes ({RETURN})", *_run_b(), window=120 // 10)
+    label, x, y = lines[-1]
+    assert label == "eval/mean_return"
+    np.testing.assert_array_equal(x, [0.5, 1.0])
+    np.testing.assert_array_equal(y, [-12.0, -9.5])
+    assert figures[0].texts[0].get_text() == "with_eval (pong)"
     empty = tmp_path / "no_episodes"
     _write(empty, {"charts/frames_per_s": (np.array([4_000]), np.array([900.0]))}, game="pong")
     with pytest.raises(ValueError, match=r"no scalar tag 'charts/episodic_return'.*charts/frames_per_s"):
