@@ -15,10 +15,13 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: install demo test test-slow lint bench clean
 
-$(STAMP): pyproject.toml
+# The bench extra (Stable-Baselines3, scikit-learn) too: tests/integration/test_sb3_runs.py runs SB3 beside our agents
+# in `make test`, and `make bench` compares with it. The Makefile is a prerequisite so that a change of what is
+# installed here reaches an existing .venv.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +44,6 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check agents worldmodels envs launch tests
 
 bench: $(STAMP)
-	$(PY) -m pip install -q -e ".[dev,bench]"
 	$(VENV)/bin/reverie bench throughput
 
 clean:

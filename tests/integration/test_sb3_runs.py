@@ -12,19 +12,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from stable_baselines3.common.save_util import load_from_zip_file  # the bench extra, which `make test` installs
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-pytest.importorskip("stable_baselines3")
-
-import torch  # noqa: E402
-from stable_baselines3.common.save_util import load_from_zip_file  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
-from agents.actor_critic.config import ActorCriticConfig  # noqa: E402
-from agents.actor_critic.networks import ActorCriticNetwork  # noqa: E402
-from envs import make_env  # noqa: E402
-from launch.cli import main  # noqa: E402
-from launch.config import load_config  # noqa: E402
-from launch.sb3_runs import LinearToZero, ReverieVecEnv, list_sb3_checkpoints, make_model, make_sb3_env  # noqa: E402
+from agents.actor_critic.config import ActorCriticConfig
+from agents.actor_critic.networks import ActorCriticNetwork
+from envs import make_env
+from launch.cli import main
+from launch.config import load_config
+from launch.sb3_runs import LinearToZero, ReverieVecEnv, list_sb3_checkpoints, make_model, make_sb3_env
 
 
 def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
