@@ -20,6 +20,7 @@ IMPALA updates on ``agent.batch_chunks`` chunks as they come, whatever weights c
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,28 +32,87 @@ from agents.actor_critic.config import ActorCriticConfig, is_synchronous
 from agents.actor_critic.networks import Replay
 from agents.actor_critic.returns import gae_advantages, vtrace
 from agents.runtime.actor import ActorOutput
-from agents.runtime.algorithm import Counters, EnvSpec
+from agents.runtime.algorithm import Counters, EnvSpec, Scalars
+from worldmodels.common.device import StagingBuffer
 from worldmodels.common.optim import RMSpropEpsInside
 
 
+#: The :class:`Unroll` arrays laid out ``[T (+ 1), B, ...]`` (concatenated along B), and the :class:`Batch` attribute
+#: each becomes; ``state`` entries are ``[B, ...]`` (concatenated along axis 0).
+_TIME_MAJOR = {"obs": "obs", "starts": "starts", "actions": "actions", "logits": "behaviour_logits",
+               "rewards": "rewards", "discounts": "discounts", "carry": "carry", "valid": "mask",
+               "values": "behaviour_values"}
+
+
+def _unroll_arrays(unrolls: Sequence[Unroll]) -> dict[str, tuple[list[np.ndarray], int]]:
+    """Each array of a batch of ``unrolls`` by key (``state.<k>``, ``inputs.<k>`` for the dicts): its parts, one per
+    unroll, and the axis they are concatenated along."""
+    first = unrolls[0]
+    out: dict[str, tuple[list[np.ndarray], int]] = {}
+    for name in _TIME_MAJOR:
+        parts = [getattr(u, name) for u in unrolls]
+        if all(p is not None for p in parts):
+            out[name] = (parts, 1)
+    out.update({f"state.{k}": ([u.state[k] for u in unrolls], 0) for k in first.state})
+    out.update({f"inputs.{k}": ([u.inputs[k] for u in unrolls], 1) for k in first.inputs})
+    return out
+
+
+class UnrollStager:
+    """Moves the unrolls of one update to the learner's device. On the CPU: zero-copy tensors over the (concatenated)
+    arrays. On CUDA: every array packed straight from the unrolls into one pinned
+    :class:`~worldmodels.common.device.StagingBuffer` (reused while the shapes repeat: every update but the first),
+    then one non-blocking host-to-device copy, instead of one copy per array (eleven or more).
+
+    :param device: the learner's device.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffer: StagingBuffer | None = None
+
+    def tensors(self, unrolls: Sequence[Unroll]) -> dict[str, torch.Tensor]:
+        """The arrays of ``unrolls`` side by side (as :meth:`Unroll.concat`), by key of :func:`_unroll_arrays`."""
+        arrays = _unroll_arrays(unrolls)
+        if self.device.type == "cpu":
+            return {k: torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts, axis))
+                    for k, (parts, axis) in arrays.items()}
+        layout: dict[str, tuple[tuple[int, ...], Any]] = {}
+        for key, (parts, axis) in arrays.items():
+            shape = list(parts[0].shape)
+            shape[axis] = sum(p.shape[axis] for p in parts)
+            layout[key] = (tuple(shape), parts[0].dtype)
+        if self.buffer is None or not self.buffer.fits(layout):
+            self.buffer = StagingBuffer(layout, self.device)
+        self.buffer.wait_host_free()  # the previous update's copy has left the buffer (the host may run ahead)
+        for key, (parts, axis) in arrays.items():
+            np.concatenate(parts, axis=axis, out=self.buffer.host[key])
+        return self.buffer.to_device()  # on the current stream: ordered after the last update's kernels
+
+
 class Batch:
-    """An :class:`Unroll` as tensors on the learner's device (``obs`` stays uint8)."""
+    """An :class:`Unroll` (or several side by side) as tensors on the learner's device (``obs`` stays uint8).
 
-    def __init__(self, unroll: Unroll, device: torch.device) -> None:
-        def put(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).to(device, non_blocking=True)
+    :param unroll: one unroll, or unrolls of equal length (concatenated along B, as :meth:`Unroll.concat`).
+    :param device: where the tensors go.
+    :param stager: moves them (a learner keeps one, so that its pinned buffer is reused); default: a new one.
+    """
 
-        self.obs = put(unroll.obs)
-        self.starts = put(unroll.starts)
-        self.actions = put(unroll.actions)
-        self.behaviour_logits = put(unroll.logits)
-        self.rewards = put(unroll.rewards)
-        self.discounts = put(unroll.discounts)
-        self.carry = put(unroll.carry)
-        self.mask = put(unroll.valid).float()
-        self.state = {k: put(v) for k, v in unroll.state.items()}
-        self.behaviour_values = None if unroll.values is None else put(unroll.values)
-        self.inputs = {k: put(v) for k, v in unroll.inputs.items()}
+    def __init__(self, unroll: Unroll | Sequence[Unroll], device: torch.device,
+                 stager: UnrollStager | None = None) -> None:
+        unrolls = [unroll] if isinstance(unroll, Unroll) else list(unroll)
+        t = (stager or UnrollStager(device)).tensors(unrolls)
+        self.obs = t["obs"]
+        self.starts = t["starts"]
+        self.actions = t["actions"]
+        self.behaviour_logits = t["logits"]
+        self.rewards = t["rewards"]
+        self.discounts = t["discounts"]
+        self.carry = t["carry"]
+        self.mask = t["valid"].float()
+        self.state = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("state.")}
+        self.behaviour_values = t.get("values")
+        self.inputs = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("inputs.")}
 
     def columns(self, cols: torch.Tensor) -> Batch:
         """The unrolls ``cols`` (env columns), for PPO's minibatches over whole unrolls."""
@@ -140,6 +200,7 @@ class ActorCriticLearner:
         self.pending: list[Unroll] = []
         self.lr = a.lr
         self._busy = 0.0
+        self._stager = UnrollStager(device)
         self._since = time.perf_counter()
 
     # --- the runtime's Learner protocol ---------------------------------------------------------------------
@@ -155,15 +216,15 @@ class ActorCriticLearner:
         # of a batch is collected on the weights of the last update. IMPALA: the same plus the runtime's slack.
         return max(0, self.batch_chunks - len(self.pending)) * self.steps_per_chunk
 
-    def update(self, counters: Counters) -> dict[str, float]:
+    def update(self, counters: Counters) -> Scalars:
         start = time.perf_counter()
-        unroll = Unroll.concat(self.pending[:self.batch_chunks])
+        unrolls = self.pending[:self.batch_chunks]
         del self.pending[:self.batch_chunks]
         if self.agent.anneal_lr:
             self.lr = self.agent.lr * max(0.0, 1.0 - counters.frames / max(1, self.cfg.run.total_frames))
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-        batch = Batch(unroll, self.device)
+        batch = Batch(unrolls, self.device, self._stager)  # on CUDA: one host-to-device copy
         loss = str(self.agent.loss)
         stats = self._ppo(batch) if loss == "ppo" else self._one_step(batch, loss)
         self._busy += time.perf_counter() - start
@@ -193,15 +254,15 @@ class ActorCriticLearner:
         self.lr = float(state["learner"]["lr"])
 
     # --- objectives --------------------------------------------------------------------------------------------
-    def _step(self, loss: torch.Tensor) -> float:
+    def _step(self, loss: torch.Tensor) -> torch.Tensor:
+        """One gradient step on ``loss``; the gradient norm before clipping (0-dim, on the device: not read here)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = 0.0
+        norm = torch.zeros((), device=self.device)
         if self.agent.max_grad_norm > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.agent.max_grad_norm,
-                                                        foreach=True))
+            norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.agent.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return norm
+        return norm.detach()
 
     def losses(self, batch: Batch, loss: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The a2c or impala loss of ``batch`` (a scalar with a graph) and its parts (for logging and tests)."""
@@ -249,13 +310,16 @@ class ActorCriticLearner:
         parts["core_loss"] = aux
         return aux
 
-    def _one_step(self, batch: Batch, loss: str) -> dict[str, float]:
+    def _one_step(self, batch: Batch, loss: str) -> Scalars:
         total, parts = self.losses(batch, loss)
         norm = self._step(total)
-        return {**{k if "/" in k else f"losses/{k}": float(v.detach()) for k, v in parts.items()},
-                "losses/grad_norm": norm}
+        return {**{k if "/" in k else f"losses/{k}": v.detach() for k, v in parts.items()}, "losses/grad_norm": norm}
 
-    def _ppo(self, batch: Batch) -> dict[str, float]:
+    def _ppo(self, batch: Batch) -> Scalars:
+        """PPO's epochs of minibatches. Nothing is read on the host (no ``.item()``, no data-dependent shapes): the
+        statistics are summed on the device, and a feed-forward core's minibatches are a permutation of all
+        ``T * B`` steps with the autoreset steps weighted 0 (rather than the valid steps picked out by ``nonzero``,
+        a sync), so every minibatch has ``T * B / ppo_minibatches`` steps and its means run over its valid ones."""
         a = self.agent
         with torch.no_grad():
             if batch.behaviour_values is not None and not self.network.recurrent:
@@ -271,13 +335,14 @@ class ActorCriticLearner:
         old_values_all = values[:-1]
         recurrent = self.network.recurrent
         steps, envs = batch.actions.shape
-        sums: dict[str, list[float]] = {}
+        sums: dict[str, torch.Tensor] = {}
+        minibatches = 0
+        flat_mask = batch.mask.reshape(-1)
         for _ in range(a.ppo_epochs):
             if recurrent:  # whole unrolls, so the LSTM re-runs each from its stored first state
                 order = torch.randperm(envs, device=self.device)
-            else:  # single steps (autoreset steps dropped), as CleanRL shuffles its flat batch
-                order = torch.nonzero(batch.mask.reshape(-1), as_tuple=False).squeeze(1)
-                order = order[torch.randperm(len(order), device=self.device)]
+            else:  # single steps, as CleanRL shuffles its flat batch (autoreset steps weighted 0 below)
+                order = torch.randperm(steps * envs, device=self.device)
             for idx in torch.tensor_split(order, a.ppo_minibatches):
                 if recurrent:
                     mb = batch.columns(idx)
@@ -291,7 +356,7 @@ class ActorCriticLearner:
                     flat_obs = batch.obs[:-1].reshape(steps * envs, *batch.obs.shape[2:])
                     logits, values = self.network(flat_obs[idx])
                     actions = batch.actions.reshape(-1)[idx]
-                    mask = torch.ones(len(idx), device=self.device)
+                    mask = flat_mask[idx]  # 0 on autoreset steps: dropped from every mean
 
                     def pick(x: torch.Tensor, i: torch.Tensor = idx) -> torch.Tensor:
                         return x.reshape(-1)[i]  # the minibatch's steps of the flattened [T * B] batch
@@ -314,11 +379,13 @@ class ActorCriticLearner:
                 with torch.no_grad():
                     log_ratio = torch.log(ratio)
                     approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)  # Schulman's low-variance estimator
-                for key, value in (("policy_loss", policy_loss.item()), ("value_loss", value_loss.item()),
-                                   ("entropy", entropy_mean.item()), ("approx_kl", approx_kl.item()),
-                                   ("clip_fraction", clip_fraction.item()), ("grad_norm", norm),
-                                   *((k, float(v.detach())) for k, v in core.items())):
-                    sums.setdefault(key, []).append(value)
-        stats = {k if "/" in k else f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
-        stats["losses/value_mean"] = float(masked_mean(old_values_all, batch.mask))
+                minibatches += 1
+                for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss),
+                                   ("entropy", entropy_mean), ("approx_kl", approx_kl),
+                                   ("clip_fraction", clip_fraction), ("grad_norm", norm), *core.items()):
+                    value = value.detach()
+                    sums[key] = sums[key] + value if key in sums else value
+        stats: dict[str, float | torch.Tensor] = {
+            k if "/" in k else f"losses/{k}": v / minibatches for k, v in sums.items()}
+        stats["losses/value_mean"] = masked_mean(old_values_all, batch.mask)
         return stats
