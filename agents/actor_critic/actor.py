@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from agents.actor_critic.config import ActorCriticConfig
-from agents.actor_critic.networks import ActorCriticNetwork, State
+from agents.actor_critic.core import PolicyCore, State
 from agents.runtime.algorithm import ActorParts, env_spec
 from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 
@@ -53,8 +53,8 @@ class Unroll:
     """float32 ``[T, B]``: the behaviour policy's values V(x_t) (PPO's GAE and value clipping use them: on-policy
     they are the learner's, so it need not run the batch through the network once more); None if not recorded."""
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    """The network's per-step :attr:`~agents.actor_critic.networks.ActorCriticNetwork.replay_inputs`, each
-    ``[T + 1, B, ...]`` (entry T: the bootstrap step's, drawn when step T - 1 was acted): STRAW's gates and noise."""
+    """The core's per-step :meth:`~agents.actor_critic.core.PolicyCore.step_inputs`, each ``[T + 1, B, ...]``
+    (entry T: the bootstrap step's, drawn when step T - 1 was acted); empty for the feed-forward and LSTM cores."""
 
     @property
     def length(self) -> int:
@@ -90,11 +90,12 @@ class ACPolicy:
 
     ``extras`` of :meth:`act`: ``logits`` float32 ``[N, A]``, ``values`` float32 ``[N]`` and, for an LSTM,
     ``state_<name>`` (the state entering the step, before the reset at game starts) for the adder to store at each
-    unroll's start; for each of the network's ``replay_inputs`` (STRAW's gate), ``input_<name>`` (this step's,
-    from the state entering it) and ``next_input_<name>`` (the next step's, from the state leaving it).
+    unroll's start; for each of the core's :meth:`~agents.actor_critic.core.PolicyCore.step_inputs`,
+    ``input_<name>`` (this step's, from the state entering it) and ``next_input_<name>`` (the next step's, from the
+    state leaving it).
     """
 
-    def __init__(self, network: ActorCriticNetwork, seed: int, greedy: bool = False,
+    def __init__(self, network: PolicyCore, seed: int, greedy: bool = False,
                  clip_rewards: bool = False) -> None:
         self.network = network.eval().requires_grad_(False)
         self.clip_rewards = clip_rewards
@@ -112,6 +113,7 @@ class ACPolicy:
             self.state = self.network.initial_state(n)
         starts_t = torch.from_numpy(np.zeros(n, bool) if starts is None else np.asarray(starts, bool))
         extras = {f"state_{k}": v.numpy().copy() for k, v in self.state.items()}
+        extras.update({f"input_{k}": v.numpy().copy() for k, v in self.network.step_inputs(self.state).items()})
         with torch.inference_mode():
             logits_t, values_t, new_state = self.network.step(torch.from_numpy(obs), self.state, starts_t)
         logits = logits_t.numpy()
@@ -122,9 +124,7 @@ class ACPolicy:
         actions = actions.astype(np.int64)
         if "prev_action" in new_state:
             new_state["prev_action"] = torch.from_numpy(actions)
-        for name in self.network.replay_inputs:
-            extras[f"input_{name}"] = extras[f"state_{name}"]
-            extras[f"next_input_{name}"] = new_state[name].numpy().copy()
+        extras.update({f"next_input_{k}": v.numpy().copy() for k, v in self.network.step_inputs(new_state).items()})
         self.state = new_state
         extras["logits"] = logits.astype(np.float32)
         extras["values"] = values_t.numpy().astype(np.float32)
@@ -243,7 +243,7 @@ class TrajectoryAdder:
 
 
 def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int,
-                 input_divisor: float | None = None) -> ActorCriticNetwork:
+                 input_divisor: float | None = None) -> PolicyCore:
     """The network the config trains (its class's ``build_network``: STRAW's config builds a planning core);
     ``input_divisor``: the env's ``EnvSpec.obs_high``."""
     return cfg.build_network(obs_shape, num_actions, input_divisor)

@@ -23,7 +23,7 @@ from agents.runtime.config import AtariPresetChoice, EnvConfig, RunConfig, Runti
 from worldmodels.common.checks import Choice, require_positive, require_range
 
 if TYPE_CHECKING:
-    from agents.actor_critic.networks import ActorCriticNetwork
+    from agents.actor_critic.core import PolicyCore
 
 
 class ACLossChoice(Choice):
@@ -153,10 +153,11 @@ class ActorCriticConfig:
     run: RunConfig = field(default_factory=lambda: RunConfig(name="actor_critic"))
 
     def build_network(self, obs_shape: tuple[int, ...], num_actions: int, input_divisor: float | None = None,
-                      ) -> ActorCriticNetwork:
-        """The network this config trains (the learner's and each actor's copy). An algorithm built on this
-        learner with another policy core (STRAW) overrides this in its config class: the hook through which the
-        actor-critic code builds networks it does not import.
+                      ) -> PolicyCore:
+        """The policy core this config trains (the learner's and each actor's copy): the feed-forward or LSTM
+        network. An algorithm built on this learner with another :class:`~agents.actor_critic.core.PolicyCore`
+        (STRAW) overrides this in its config class: the hook through which the actor-critic code builds networks
+        it does not import.
 
         :param input_divisor: what uint8 observations are divided by (the env's ``EnvSpec.obs_high``).
         """

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from agents.actor_critic.actor import Unroll
 from agents.actor_critic.config import ActorCriticConfig, is_synchronous
-from agents.actor_critic.networks import Replay
+from agents.actor_critic.core import PolicyCore, Replay
 from agents.actor_critic.returns import gae_advantages, vtrace
 from agents.runtime.actor import ActorOutput
 from agents.runtime.algorithm import Counters, EnvSpec, Scalars
@@ -182,7 +182,7 @@ class ActorCriticLearner:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.run.seed)
             network = cfg.build_network(spec.obs_shape, spec.num_actions, spec.obs_high)
-        self.network = network.to(device)
+        self.network: PolicyCore = network.to(device)
         a = cfg.agent
         params = list(self.network.parameters())
         if a.optimizer == "rmsprop_tf":
@@ -293,17 +293,11 @@ class ActorCriticLearner:
                      value_mean=masked_mean(values_d[:-1], batch.mask))
         return total, parts
 
-    @staticmethod
-    def _core_terms(out: Replay, mask: torch.Tensor, reduce: Any, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A policy core's own loss (STRAWe's KL and commitment cost) with the objective's reduction, and its
-        statistics into ``parts``: ``charts/committed_fraction`` (the share of steps that followed the plan without
-        running the network) and ``charts/macro_action_length`` (steps per re-plan)."""
-        if out.stats:
-            parts.update(out.stats)
-        if out.gates is not None:
-            replans = masked_sum(out.gates[:-1], mask)
-            parts["charts/committed_fraction"] = 1.0 - replans.detach() / mask.sum().clamp(min=1.0)
-            parts["charts/macro_action_length"] = mask.sum() / replans.detach().clamp(min=1.0)
+    def _core_terms(self, out: Replay, mask: torch.Tensor, reduce: Any, parts: dict[str, torch.Tensor],
+                    ) -> torch.Tensor:
+        """The policy core's own loss (:attr:`Replay.aux_loss`) with the objective's reduction, and the core's
+        statistics (:meth:`~agents.actor_critic.core.PolicyCore.replay_stats`) into ``parts``."""
+        parts.update(self.network.replay_stats(out, mask))
         if out.aux_loss is None:
             return torch.zeros((), device=mask.device)
         aux = reduce(out.aux_loss[:-1], mask)

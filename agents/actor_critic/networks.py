@@ -15,33 +15,15 @@ The recurrent state is a dict of tensors with leading dim B: ``h``, ``c`` ``[B, 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from agents.actor_critic.config import ACNetworkConfig
+from agents.actor_critic.core import Replay, State
 from agents.torsos import make_torso
 
-State = dict[str, torch.Tensor]
-
-
-class Replay(NamedTuple):
-    """The learner's pass over a batch of unrolls (:meth:`ActorCriticNetwork.replay`), for any policy core."""
-
-    logits: torch.Tensor
-    """``[T + 1, B, A]``."""
-    values: torch.Tensor
-    """``[T + 1, B]``."""
-    aux_loss: torch.Tensor | None = None
-    """``[T + 1, B]``: a core's own loss per step, already weighted (STRAWe's KL and commitment cost), added to the
-    objective by the learner with its reduction; None: none."""
-    gates: torch.Tensor | None = None
-    """``[T + 1, B]``: 1 where a planning core re-planned (STRAW), for ``charts/committed_fraction``; None: every
-    step runs the whole network."""
-    stats: dict[str, torch.Tensor] | None = None
-    """Scalars the core reports (logged under ``losses/``)."""
+__all__ = ["GRID_MAX", "ActorCriticNetwork", "Replay", "State", "torso_kind"]
 
 
 #: Inputs up to this size on both sides are grids of cells (MinAtar's 10x10, the maze's n x n), not pixels.
@@ -57,7 +39,8 @@ def torso_kind(obs_shape: tuple[int, ...], torso: str) -> str:
 
 
 class ActorCriticNetwork(nn.Module):
-    """Policy logits and state value of uint8 observations.
+    """Policy logits and state value of uint8 observations: the feed-forward and LSTM
+    :class:`~agents.actor_critic.core.PolicyCore` s.
 
     :param obs_shape: one observation (``(4, 84, 84)`` on Atari, ``(C, 10, 10)`` on MinAtar).
     :param num_actions: size of the discrete action space.
@@ -65,10 +48,6 @@ class ActorCriticNetwork(nn.Module):
     :param input_divisor: what uint8 observations are divided by (the env's ``EnvSpec.obs_high``: 255 for pixels,
         1 for 0/1 channels); None: :func:`agents.torsos.make_torso`'s rule by size.
     """
-
-    #: Per-step inputs the actor records for :meth:`replay` besides observations, actions and rewards (a planning
-    #: core's sampled gates); the feed-forward and LSTM cores need none.
-    replay_inputs: tuple[str, ...] = ()
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, cfg: ACNetworkConfig,
                  input_divisor: float | None = None) -> None:
@@ -152,13 +131,21 @@ class ActorCriticNetwork(nn.Module):
         logits, values = self.heads(out)
         return logits, values, new_state
 
+    def step_inputs(self, state: State) -> dict[str, torch.Tensor]:
+        """None: the state, the observations, actions and rewards are all :meth:`replay` needs."""
+        return {}
+
     def replay(self, obs: torch.Tensor, state: State, starts: torch.Tensor, actions: torch.Tensor,
                rewards: torch.Tensor, inputs: dict[str, torch.Tensor] | None = None,
                bootstrap_grad: bool = True) -> Replay:
         """The learner's pass, as every policy core offers it: :meth:`unroll`'s logits and values (``inputs``,
-        the recorded :attr:`replay_inputs`, are none here)."""
+        the recorded :meth:`step_inputs`, are none here)."""
         logits, values = self.unroll(obs, state, starts, actions, rewards, bootstrap_grad)
         return Replay(logits, values)
+
+    def replay_stats(self, out: Replay, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Nothing to report beyond the learner's own losses."""
+        return {}
 
     def unroll(self, obs: torch.Tensor, state: State, starts: torch.Tensor, actions: torch.Tensor,
                rewards: torch.Tensor, bootstrap_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

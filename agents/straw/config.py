@@ -20,6 +20,7 @@ from agents.actor_critic.config import validate as validate_actor_critic
 from worldmodels.common.checks import Choice, require_nonnegative, require_positive
 
 if TYPE_CHECKING:
+    from agents.actor_critic.core import PolicyCore
     from agents.straw.network import STRAWNetwork
 
 
@@ -71,12 +72,16 @@ class StrawConfig(ActorCriticConfig):
     """Algorithm: selects this schema (``reverie train`` reads it first)."""
     straw: StrawSettings = field(default_factory=StrawSettings)
 
-    # STRAWNetwork is not an ActorCriticNetwork subclass: it offers the same interface (initial_state, step, replay,
-    # recurrent, replay_inputs), which is all the actor-critic actor and learner call.
-    def build_network(self, obs_shape: tuple[int, ...], num_actions: int,  # type: ignore[override]
+    def build_network(self, obs_shape: tuple[int, ...], num_actions: int,
+                      input_divisor: float | None = None) -> PolicyCore:
+        """The policy core the actor-critic learner trains (the hook of :class:`ActorCriticConfig`): STRAW's,
+        :meth:`straw_network`."""
+        return self.straw_network(obs_shape, num_actions, input_divisor)
+
+    def straw_network(self, obs_shape: tuple[int, ...], num_actions: int,
                       input_divisor: float | None = None) -> STRAWNetwork:
-        """The STRAW network the actor-critic learner trains (the hook of :class:`ActorCriticConfig`): the
-        ``network`` section's torso and hidden layer as the feature extractor, the ``straw`` section's core."""
+        """The STRAW network (a :class:`~agents.actor_critic.core.PolicyCore`): the ``network`` section's torso and
+        hidden layer as the feature extractor, the ``straw`` section's core."""
         from agents.straw.network import STRAWNetwork
 
         return STRAWNetwork(obs_shape, num_actions, self.network, self.straw, input_divisor)

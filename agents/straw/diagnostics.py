@@ -53,6 +53,7 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
     from agents.runtime.actor import EnvActor
     from agents.runtime.algorithm import env_spec
     from agents.straw.attention import attention_params, filterbank
+    from agents.straw.network import STRAWNetwork
 
     actor = EnvActor(0, make_ac_parts, cfg, seed=seed)
     learner = ActorCriticLearner(env_spec(actor.env), cfg, torch.device("cpu"))
@@ -60,13 +61,15 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
         learner.network.load_state_dict(weights)
     actor.policy.set_weights(learner.get_weights())
     net, agent = learner.network, cfg.agent
+    if not isinstance(net, STRAWNetwork):
+        raise ValueError(f"the STRAW diagnostics need a STRAW config (algo: straw), got algo: {cfg.algo}")
     groups: dict[str, list[torch.nn.Parameter]] = defaultdict(list)
     for name, param in net.named_parameters():
         groups[_part(name)].append(param)
     sums: dict[tuple[str, str], float] = defaultdict(float)
     errors: dict[str, list[np.ndarray]] = {"replan": [], "committed": []}
     attention: dict[str, list[float]] = defaultdict(list)
-    core: Any = net.core  # a STRAWCore (the network is typed as the learner's generic one)
+    core = net.core
     for _ in range(unrolls):
         unroll = actor.run(agent.unroll_length, 0, None, 0).payload
         b = Batch(unroll, torch.device("cpu"))
@@ -98,8 +101,8 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
         for name, value in (("centre", att.centre), ("first_filter", first), ("stride", att.stride),
                             ("column0_weight", weight)):
             attention[name].append(float(value.mean()))
-        if out.gates is not None:
-            replan = out.gates[:-1].bool() & mask.bool()
+        if out.per_step is not None and "gates" in out.per_step:
+            replan = out.per_step["gates"][:-1].bool() & mask.bool()
             sq_err = (targets - values_d[:-1]) ** 2
             errors["replan"].append(sq_err[replan].numpy())
             errors["committed"].append(sq_err[~replan & mask.bool()].numpy())

@@ -1,5 +1,5 @@
-"""STRAW as a network the actor-critic learner trains: the interface of
-:class:`agents.actor_critic.networks.ActorCriticNetwork` (``initial_state``, ``step``, ``replay``) around
+"""STRAW as a network the actor-critic learner trains: a :class:`agents.actor_critic.core.PolicyCore`
+(``initial_state``, ``step``, ``step_inputs``, ``replay``, ``replay_stats``) around
 :class:`agents.straw.core.STRAWCore`.
 
 - **Features** (the paper's feature extractor, Sec. 5): the ``network`` section's torso and hidden layer (Atari: the
@@ -8,11 +8,13 @@
   ``c_t[0]`` (and STRAWe's noise for it) and keeps both in the state (``gate``, ``noise``). So when an unroll of
   T steps ends, the gate of its bootstrap step is already known, and the learner's replay computes the bootstrap
   value the actor would have (a plan that shifts, or one re-planned), not a guess. Both are the network's
-  :attr:`STRAWNetwork.replay_inputs`: the actor records them at every step.
+  :meth:`STRAWNetwork.step_inputs`: the actor records them at every step.
 - **The learner's replay** (:meth:`STRAWNetwork.replay`) re-runs each unroll from the plans stored at its start
   with the recorded gates and noise (:meth:`~agents.straw.core.STRAWCore.unroll`) and returns the core's loss per
   step, ``alpha * KL`` on re-planning steps plus ``lambda * c_{t-1}[0]`` (``straw.kl_weight``,
-  ``straw.commitment_cost``), which the learner adds to the actor-critic objective.
+  ``straw.commitment_cost``), which the learner adds to the actor-critic objective, and the gates it applied
+  (``Replay.per_step["gates"]``), from which :meth:`STRAWNetwork.replay_stats` computes
+  ``charts/committed_fraction`` and ``charts/macro_action_length``.
 - **Unroll length vs the paper's cut.** The paper cuts its A3C rollouts after 40 forward passes of the network
   (re-planning steps), so a rollout's length in environment steps varies with how much the agent commits. Ours
   counts environment steps, committed ones included (``agent.unroll_length``, a fixed T_u): the runtime's
@@ -26,12 +28,11 @@ import torch
 from torch import nn
 
 from agents.actor_critic.config import ACNetworkConfig
-from agents.actor_critic.networks import Replay, torso_kind
+from agents.actor_critic.core import Replay, State
+from agents.actor_critic.networks import torso_kind
 from agents.straw.config import StrawSettings
 from agents.straw.core import STRAWCore
 from agents.torsos import make_torso
-
-State = dict[str, torch.Tensor]
 
 
 class STRAWNetwork(nn.Module):
@@ -45,7 +46,6 @@ class STRAWNetwork(nn.Module):
 
     #: The state is the plans: the learner replays whole unrolls from the plans stored at their start.
     recurrent = True
-    replay_inputs: tuple[str, ...] = ("gate", "noise")
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, net: ACNetworkConfig, straw: StrawSettings,
                  input_divisor: float | None = None) -> None:
@@ -93,15 +93,22 @@ class STRAWNetwork(nn.Module):
         gate, next_noise = self._draws(after["commit"])
         return logits, values, {**after, "gate": gate, "noise": next_noise}
 
+    def step_inputs(self, state: State) -> dict[str, torch.Tensor]:
+        """The gate (0/1 float ``[B]``) and STRAWe noise ``[B, latent]`` drawn for the step ``state`` enters: the
+        learner's replay applies the same."""
+        return {"gate": state["gate"], "noise": state["noise"]}
+
     def replay(self, obs: torch.Tensor, state: State, starts: torch.Tensor, actions: torch.Tensor,
                rewards: torch.Tensor, inputs: dict[str, torch.Tensor] | None = None,
                bootstrap_grad: bool = True) -> Replay:
         """The learner's pass over unrolls with the actor's gates and noise: logits ``[T + 1, B, A]``, values
-        ``[T + 1, B]``, the core's loss per step (alpha KL + lambda c_{t-1}[0]) and the gates applied.
+        ``[T + 1, B]``, the core's loss per step (alpha KL + lambda c_{t-1}[0]) and, per step, the gates applied
+        (``gates``, 1 where the step ran the whole network), the re-planning probability and the KL.
 
         :param obs: uint8 ``[T + 1, B, *obs_shape]``. :param state: the plans entering step 0.
         :param starts: bool ``[T + 1, B]``. :param actions, rewards: unused (no previous-action input).
-        :param inputs: ``gate`` ``[T + 1, B]`` and ``noise`` ``[T + 1, B, latent]``, as the actor recorded them.
+        :param inputs: ``gate`` ``[T + 1, B]`` and ``noise`` ``[T + 1, B, latent]``, as the actor recorded them
+            (:meth:`step_inputs`).
         :param bootstrap_grad: unused: the plans run in sequence, so the bootstrap step is computed with the rest.
         :raises ValueError: the recorded gates are missing.
         """
@@ -112,6 +119,22 @@ class STRAWNetwork(nn.Module):
         out = self.core.unroll(obs, {"plan": state["plan"], "commit": state["commit"]}, starts, gates, noise)
         applied = (gates | starts.to(torch.bool)).to(out.values.dtype)
         aux = self.kl_weight * out.kl + self.commitment_cost * out.replan_prob
-        stats = {"replan_prob": out.replan_prob[:-1].mean().detach(), "kl": out.kl[:-1].sum().detach()
-                 / applied[:-1].sum().clamp(min=1.0)}
-        return Replay(out.logits, out.values, aux_loss=aux, gates=applied, stats=stats)
+        per_step = {"gates": applied, "replan_prob": out.replan_prob.detach(), "kl": out.kl.detach()}
+        return Replay(out.logits, out.values, aux_loss=aux, per_step=per_step)
+
+    def replay_stats(self, out: Replay, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``losses/replan_prob`` (the mean probability of re-planning, c_{t-1}[0]), ``losses/kl`` (STRAWe's KL per
+        re-planning step), ``charts/committed_fraction`` (the share of the learner's steps ``mask`` that followed
+        the plan without running the network) and ``charts/macro_action_length`` (steps per re-plan)."""
+        if not out.per_step or "gates" not in out.per_step:
+            return {}
+        gates = out.per_step["gates"][:-1]
+        steps = mask.sum()
+        replans = (gates * mask).sum()
+        stats = {"charts/committed_fraction": 1.0 - replans / steps.clamp(min=1.0),
+                 "charts/macro_action_length": steps / replans.clamp(min=1.0)}
+        if "replan_prob" in out.per_step:
+            stats["replan_prob"] = out.per_step["replan_prob"][:-1].mean()
+        if "kl" in out.per_step:
+            stats["kl"] = out.per_step["kl"][:-1].sum() / gates.sum().clamp(min=1.0)
+        return {k: v.detach() for k, v in stats.items()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class Trace:
 
 
 def _network(cfg: StrawConfig, weights: dict[str, torch.Tensor], spec: Any) -> STRAWNetwork:
-    network = cfg.build_network(spec.obs_shape, spec.num_actions, spec.obs_high)
+    network = cfg.straw_network(spec.obs_shape, spec.num_actions, spec.obs_high)
     network.load_state_dict(weights)
     return network.eval().requires_grad_(False)
 
@@ -57,8 +57,7 @@ def _policy(network: STRAWNetwork, seed: int, greedy: bool) -> ACPolicy:
     """The actor's sampling policy around ``network`` (its state, ``policy.state``, holds the plans)."""
     from agents.actor_critic.actor import ACPolicy
 
-    # STRAWNetwork offers ActorCriticNetwork's interface without subclassing it (see StrawConfig.build_network).
-    return ACPolicy(cast(Any, network), seed, greedy=greedy)
+    return ACPolicy(network, seed, greedy=greedy)
 
 
 def _act(policy: ACPolicy, obs: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
