@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from worldmodels.video.metrics import C1, C2, gaussian_window, mse, per_step_metrics, psnr, psnr_from_mse, ssim, to_unit
 
@@ -127,3 +128,48 @@ def test_colour_ssim_matches_scikit_image_when_installed() -> None:
     ref = metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                         data_range=1.0, channel_axis=-1)
     assert ssim(a, b, channels_last=True) == pytest.approx(ref, rel=1e-8)
+
+
+# --- tensors on any device -----------------------------------------------------------------------------------------
+def _frames_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    real = rng.integers(0, 256, size=(3, 2, 16, 16), dtype=np.uint8)
+    pred = np.clip(real.astype(np.int16) + rng.integers(-30, 30, size=real.shape), 0, 255).astype(np.uint8)
+    colour = rng.integers(0, 256, size=(2, 2, 12, 12, 3), dtype=np.uint8)
+    return real, pred, colour
+
+
+def _check_tensors_match_numpy(device: torch.device) -> None:
+    real, pred, colour = _frames_pair()
+    want_mse, want_ssim = mse(pred, real), ssim(pred, real)
+    want_steps = per_step_metrics(pred, real)
+    t_real, t_pred = torch.from_numpy(real).to(device), torch.from_numpy(pred).to(device)
+    # Floats that require grad (a model's output), uint8 tensors, and a numpy array beside a tensor.
+    t_unit = (t_pred.double() / 255.0).requires_grad_(True)
+    for a, b in ((t_pred, t_real), (t_unit, t_real), (pred, t_real), (t_pred, real)):
+        got_mse, got_ssim = mse(a, b), ssim(a, b)
+        assert isinstance(got_mse, np.ndarray) and isinstance(got_ssim, np.ndarray)
+        np.testing.assert_allclose(got_mse, want_mse, rtol=1e-12)
+        np.testing.assert_allclose(got_ssim, want_ssim, rtol=1e-10)
+        assert psnr(a, b) == pytest.approx(psnr(pred, real), rel=1e-12)
+    steps = per_step_metrics(t_pred, t_real)
+    for key in want_steps:
+        assert steps[key] == pytest.approx(want_steps[key], rel=1e-10), key
+    # One mean frame against every real one (broadcast), and colour frames.
+    mean_frame = real.mean(axis=(0, 1)) / 255.0
+    got, want = per_step_metrics(torch.from_numpy(mean_frame).to(device), t_real), per_step_metrics(mean_frame, real)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-10), key
+    t_colour = torch.from_numpy(colour).to(device)
+    np.testing.assert_allclose(ssim(t_colour, t_colour.flip(-2), channels_last=True),
+                               ssim(colour, colour[..., ::-1, :], channels_last=True), rtol=1e-10)
+    assert to_unit(t_real).device == t_real.device
+
+
+def test_metrics_take_cpu_tensors_and_mixed_inputs() -> None:
+    _check_tensors_match_numpy(torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_take_cuda_tensors() -> None:
+    _check_tensors_match_numpy(torch.device("cuda"))

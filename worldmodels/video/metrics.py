@@ -15,6 +15,10 @@ colour ``[..., H, W, C]`` (``collect --rgb``, the paper's 210x160 RGB input); an
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` do). Colour frames: the mean
   of the per-channel SSIMs (what ``structural_similarity(..., channel_axis=-1)`` does).
 
+Inputs may be numpy arrays or torch tensors on any device (a tensor that requires grad is detached): the arithmetic
+runs on the device of the tensor inputs (a GPU's, if any is there; numpy arrays are moved to it), and the results
+come back to the host once, as numpy arrays or Python floats.
+
 Motion-aware scores (error on the moving pixels, object recall and precision) are in
 :mod:`worldmodels.video.motion`.
 """
@@ -36,16 +40,35 @@ C1 = 0.01 ** 2
 C2 = 0.03 ** 2
 
 
-def to_unit(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+def _device_of(*frames: np.ndarray | torch.Tensor) -> torch.device:
+    """Where to compute on ``frames``: the device of the first tensor not on the CPU, else the CPU."""
+    for f in frames:
+        if isinstance(f, torch.Tensor) and f.device.type != "cpu":
+            return f.device
+    return torch.device("cpu")
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A result as a float64 numpy array on the host (one copy from the device)."""
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def to_unit(frames: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """Frames as float64 on the [0, 1] scale: uint8 is divided by 255, floats are kept as they are.
 
-    float64 because SSIM subtracts nearly equal local moments; float32 loses about 1e-4 of it.
+    float64 because SSIM subtracts nearly equal local moments; float32 loses about 1e-4 of it (except on Apple's
+    ``mps``, which has no float64: float32 there).
+
+    :param device: where the result lives (default: where ``frames`` are; the CPU for a numpy array).
     """
     # ascontiguousarray: torch refuses numpy views with negative strides (e.g. frames[::-1]).
-    t = frames if isinstance(frames, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(frames))
+    t = frames.detach() if isinstance(frames, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(frames))
+    if device is not None:
+        t = t.to(device)
+    dtype = torch.float32 if t.device.type == "mps" else torch.float64
     if t.dtype == torch.uint8:
-        return t.to(torch.float64) / 255.0
-    return t.to(torch.float64)
+        return t.to(dtype) / 255.0
+    return t.to(dtype)
 
 
 def mse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, channels_last: bool = False) -> np.ndarray:
@@ -56,8 +79,9 @@ def mse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, channels_las
     :param channels_last: the last axis holds colour channels (averaged over with the pixels).
     :return: float64 ``[...]`` (the leading axes of the broadcast shape), on the [0, 1] scale.
     """
-    d = to_unit(a) - to_unit(b)
-    return (d * d).mean(dim=(-3, -2, -1) if channels_last else (-2, -1)).numpy()
+    device = _device_of(a, b)
+    d = to_unit(a, device) - to_unit(b, device)
+    return _host((d * d).mean(dim=(-3, -2, -1) if channels_last else (-2, -1)))
 
 
 def psnr_from_mse(value: float | np.ndarray) -> float | np.ndarray:
@@ -97,7 +121,8 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int 
     :param channels_last: the last axis holds colour channels: each is scored alone and the SSIMs averaged.
     :return: float64 ``[...]``, 1 for identical frames, in [-1, 1].
     """
-    x, y = torch.broadcast_tensors(to_unit(a), to_unit(b))
+    device = _device_of(a, b)
+    x, y = torch.broadcast_tensors(to_unit(a, device), to_unit(b, device))
     if channels_last:
         # [..., H, W, C] -> [..., C, H, W]: every channel is a frame of its own; their SSIMs are averaged below.
         x, y = x.movedim(-1, -3), y.movedim(-1, -3)
@@ -106,7 +131,7 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int 
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}.")
     x = x.reshape(-1, 1, h, w)
     y = y.reshape(-1, 1, h, w)
-    g = gaussian_window()
+    g = gaussian_window().to(x.device, x.dtype)
     out = []
     # Chunks bound the memory of the ~10 float64 maps per frame (a 32 x 20 rollout evaluation is 640 frames).
     for i in range(0, len(x), chunk):
@@ -120,7 +145,7 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int 
         den = (mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)
         out.append((num / den).mean(dim=(-3, -2, -1)))
     result = torch.cat(out).reshape(lead)
-    return (result.mean(dim=-1) if channels_last else result).numpy()
+    return _host(result.mean(dim=-1) if channels_last else result)
 
 
 def per_step_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.Tensor,
@@ -140,8 +165,9 @@ def per_step_metrics(pred: np.ndarray | torch.Tensor, real: np.ndarray | torch.T
     out: dict[str, list[float]] = {"mse": [], "psnr": []}
     if with_ssim:
         out["ssim"] = []
+    device = _device_of(pred, real)
     for t in range(real.shape[1]):
-        p, r = to_unit(pred_b[:, t]), to_unit(real[:, t])
+        p, r = to_unit(pred_b[:, t], device), to_unit(real[:, t], device)
         m = float(mse(p, r, colour).mean())
         out["mse"].append(m)
         out["psnr"].append(float(psnr_from_mse(m)))
