@@ -85,3 +85,10 @@ def test_choices_and_device(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="run.device=cuda, but torch sees no CUDA device"):
             fit_vae(tiny(tmp_path / "nothing", "run.device=cuda"), run_dir=tmp_path / "gpu")
         assert not (tmp_path / "gpu").exists()
+    else:  # a GPU: the same tiny fit trains there, and its checkpoint evaluates on the CPU
+        data = sprite_dataset(tmp_path / "data")
+        summary = fit_vae(tiny(data, "run.device=cuda"), run_dir=tmp_path / "gpu")
+        assert summary["frames"] == 128 and summary["updates"] == 8
+        assert np.isfinite(summary["elbo_nats"]) and summary["elbo_nats"] > 0
+        report = evaluate_vae(tmp_path / "gpu", data, ks=(1,), frames=4, samples=8)
+        assert report["frames_trained"] == 128 and report["iwae_nats"]["1"] > 0

@@ -19,7 +19,7 @@ from tests.algos.fakes import moving_dot_dataset
 from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint
 from worldmodels.common.scaffold import RunExistsError
 from worldmodels.data import DatasetError, WindowSampler
-from worldmodels.video import VideoFitConfig
+from worldmodels.video import VideoFitConfig, VideoPredictor
 from worldmodels.video.train import fit_world_model
 
 
@@ -122,3 +122,13 @@ def test_run_directory_refusal_and_device(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="run.device=cuda, but torch sees no CUDA device"):
             fit_world_model(tiny(data, "run.device=cuda"), run_dir=tmp_path / "gpu")
         assert not (tmp_path / "gpu").exists()
+    else:  # a GPU: the same tiny fit trains there, and its checkpoint loads on the CPU (the same weights as on the GPU)
+        summary = fit_world_model(tiny(data, "run.device=cuda", "optim.phases.0.updates=2", "optim.phases.1.updates=2"),
+                                  run_dir=tmp_path / "gpu")
+        assert summary["updates"] == 4 and summary["frames"] > 0
+        state = load_checkpoint(list_checkpoints(tmp_path / "gpu" / "checkpoints")[-1])["world_model"]
+        model = VideoPredictor.from_state_dict_full(state)
+        params = list(model.parameters())
+        assert params and all(p.device.type == "cpu" and torch.isfinite(p).all() for p in params)
+        on_gpu = VideoPredictor.from_state_dict_full(state).to("cuda")
+        assert all(torch.equal(a.cpu(), b) for a, b in zip(on_gpu.parameters(), params, strict=True))
