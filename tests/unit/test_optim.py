@@ -115,3 +115,21 @@ def test_bad_arguments_are_named() -> None:
         RMSpropEpsInside([p], lr=0.1, alpha=1.0)
     with pytest.raises(ValueError, match="initial_square_avg"):
         RMSpropEpsInside([p], lr=0.1, initial_square_avg=-1.0)
+
+
+def test_dqn_presets_name_their_rmsprop() -> None:
+    from agents.dqn.config import DQNConfig
+    from agents.dqn.learning import DQNLearner
+    from launch.config import load_config
+
+    def optimizer(preset: str) -> torch.optim.Optimizer:
+        cfg = load_config(DQNConfig, [preset], ["network.hidden=16"])
+        return DQNLearner(3, cfg.agent, cfg.network, 1, obs_shape=(4, 10, 10)).optimizer
+
+    nature, minatar = optimizer("dqn_nature"), optimizer("dqn_minatar")
+    assert type(nature) is RMSpropEpsInside  # DeepMind's: centred, 0.01 inside the root, averages from 0
+    assert {k: nature.param_groups[0][k] for k in ("lr", "alpha", "eps", "centered", "initial_square_avg")} == {
+        "lr": 2.5e-4, "alpha": 0.95, "eps": 0.01, "centered": True, "initial_square_avg": 0.0}
+    assert type(minatar) is torch.optim.RMSprop  # MinAtar's example: PyTorch's, 0.01 outside the root
+    assert {k: minatar.param_groups[0][k] for k in ("lr", "alpha", "eps", "centered")} == {
+        "lr": 2.5e-4, "alpha": 0.95, "eps": 0.01, "centered": True}
