@@ -73,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.registry import get_builder
+    from agents.runtime.algorithm import CheckpointLayout
     from agents.runtime.loop import probe_env
     from launch.config import load_run_config
     from launch.scores import human_normalized
@@ -87,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = builder.evaluate(cfg, builder.checkpoint_weights(ckpt), args.episodes, seed=args.seed, record=frames)
     report = {
         "checkpoint": str(ckpt_path), "algo": cfg.algo, "game": cfg.env.game, "protocol": protocol,
-        "episodes": args.episodes, "frames_trained": int(ckpt["steps"]) * probe_env(cfg).frame_skip,
+        "episodes": args.episodes, "frames_trained": CheckpointLayout.steps(ckpt) * probe_env(cfg).frame_skip,
         "mean": result.mean, "std": result.std,
         "human_normalized": human_normalized(cfg.env.game, result.mean), "returns": result.returns,
     }

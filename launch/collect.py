@@ -176,6 +176,8 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
     if policy == "random":
         return {"kind": "random"}, {"kind": "random"}
     from agents.dqn.config import DQNConfig
+    from agents.registry import get_builder
+    from agents.runtime.algorithm import CheckpointLayout
     from envs import resolve_game
     from launch.config import load_run_config
 
@@ -190,9 +192,9 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
         raise ValueError(f"--epsilon {epsilon} must lie in [0, 1].")
     from agents.runtime.loop import probe_env
 
-    spec = {"kind": "dqn", "weights": ckpt["learner"]["online"], "config": cfg, "hidden": cfg.network.hidden,
-            "dueling": cfg.network.dueling, "epsilon": epsilon}
-    frames_trained = int(ckpt["steps"]) * probe_env(cfg).frame_skip
+    spec = {"kind": "dqn", "weights": get_builder("dqn").checkpoint_weights(ckpt), "config": cfg,
+            "hidden": cfg.network.hidden, "dueling": cfg.network.dueling, "epsilon": epsilon}
+    frames_trained = CheckpointLayout.steps(ckpt) * probe_env(cfg).frame_skip
     return spec, {"kind": "dqn", "checkpoint": str(path), "frames_trained": frames_trained, "epsilon": epsilon}
 
 

@@ -214,7 +214,8 @@ def load_run_config(schema_cls: type[T] | None, run_or_checkpoint: str | Path) -
 
     The config is the one embedded in the checkpoint (exactly what trained those weights), or else the run
     directory's ``config.yaml``. With ``schema_cls=None`` the schema is the config class of the algorithm the
-    checkpoint names (``algo``; older checkpoints without it are DQN's).
+    checkpoint names (``algo``; an older checkpoint without it is migrated or refused by
+    :meth:`agents.runtime.algorithm.CheckpointLayout.migrate`).
 
     :raises worldmodels.common.checkpoint.CheckpointError: no (readable) checkpoint there.
     :raises ConfigError: neither the checkpoint nor the run directory holds a config, or it does not load.
@@ -227,9 +228,9 @@ def load_run_config(schema_cls: type[T] | None, run_or_checkpoint: str | Path) -
     text = ckpt.get("config")
     if schema_cls is None:
         from agents.registry import get_builder
+        from agents.runtime.algorithm import CheckpointLayout
 
-        algo = ckpt.get("algo") or (OmegaConf.create(text).get("algo") if text else None) or "dqn"
-        schema_cls = get_builder(str(algo)).config_class
+        schema_cls = get_builder(CheckpointLayout.algo(ckpt, path)).config_class
     if text:
         try:
             return saved_config(schema_cls, text, path), ckpt, path
@@ -282,8 +283,9 @@ def _run_algo(point: ResumePoint, presets: Sequence[str], overrides: Sequence[st
     """The agent algorithm a resumed run trains (the checkpoint's); presets that select another are refused."""
     if point.state is None:  # a run that saved no checkpoint starts afresh, as a new run would
         return peek_algo(presets or [point.run_dir / "config.yaml"], overrides)
-    text = point.state.get("config")
-    algo = str(point.state.get("algo") or (OmegaConf.create(text).get("algo") if text else None) or "dqn")
+    from agents.runtime.algorithm import CheckpointLayout
+
+    algo = CheckpointLayout.algo(point.state, point.checkpoint or point.run_dir)
     if presets and peek_algo(presets, [], default=algo) != algo:
         raise ConfigError(f"--resume {point.run_dir}: the run trains {algo!r}, the presets {' '.join(presets)} "
                           f"select {peek_algo(presets, [], default=algo)!r}; resume with `--resume "

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = None
     if not args.init:
         _, state = load_latest(args.run_dir)
-        weights = state["learner"]["network"]
+        weights = get_builder("straw").checkpoint_weights(state)
     result = gradient_breakdown(cfg, weights, args.unrolls)
     print(json.dumps(result) if args.json else format_breakdown(result))
     return 0

@@ -39,7 +39,7 @@ class ActorCriticBuilder:
         return evaluate_policy(cfg, weights, episodes, seed=seed, record=record)
 
     def checkpoint_weights(self, ckpt: dict[str, Any]) -> Any:
-        return ckpt["learner"]["network"]
+        return ActorCriticLearner.checkpoint_weights(ckpt)
 
 
 BUILDER = ActorCriticBuilder()

@@ -239,6 +239,13 @@ class ActorCriticLearner:
         self._busy, self._since = 0.0, now
         return {"charts/learning_rate": self.lr, "charts/learner_busy_fraction": busy}
 
+    @staticmethod
+    def checkpoint_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The actor weights (:meth:`get_weights`) in a checkpoint this learner's :meth:`state_dict` went into."""
+        from agents.runtime.algorithm import CheckpointLayout
+
+        return CheckpointLayout.learner_state(ckpt)["network"]
+
     def state_dict(self) -> dict[str, Any]:
         return {"learner": {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                             "lr": self.lr}}

@@ -33,9 +33,9 @@ import torch
 
 from agents.dqn.config import DQNConfig, ExplorationConfig
 from agents.dqn.networks import QNetwork
+from agents.replay.nstep import NStepBuilder
 from agents.runtime.algorithm import ActorParts, EpisodeTracker, env_spec
 from agents.runtime.config import actor_seed, env_trackers, make_actor_env
-from agents.replay.nstep import NStepBuilder
 from envs import newest_frames
 
 if TYPE_CHECKING:

@@ -71,7 +71,7 @@ class DQNBuilder:
         return evaluate_policy(cfg, weights, episodes, seed=seed, record=record)
 
     def checkpoint_weights(self, ckpt: dict[str, Any]) -> Any:
-        return ckpt["learner"]["online"]
+        return DQNReplayLearner.checkpoint_weights(ckpt)
 
 
 BUILDER = DQNBuilder()

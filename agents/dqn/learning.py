@@ -234,6 +234,14 @@ class DQNReplayLearner:
     def scalars(self) -> dict[str, float]:
         return {"charts/replay_size": float(len(self.replay))}
 
+    @staticmethod
+    def checkpoint_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The actor weights (:meth:`get_weights`: the online network) in a checkpoint this learner's
+        :meth:`state_dict` went into."""
+        from agents.runtime.algorithm import CheckpointLayout
+
+        return CheckpointLayout.learner_state(ckpt)["online"]
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"learner": self.core.state_dict()}
         if self.cfg.replay.save_in_checkpoint:

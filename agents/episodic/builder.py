@@ -57,7 +57,7 @@ class MFECBuilder:
         return evaluate_policy(cfg, weights, episodes, seed=seed, record=record)
 
     def checkpoint_weights(self, ckpt: dict[str, Any]) -> Any:
-        return ckpt["learner"]["memory"]
+        return MFECLearner.checkpoint_weights(ckpt)
 
 
 BUILDER = MFECBuilder()

@@ -69,6 +69,13 @@ class MFECLearner:
         self._busy, self._since = 0.0, now
         return {"episodic/memory_size": float(self.memory.size), "charts/learner_busy_fraction": busy}
 
+    @staticmethod
+    def checkpoint_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+        """The actors' "weights" (the memory's state) in a checkpoint this learner's :meth:`state_dict` went into."""
+        from agents.runtime.algorithm import CheckpointLayout
+
+        return CheckpointLayout.learner_state(ckpt)["memory"]
+
     def state_dict(self) -> dict[str, Any]:
         return {"learner": {"memory": self.memory.state_dict()}}
 

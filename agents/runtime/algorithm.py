@@ -329,4 +329,104 @@ class Builder(Protocol):
         ``record`` is a list, append the observations of the first game to it (for a video)."""
 
     def checkpoint_weights(self, ckpt: dict[str, Any]) -> Any:
-        """The actor weights stored in a checkpoint (for ``reverie evaluate``)."""
+        """The actor weights stored in a checkpoint (for ``reverie evaluate``), as :meth:`Learner.get_weights` gave
+        them: the learner class reads them from its own entry (:meth:`CheckpointLayout.learner_state`)."""
+
+
+class CheckpointLayout:
+    """The layout of a run's checkpoint, owned here: one dict, written by the loop
+    (:func:`agents.runtime.loop.run_training`, with :func:`worldmodels.common.checkpoint.save_checkpoint`) and read
+    through these methods by the loop, the builders and the command line, never by indexing it elsewhere.
+
+    Top-level keys:
+
+    - ``algo``: the :attr:`Builder.name` that wrote it (checkpoints from before the algorithm seam lack it:
+      :meth:`migrate`);
+    - ``steps``, ``updates``, ``episodes``: the run's :class:`Counters`;
+    - ``rng``: the Python, numpy and torch generator states; ``config``: the run's config as YAML;
+    - ``discovered``: what trackers discovered, by tag (sorted lists); ``actor_states``: each actor's
+      :meth:`~agents.runtime.actor.EnvActor.get_state`; ``shared_actor_state``: :attr:`ActorSetup.get_state`'s, if any;
+    - the learner's :meth:`Learner.state_dict` keys, merged at the top level: ``learner`` (weights, optimiser; its
+      inside is the learner's own, read by its builder's :meth:`Builder.checkpoint_weights` through
+      :meth:`learner_state`) and any other of its own (DQN's ``replay``).
+    """
+
+    ALGO = "algo"
+    LEARNER = "learner"
+
+    @staticmethod
+    def payload(algo: str, learner_state: Mapping[str, Any], counters: Counters, rng: Any, config_yaml: str,
+                discovered: Mapping[str, set[int]], actor_states: Any, shared_actor_state: Any = None,
+                ) -> dict[str, Any]:
+        """The dict a checkpoint saves (``shared_actor_state`` None: the run has no shared service state)."""
+        payload = {CheckpointLayout.ALGO: algo, **learner_state, "steps": counters.steps,
+                   "updates": counters.updates, "episodes": counters.episodes, "rng": rng, "config": config_yaml,
+                   "discovered": {tag: sorted(items) for tag, items in discovered.items()},
+                   "actor_states": actor_states}
+        if shared_actor_state is not None:
+            payload["shared_actor_state"] = shared_actor_state
+        return payload
+
+    @staticmethod
+    def migrate(ckpt: dict[str, Any], path: Path | str) -> dict[str, Any]:
+        """Bring an older checkpoint to this layout, in place; the one place that knows older layouts.
+
+        A checkpoint without ``algo`` comes from before the algorithm seam, when DQN was the only agent: one whose
+        ``learner`` holds DQN's networks (``online``, ``target``) is DQN's, and gets ``algo: dqn``. Any other
+        without ``algo`` is not a run's checkpoint this code can tell.
+
+        :raises worldmodels.common.checkpoint.CheckpointError: naming the file and the fix.
+        """
+        if CheckpointLayout.ALGO in ckpt:
+            return ckpt
+        learner = ckpt.get(CheckpointLayout.LEARNER)
+        if isinstance(learner, Mapping) and {"online", "target"} <= set(learner):
+            ckpt[CheckpointLayout.ALGO] = "dqn"
+            return ckpt
+        from worldmodels.common.checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"{path} names no algorithm (no 'algo' key) and is not a DQN checkpoint from before the key existed: "
+            "it was not written by `reverie train`, or by a version that cannot be told apart. If you know which "
+            "algorithm wrote it, add the key: ckpt = torch.load(PATH, weights_only=False); ckpt['algo'] = "
+            "'<dqn|actor_critic|straw|mfec>'; torch.save(ckpt, PATH).")
+
+    @staticmethod
+    def algo(ckpt: dict[str, Any], path: Path | str) -> str:
+        """The algorithm that wrote the checkpoint (migrating an older one, see :meth:`migrate`)."""
+        return str(CheckpointLayout.migrate(ckpt, path)[CheckpointLayout.ALGO])
+
+    @staticmethod
+    def learner_state(ckpt: Mapping[str, Any]) -> Any:
+        """The learner's own entry (``learner``), whose inside its learner defines.
+
+        :raises KeyError: the checkpoint has none (naming the keys it has)."""
+        if CheckpointLayout.LEARNER not in ckpt:
+            raise KeyError(f"the checkpoint holds no '{CheckpointLayout.LEARNER}' entry (it has: {sorted(ckpt)})")
+        return ckpt[CheckpointLayout.LEARNER]
+
+    @staticmethod
+    def restore_counters(ckpt: Mapping[str, Any], counters: Counters) -> None:
+        """Set ``counters``' steps, updates and episodes to the checkpoint's."""
+        counters.steps, counters.updates, counters.episodes = (int(ckpt["steps"]), int(ckpt["updates"]),
+                                                               int(ckpt["episodes"]))
+
+    @staticmethod
+    def steps(ckpt: Mapping[str, Any]) -> int:
+        """Agent steps the run had collected (``frames = steps x frame_skip``)."""
+        return int(ckpt["steps"])
+
+    @staticmethod
+    def discovered(ckpt: Mapping[str, Any]) -> dict[str, set[int]]:
+        """What the run's trackers had discovered, by tag (empty for a checkpoint without it)."""
+        return {tag: set(items) for tag, items in ckpt.get("discovered", {}).items()}
+
+    @staticmethod
+    def actor_states(ckpt: Mapping[str, Any]) -> list[Any]:
+        """Each actor's saved state (empty: none saved)."""
+        return list(ckpt.get("actor_states") or [])
+
+    @staticmethod
+    def shared_actor_state(ckpt: Mapping[str, Any]) -> Any:
+        """The shared service's saved state (None: the run had none)."""
+        return ckpt.get("shared_actor_state")

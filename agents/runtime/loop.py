@@ -28,7 +28,16 @@ import numpy as np
 import torch
 
 from agents.runtime.actor import ActorOutput
-from agents.runtime.algorithm import ActorSetup, Builder, Counters, EnvSpec, Learner, Scalars, env_spec
+from agents.runtime.algorithm import (
+    ActorSetup,
+    Builder,
+    CheckpointLayout,
+    Counters,
+    EnvSpec,
+    Learner,
+    Scalars,
+    env_spec,
+)
 from agents.runtime.config import RESUME_SAFE_KEYS, make_actor_env
 from worldmodels.common.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
@@ -154,17 +163,18 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
                            RESUME_SAFE_KEYS, resume_from)
     ckpt, ckpt_path = (point.state, point.checkpoint) if point is not None else (None, None)
     if ckpt is not None:
-        if ckpt.get("algo", "dqn") != builder.name:
-            raise ResumeError(f"{ckpt_path} is a checkpoint of {ckpt.get('algo', 'dqn')!r}, not of "
-                              f"{builder.name!r}: resume it with its own config (`reverie train --resume {path}`).")
+        algo = CheckpointLayout.algo(ckpt, ckpt_path or path)  # an older checkpoint migrated, or a clear error
+        if algo != builder.name:
+            raise ResumeError(f"{ckpt_path} is a checkpoint of {algo!r}, not of {builder.name!r}: resume it with its "
+                              f"own config (`reverie train --resume {path}`).")
         try:
             learner.load_state_dict(ckpt)
         except (RuntimeError, KeyError, ValueError) as err:  # torch's size mismatch, a missing entry
             raise CheckpointError(f"{ckpt_path} does not fit the learner this config builds "
                                   f"({str(err).splitlines()[0][:200]}); resume with the run's own config.") from err
-        state.steps, state.updates, state.episodes = ckpt["steps"], ckpt["updates"], ckpt["episodes"]
+        CheckpointLayout.restore_counters(ckpt, state)
         set_rng_state(ckpt["rng"])
-        state.discovered = {tag: set(items) for tag, items in ckpt.get("discovered", {}).items()}
+        state.discovered = CheckpointLayout.discovered(ckpt)
         log.info("resumed %s at %d frames", path, state.frames)
 
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
@@ -179,21 +189,19 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
         state.setup = setup
         if setup.close is not None:
             run.add_cleanup(setup.close)
-        if ckpt is not None and setup.set_state is not None and ckpt.get("shared_actor_state") is not None:
-            setup.set_state(ckpt["shared_actor_state"])
+        shared = CheckpointLayout.shared_actor_state(ckpt) if ckpt is not None else None
+        if setup.set_state is not None and shared is not None:
+            setup.set_state(shared)
         runtime = make_runtime(cfg, setup)
         state.runtime = runtime
         run.add_cleanup(runtime.close)
-        if ckpt is not None and ckpt.get("actor_states"):
-            runtime.set_actor_states(ckpt["actor_states"])
+        if ckpt is not None and CheckpointLayout.actor_states(ckpt):
+            runtime.set_actor_states(CheckpointLayout.actor_states(ckpt))
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
-            payload = {"algo": builder.name, **learner.state_dict(), "steps": state.steps, "updates": state.updates,
-                       "episodes": state.episodes, "rng": rng_state(), "config": config_yaml,
-                       "discovered": {tag: sorted(items) for tag, items in state.discovered.items()},
-                       "actor_states": runtime.actor_states()}
-            if setup.get_state is not None:
-                payload["shared_actor_state"] = setup.get_state()
+            payload = CheckpointLayout.payload(
+                builder.name, learner.state_dict(), state, rng_state(), config_yaml, state.discovered,
+                runtime.actor_states(), setup.get_state() if setup.get_state is not None else None)
             return save_checkpoint(run.path / "checkpoints", state.frames, payload, keep=keep)
 
         run.on_interrupt(checkpoint)  # Ctrl-C / SIGTERM: a last checkpoint, then the interrupt goes on

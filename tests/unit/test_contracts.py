@@ -129,3 +129,69 @@ def test_actor_state_saves_exactly_the_stateful_parts(tmp_path: Path) -> None:
     fresh = EnvActor(0, parts, None, seed=0)
     fresh.set_state(actor.get_state())
     assert fresh.get_state() == {"adder": {"n": 3}}
+
+
+# --- the checkpoint layout -------------------------------------------------------------------------------------------
+def test_a_checkpoint_from_before_the_algo_key_is_migrated_in_one_place_or_refused_naming_the_fix() -> None:
+    from agents.runtime.algorithm import CheckpointLayout
+    from worldmodels.common.checkpoint import CheckpointError
+
+    old_dqn = {"learner": {"online": {}, "target": {}, "optimizer": {}, "num_updates": 0}, "steps": 5}
+    assert CheckpointLayout.algo(old_dqn, "runs/old/ckpt.pt") == "dqn" and old_dqn["algo"] == "dqn"
+    assert CheckpointLayout.algo({"algo": "straw"}, "x.pt") == "straw"  # a current one is left as it is
+    with pytest.raises(CheckpointError, match=r"runs/odd/ckpt\.pt names no algorithm.*ckpt\['algo'\] = "):
+        CheckpointLayout.algo({"learner": {"network": {}}, "steps": 5}, "runs/odd/ckpt.pt")
+
+
+@pytest.mark.parametrize("algo", ["actor_critic", "dqn", "straw"])
+def test_builders_read_the_weights_their_learner_saved_through_the_layout(algo: str) -> None:
+    from agents.runtime.algorithm import CheckpointLayout, Counters
+    from agents.runtime.loop import probe_env
+
+    builder = get_builder(algo)
+    cfg = _cfg(algo)
+    learner = builder.make_learner(cfg, probe_env(cfg), torch.device("cpu"))
+    ckpt = CheckpointLayout.payload(algo, learner.state_dict(), Counters(steps=7), None, "", {}, [])
+    weights = builder.checkpoint_weights(ckpt)
+    expected = learner.get_weights()
+    assert weights.keys() == expected.keys()
+    assert all(torch.equal(weights[k].cpu(), expected[k]) for k in expected)
+    assert CheckpointLayout.steps(ckpt) == 7 and CheckpointLayout.algo(ckpt, "x.pt") == algo
+
+
+def test_resuming_a_checkpoint_without_algo_that_is_not_dqns_is_a_clear_error(tmp_path: Path) -> None:
+    from agents.runtime.loop import run_training
+    from tests.algos.tabular_catch import BUILDER, TabularConfig
+    from worldmodels.common.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+
+    cfg = TabularConfig()
+    cfg.run.progress, cfg.run.total_frames = False, 2000
+    run_training(BUILDER, cfg, run_dir=tmp_path / "run")
+    path = find_checkpoint(tmp_path / "run")
+    state = load_checkpoint(path)
+    del state["algo"], state["format"]
+    save_checkpoint(path.parent, int(path.stem.split("_")[1]), state)  # the same file, without its algo
+    cfg.run.total_frames = 4000
+    with pytest.raises(CheckpointError, match=rf"{path.name} names no algorithm"):
+        run_training(BUILDER, cfg, run_dir=tmp_path / "run", resume=True)
+
+
+def test_an_old_dqn_checkpoint_loads_for_evaluation_and_resumes(tmp_path: Path) -> None:
+    from agents.runtime.loop import run_training
+    from launch.config import load_run_config
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+
+    cfg = load_config(get_builder("dqn").config_class, ["dqn_catch"],
+                      ["network.hidden=16", "env.num_envs=2", "run.total_frames=400", "run.progress=false",
+                       "run.eval_episodes=0"])
+    run_training(get_builder("dqn"), cfg, run_dir=tmp_path / "run")
+    path = find_checkpoint(tmp_path / "run")
+    state = load_checkpoint(path)
+    del state["algo"], state["format"]  # as the DQN of before the algorithm seam wrote them
+    save_checkpoint(path.parent, int(path.stem.split("_")[1]), state)
+    loaded, ckpt, _ = load_run_config(None, path)
+    assert loaded.algo == "dqn" and ckpt["algo"] == "dqn"
+    assert get_builder("dqn").checkpoint_weights(ckpt).keys() == state["learner"]["online"].keys()
+    cfg.run.total_frames = 800
+    resumed = run_training(get_builder("dqn"), cfg, run_dir=tmp_path / "run", resume=True)
+    assert resumed.frames >= 800
