@@ -183,6 +183,8 @@ class ActorCriticLearner:
             torch.manual_seed(cfg.run.seed)
             network = cfg.build_network(spec.obs_shape, spec.num_actions, spec.obs_high)
         self.network: PolicyCore = network.to(device)
+        # The learner's own draws (PPO's minibatch order): the actors in this process draw from the global generator.
+        self.generator = torch.Generator(device=device).manual_seed(cfg.run.seed)
         a = cfg.agent
         params = list(self.network.parameters())
         if a.optimizer == "rmsprop_tf":
@@ -248,7 +250,7 @@ class ActorCriticLearner:
 
     def state_dict(self) -> dict[str, Any]:
         return {"learner": {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                            "lr": self.lr}}
+                            "lr": self.lr, "generator": self.generator.get_state()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
@@ -259,6 +261,9 @@ class ActorCriticLearner:
                              f"({str(err).splitlines()[0]})") from err
         self.optimizer.load_state_dict(state["learner"]["optimizer"])
         self.lr = float(state["learner"]["lr"])
+        saved = state["learner"].get("generator")  # None in checkpoints from before the learner had its own
+        if saved is not None and saved.numel() == self.generator.get_state().numel():  # (and a CPU one on CUDA)
+            self.generator.set_state(saved)
 
     # --- objectives --------------------------------------------------------------------------------------------
     def _step(self, loss: torch.Tensor) -> torch.Tensor:
@@ -341,9 +346,9 @@ class ActorCriticLearner:
         flat_mask = batch.mask.reshape(-1)
         for _ in range(a.ppo_epochs):
             if recurrent:  # whole unrolls, so the LSTM re-runs each from its stored first state
-                order = torch.randperm(envs, device=self.device)
+                order = torch.randperm(envs, generator=self.generator, device=self.device)
             else:  # single steps, as CleanRL shuffles its flat batch (autoreset steps weighted 0 below)
-                order = torch.randperm(steps * envs, device=self.device)
+                order = torch.randperm(steps * envs, generator=self.generator, device=self.device)
             for idx in torch.tensor_split(order, a.ppo_minibatches):
                 if recurrent:
                     mb = batch.columns(idx)

@@ -7,6 +7,7 @@ Each part now seeds its initialisation in a scope of its own (``torch.random.for
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -84,3 +85,35 @@ def test_a_parts_initialisation_does_not_depend_on_earlier_draws(name: str) -> N
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     _close(first)
     _close(second)
+
+
+def test_ppo_draws_its_minibatches_from_the_learners_own_generator() -> None:
+    from agents.runtime.actor import EnvActor
+    from agents.runtime.algorithm import Counters
+
+    cfg = load_config(ActorCriticConfig, ["a2c_tiny"], ["run.progress=false", "agent.loss=ppo"])
+    actor = EnvActor(0, make_ac_parts, cfg, seed=3)
+    out = actor.run(cfg.agent.unroll_length, 0)
+    counters = Counters(frame_skip=4, total_steps=cfg.run.total_frames // 4)
+    learners = []
+    for earlier_draws in (0, 100):
+        learner = _learner(cfg)
+        torch.manual_seed(7)
+        torch.rand(earlier_draws)
+        expected = torch.rand(3, generator=torch.Generator().manual_seed(7).set_state(torch.get_rng_state()))
+        learner.ingest(out)
+        learner.update(counters)
+        assert torch.equal(torch.rand(3), expected)  # the update drew nothing from the global generator
+        learners.append(learner)
+    a, b = learners[0].get_weights(), learners[1].get_weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The generator's state is checkpointed: a restored learner shuffles the next batch as the original does.
+    restored = _learner(cfg)
+    restored.load_state_dict(copy.deepcopy(learners[0].state_dict()))  # a copy: torch's optimiser adopts tensors
+    for learner in (learners[0], restored):
+        learner.ingest(out)
+        learner.update(counters)
+    a, b = learners[0].get_weights(), restored.get_weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(learners[0].generator.get_state(), restored.generator.get_state())
+    actor.close()
