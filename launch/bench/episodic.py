@@ -368,6 +368,7 @@ def run_recall_bench(runs: Sequence[str], nprobes: Sequence[int] = (8, 32, 128),
     import faiss
 
     from agents.episodic.knn import IVFIndex
+    from agents.episodic.learning import MFECLearner
     from worldmodels.common.checkpoint import load_latest
 
     faiss.omp_set_num_threads(1)
@@ -387,7 +388,7 @@ def run_recall_bench(runs: Sequence[str], nprobes: Sequence[int] = (8, 32, 128),
     for run in runs:
         ckpt, state = load_latest(run)
         try:
-            memory = state["learner"]["memory"]
+            memory = MFECLearner.checkpoint_weights(state)
         except (KeyError, TypeError):
             raise ValueError(f"{ckpt} holds no episodic memory: give an MFEC run directory or checkpoint "
                              f"(reverie train mfec_atari ...)") from None
