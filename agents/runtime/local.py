@@ -14,7 +14,7 @@ from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
 class LocalRuntime:
     """Same interface as :class:`agents.runtime.ray_runtime.RayRuntime`.
 
-    :param parts_fn: builds (env, policy, adder) for an actor.
+    :param parts_fn: builds the actor's :class:`~agents.runtime.algorithm.ActorParts`.
     :param cfg: the algorithm's config.
     :param seed: env seed of the single actor.
     :param chunk_steps: vector-env steps per chunk.

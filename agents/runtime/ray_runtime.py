@@ -65,7 +65,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, niceness: int = 0
 class RayRuntime:
     """Remote actors with the same interface as :class:`agents.runtime.local.LocalRuntime`.
 
-    :param parts_fn: builds (env, policy, adder) inside each actor process.
+    :param parts_fn: builds each actor's :class:`~agents.runtime.algorithm.ActorParts`, inside its process.
     :param cfg: the algorithm's config (pickled to every actor).
     :param num_actors: number of remote actors.
     :param seed: actor i resets its env with ``seed + 1000 * (i + 1)``.
