@@ -258,6 +258,11 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> ActorParts:
     with torch.random.fork_rng(devices=[]):  # seeded init that leaves the process's generator alone (local mode)
         torch.manual_seed(seed)
         network = make_network(cfg, spec.obs_shape, spec.num_actions, spec.obs_high)
+    if cfg.runtime.num_actors > 0:
+        # A Ray actor's own process: a core's acting draws from torch's global generator (STRAW's gates and noise)
+        # follow this actor's seed, not torch's default one that every worker process starts with. In local mode
+        # (num_actors 0) the process is the learner's too, and its generator is left alone.
+        torch.manual_seed(seed)
     policy = ACPolicy(network, seed, clip_rewards=cfg.agent.clip_rewards)
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)

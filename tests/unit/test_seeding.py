@@ -19,6 +19,7 @@ from agents.actor_critic.config import ActorCriticConfig
 from agents.dqn.actor import make_dqn_parts
 from agents.dqn.config import DQNConfig
 from agents.registry import get_builder
+from agents.runtime.algorithm import ActorParts
 from agents.runtime.loop import probe_env
 from launch.config import load_config
 
@@ -48,18 +49,15 @@ PARTS: dict[str, Callable[[], Any]] = {
 
 def _network(part: Any) -> torch.nn.Module:
     """The part's network: an actor's policy network, or the learner's online network."""
-    if hasattr(part, "policy"):
+    if isinstance(part, ActorParts):
         return part.policy.network
-    if isinstance(part, tuple):  # actor parts as (env, policy, adder, trackers)
-        return part[1].network
     core = getattr(part, "core", part)  # DQN's replay learner wraps the Q-learning core
     return core.online if hasattr(core, "online") else core.network
 
 
 def _close(part: Any) -> None:
-    env = getattr(part, "env", None) or (part[0] if isinstance(part, tuple) else None)
-    if env is not None:
-        env.close()
+    if isinstance(part, ActorParts):
+        part.env.close()
 
 
 @pytest.mark.parametrize("name", list(PARTS))
@@ -117,3 +115,19 @@ def test_ppo_draws_its_minibatches_from_the_learners_own_generator() -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(learners[0].generator.get_state(), restored.generator.get_state())
     actor.close()
+
+
+def test_a_ray_actors_process_draws_from_its_own_seed() -> None:
+    """With Ray actors each builds its parts in its own process: the global generator there (STRAW's acting draws)
+    gets the actor's seed, so two actors do not share torch's default stream."""
+    from agents.runtime.config import actor_seed
+
+    cfg = load_config(ActorCriticConfig, ["a2c_tiny"], ["run.progress=false", "runtime.num_actors=2"])
+    draws = []
+    for actor_id in (0, 1):
+        parts = make_ac_parts(cfg, actor_id)
+        draws.append(torch.rand(3))
+        expected = torch.rand(3, generator=torch.Generator().manual_seed(actor_seed(cfg.run, actor_id)))
+        assert torch.equal(draws[-1], expected)
+        parts.env.close()
+    assert not torch.equal(draws[0], draws[1])
