@@ -11,7 +11,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -399,18 +401,27 @@ def main(argv: list[str] | None = None) -> int:
     # Before the command's work: glibc keeps freed batch-sized blocks instead of an mmap/munmap per batch
     # (`reverie bench allocator`); a variable the user set wins.
     tune_allocator()
+    # SIGTERM (a scheduler's or Kubernetes' stop) ends every command as Ctrl-C does: a trainer's run scaffold
+    # takes both signals over for its run (a last checkpoint), collect keeps its finished episodes.
+    from worldmodels.common.scaffold import raise_interrupted
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupted) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         return args.func(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         # A command without checkpoints (collect) says what it kept instead.
         print(getattr(args, "interrupt_hint", "interrupted: a last checkpoint was written; continue with "
                                               "--resume RUN_DIR"), file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signum", signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports
     except _user_errors() as err:
         if args.verbose:
             raise
         print(f"reverie {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:  # main() called in-process (tests) leaves the caller's handler
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

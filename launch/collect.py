@@ -229,6 +229,7 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     from tqdm import tqdm
 
     from agents.runtime.algorithm import env_spec
+    from worldmodels.common.runlock import DirectoryLock
     from worldmodels.data import DatasetWriter
 
     frame = {"frame_height": int(frame_size[0]), "frame_width": int(frame_size[1]), "grayscale": not rgb}
@@ -245,16 +246,25 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     meta = {"game": game, "preset": preset, "policy": policy_meta, "seed": seed, "actors": actors,
             "envs_per_actor": envs_per_actor, "frames_requested": frames}
     frame_shape = (*frame_size, 3) if rgb else tuple(frame_size)
-    previous = _previous_session(Path(out), meta, frames, heldout_fraction, frame_shape) if resume else None
+    # One writer per dataset folder, until this function returns (or the process dies: the kernel drops it).
+    lock = DirectoryLock(out).acquire()
+    try:
+        previous = _previous_session(Path(out), meta, frames, heldout_fraction, frame_shape) if resume else None
+        writer: DatasetWriter
+        if previous is None:
+            writer = DatasetWriter(out, meta, heldout_fraction=heldout_fraction, shard_frames=shard_frames)
+        elif not previous.get("complete"):
+            writer = DatasetWriter.reopen(out, shard_frames=shard_frames)
+    except BaseException:
+        lock.release()
+        raise
     if previous is not None and previous.get("complete"):
+        lock.release()
         log.warning("%s: already finished with %d frames; nothing to collect", out, previous["counts"]["frames"])
         return previous
-    writer: DatasetWriter
     if previous is None:
-        writer = DatasetWriter(out, meta, heldout_fraction=heldout_fraction, shard_frames=shard_frames)
         done_frames, done_emulator, done_seconds = 0, 0, 0.0
     else:
-        writer = DatasetWriter.reopen(out, shard_frames=shard_frames)
         done_frames = writer.frames  # of the shards listed (a manifest of older code counted buffered ones too)
         done_emulator = int(previous.get("emulator_frames", 0))
         done_seconds = float(previous.get("wall_seconds", 0.0))
@@ -270,12 +280,19 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
     started = time.time()
     emulator_frames = 0
     if done_frames >= frames:  # interrupted after its last shard, before the final manifest
-        return writer.close(emulator_frames=done_emulator, wall_seconds=done_seconds)
+        try:
+            return writer.close(emulator_frames=done_emulator, wall_seconds=done_seconds)
+        finally:
+            lock.release()
     workers = max(1, actors)
     parts_fn = functools.partial(collect_parts, game=game, preset=preset, num_envs=envs_per_actor, seed=seed,
                                  frame=frame)
     emulator_frames_per_chunk = chunk_steps * envs_per_actor * spec_env.frame_skip
-    runtime, started_ray = _make_runtime(parts_fn, spec, actors, seed, chunk_steps, envs_per_actor, ray_address)
+    try:
+        runtime, started_ray = _make_runtime(parts_fn, spec, actors, seed, chunk_steps, envs_per_actor, ray_address)
+    except BaseException:
+        lock.release()
+        raise
     bar = tqdm(total=frames, initial=done_frames, unit="frame", disable=not progress, desc=f"collect {game}")
     try:
         if weights is not None:
@@ -327,6 +344,9 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
         # still running are dropped: a resumed collection starts new games.
         writer.flush()
         raise
+    else:
+        manifest = writer.close(emulator_frames=done_emulator + emulator_frames,
+                                wall_seconds=round(done_seconds + time.time() - started, 2))
     finally:
         bar.close()
         runtime.close()
@@ -334,8 +354,8 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
             import ray
 
             ray.shutdown()
-    return writer.close(emulator_frames=done_emulator + emulator_frames,
-                        wall_seconds=round(done_seconds + time.time() - started, 2))
+        lock.release()
+    return manifest
 
 
 def _previous_session(out: Path, meta: dict[str, Any], frames: int, heldout_fraction: float,
@@ -378,18 +398,21 @@ def _remove_leftovers(out: Path) -> None:
 
     :raises DatasetError: ``out`` holds anything else (it is not an interrupted collection).
     """
+    from worldmodels.common.runlock import LOCK_NAME
     from worldmodels.data import SPLITS, DatasetError
     from worldmodels.data.format import MANIFEST
 
     if not out.is_dir():
         return
-    allowed = re.compile(rf"({'|'.join(SPLITS)})(/shard_\d+\.npz|/\..*\.tmp)?|\..*\.tmp")
+    allowed = re.compile(rf"({'|'.join(SPLITS)})(/shard_\d+\.npz|/\..*\.tmp)?|\..*\.tmp|{re.escape(LOCK_NAME)}")
     found = sorted(out.rglob("*"), reverse=True)  # children before their folders
     others = [p for p in found if not allowed.fullmatch(p.relative_to(out).as_posix())]
     if others:
         raise DatasetError(f"--resume {out}: there is no {MANIFEST} but {others[-1]} and {len(others) - 1} more "
                            f"file(s): this is not an interrupted collection; choose a new --out.")
     for path in found:
+        if path.name == LOCK_NAME:  # this collection's own lock
+            continue
         log.warning("%s: left by a collection stopped before its first manifest; removed", path)
         if path.is_dir():
             path.rmdir()

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ray
@@ -25,6 +27,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
 from worldmodels.common.allocator import allocator_env
+from worldmodels.common.scaffold import preserve_signal_handlers
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,47 @@ def init_ray(address: str | None, num_cpus: int | None = None, niceness: int = 0
     # Read by the raylet this call starts, which applies it to every worker process it launches.
     os.environ.setdefault("RAY_worker_niceness", str(niceness))
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()}, "log_to_driver": True}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **kwargs)
+    with _driver_keeps_its_signals():
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     _node_ip_address="127.0.0.1", **kwargs)
     return True
+
+
+@contextmanager
+def _driver_keeps_its_signals() -> Iterator[None]:
+    """While ``ray.init`` runs in the driver, keep Ray from taking SIGTERM over, so that SIGTERM ends a Ray run as
+    SIGINT does (a last checkpoint, exit 143) through the run's own handler (RunScaffold's, or the CLI's):
+
+    - ``ray.init`` installs a Python SIGTERM handler (``sys.exit(15)``: no checkpoint, a stack dump): it is not
+      installed (a SIGTERM during the start-up is the run's too), and the handlers are put back afterwards should a
+      Ray version install it another way;
+    - the driver's core worker installs absl's failure-signal handler, which on SIGTERM prints a C++ stack dump,
+      then aborts the process as it exits (status 134, after the checkpoint): it is left out of the driver only
+      (``RAY_DISABLE_FAILURE_SIGNAL_HANDLER`` read at connection time); actors keep it.
+
+    Both are Ray internals looked up by name: where a Ray version lacks them, nothing is changed.
+    """
+    private = getattr(ray, "_private", None)
+    patches = [(getattr(private, "utils", None), "set_sigterm_handler", _keep_sigterm_handler),
+               (getattr(private, "ray_constants", None), "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", True)]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches if hasattr(module, name)]
+    with preserve_signal_handlers():
+        for module, name, value in patches:
+            if hasattr(module, name):
+                setattr(module, name, value)
+        try:
+            yield
+        finally:
+            for module, name, value in saved:
+                setattr(module, name, value)
+
+
+def _keep_sigterm_handler(handler: Any) -> None:
+    """Stands in for Ray's ``set_sigterm_handler`` while ``ray.init`` runs: the process keeps its own."""
+    log.debug("kept this process's SIGTERM handler instead of Ray's %r", handler)
 
 
 class RayRuntime:

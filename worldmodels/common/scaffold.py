@@ -35,7 +35,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -45,6 +46,36 @@ log = logging.getLogger(__name__)
 
 class RunExistsError(FileExistsError):
     """A run directory that holds a run already."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run (a ``KeyboardInterrupt``); ``signum`` says which, and the command exits
+    with ``128 + signum``, as a shell reports a process that signal ended: 130 for SIGINT, 143 for SIGTERM."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    """A signal handler: SIGTERM (or any signal) stops the process as Ctrl-C does, by raising :class:`Interrupted`."""
+    raise Interrupted(signum)
+
+
+@contextmanager
+def preserve_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGINT and SIGTERM handlers across the block: ``ray.init`` installs its own SIGTERM
+    handler (``sys.exit(15)``, no checkpoint, a stack dump), which would replace a run's."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                try:
+                    signal.signal(signum, handler)
+                except ValueError:  # not the main thread: handlers cannot be set (nor were they changed)
+                    pass
 
 
 class StopRun(Exception):
@@ -57,8 +88,8 @@ def run_path(run_dir: str | Path | None, runs_dir: str, name: str) -> Path:
 
 
 #: What a run start writes before its first checkpoint: a folder holding only these (and no checkpoint) is a start
-#: that failed, which a new start may reuse.
-_RUN_ARTEFACTS = ("config.yaml", "checkpoints", "events.out.tfevents.*")
+#: that failed, which a new start may reuse (the lock file of :mod:`worldmodels.common.runlock` included).
+_RUN_ARTEFACTS = ("config.yaml", "checkpoints", "events.out.tfevents.*", ".reverie.lock")
 
 
 def _failed_start(path: Path) -> bool:
@@ -72,7 +103,7 @@ def _failed_start(path: Path) -> bool:
     return all(any(fnmatch(p.name, pattern) for pattern in _RUN_ARTEFACTS) for p in path.iterdir())
 
 
-def check_run_dir(path: str | Path, resume: bool) -> Path:
+def check_run_dir(path: str | Path, resume: bool, check_lock: bool = True) -> Path:
     """Check, without creating or removing anything, that ``path`` can hold this run: a run to resume, or a folder
     that is absent, empty, or holds a start that failed (a config but no checkpoint). Trainers call it before
     reading data, so that a bad directory is refused early; :func:`prepare_run_dir` then makes the folder, once
@@ -80,8 +111,14 @@ def check_run_dir(path: str | Path, resume: bool) -> Path:
 
     :raises FileNotFoundError: ``resume`` and ``path`` holds no run (no ``config.yaml``).
     :raises RunExistsError: a new run whose directory holds a run with checkpoints, or files that are not a run's.
+    :raises RunLockedError: another live process writes ``path`` (naming it); ``check_lock=False``: the caller
+        holds the lock itself.
     """
+    from worldmodels.common.runlock import check_unlocked
+
     path = Path(path)
+    if check_lock and path.is_dir():
+        check_unlocked(path)
     if resume:
         if not (path / "config.yaml").is_file():
             raise FileNotFoundError(f"cannot resume: {path} holds no run (no config.yaml).")
@@ -94,19 +131,23 @@ def check_run_dir(path: str | Path, resume: bool) -> Path:
     return path
 
 
-def prepare_run_dir(path: str | Path, resume: bool) -> Path:
+def prepare_run_dir(path: str | Path, resume: bool, locked: bool = False) -> Path:
     """The run's directory: an existing run to resume, or a new folder, created. A folder left by a start that
     failed (a config and TensorBoard files but no checkpoint) is emptied of them and reused, with a warning.
 
     :raises FileNotFoundError: ``resume`` and ``path`` holds no run (no ``config.yaml``).
     :raises RunExistsError: a new run whose directory holds a run with checkpoints, or files that are not a run's.
+    :param locked: the caller holds the folder's lock (:class:`worldmodels.common.runlock.DirectoryLock`).
     """
     import shutil
 
-    path = check_run_dir(path, resume)
-    if not resume and path.exists() and any(path.iterdir()):
+    from worldmodels.common.runlock import LOCK_NAME
+
+    path = check_run_dir(path, resume, check_lock=not locked)
+    leftovers = [p for p in path.iterdir() if p.name != LOCK_NAME] if path.is_dir() else []
+    if not resume and leftovers:
         log.warning("%s holds a run that stopped before its first checkpoint: reusing the folder", path)
-        for p in path.iterdir():
+        for p in leftovers:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -153,7 +194,16 @@ class RunScaffold:
     def __init__(self, path: str | Path, resume: bool = False, config_yaml: str | None = None,
                  total: int | None = None, initial: int = 0, unit: str = "frame", progress: bool = True,
                  desc: str | None = None) -> None:
-        self.path = prepare_run_dir(path, resume)
+        from worldmodels.common.runlock import DirectoryLock
+
+        check_run_dir(path, resume)  # refuse a used folder before making or locking anything
+        # One writer per run directory, for the life of the run (the kernel drops the lock when the process dies).
+        self._lock = DirectoryLock(path).acquire()
+        try:
+            self.path = prepare_run_dir(path, resume, locked=True)  # checked again, now under the lock
+        except BaseException:
+            self._lock.release()
+            raise
         self._config_yaml = config_yaml
         self._bar_args = {"total": total, "initial": initial, "unit": unit, "unit_scale": True,
                           "disable": not progress, "dynamic_ncols": True, "desc": desc or self.path.name}
@@ -162,6 +212,7 @@ class RunScaffold:
         self._error: Callable[[], Any] | None = None
         self._previous_handlers: dict[int, Any] = {}
         self.stop_requested = False
+        self.stop_signal: int | None = None
         self.writer: Any = None
         self.bar: Any = None
         self.last_checkpoint: Path | None = None
@@ -186,15 +237,17 @@ class RunScaffold:
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested:  # a second signal: the user means it, stop wherever the run is
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         self.stop_requested = True
+        self.stop_signal = signum
         log.warning("%s received: stopping after this step (send it again to stop at once)",
                     signal.Signals(signum).name)
 
     def check_interrupt(self) -> None:
-        """Call between steps: raises ``KeyboardInterrupt`` if SIGINT or SIGTERM asked the run to stop."""
+        """Call between steps: raises :class:`Interrupted` (a ``KeyboardInterrupt``) if SIGINT or SIGTERM asked the
+        run to stop."""
         if self.stop_requested:
-            raise KeyboardInterrupt
+            raise Interrupted(self.stop_signal or signal.SIGINT)
 
     def on_interrupt(self, write_checkpoint: Callable[[], Any]) -> None:
         """What to do on Ctrl-C or SIGTERM before the interrupt propagates: write a last checkpoint."""
@@ -251,3 +304,4 @@ class RunScaffold:
         while self._previous_handlers:
             signum, handler = self._previous_handlers.popitem()
             signal.signal(signum, handler)
+        self._lock.release()

@@ -45,8 +45,10 @@ class DatasetWriter:
 
     def __init__(self, out_dir: str | Path, meta: dict[str, Any], heldout_fraction: float = 0.1,
                  shard_frames: int = 10_000, compress: bool = True) -> None:
+        from worldmodels.common.runlock import LOCK_NAME
+
         root = Path(out_dir)
-        if root.exists() and any(root.iterdir()):
+        if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):  # a writer's own lock file aside
             raise DatasetError(f"{root} is not empty: datasets are never overwritten; choose a new --out (or "
                                f"continue an interrupted collection with `reverie collect ... --resume`).")
         self._setup(root, meta, heldout_fraction, shard_frames, compress)
