@@ -33,10 +33,11 @@ class UserError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from launch.config import ConfigError
+    from worldmodels.common.atomic import DiskFullError
     from worldmodels.common.checkpoint import CheckpointError
     from worldmodels.common.scaffold import RunExistsError
 
-    return (ConfigError, RunExistsError, CheckpointError, UserError, ValueError, FileNotFoundError)
+    return (ConfigError, RunExistsError, CheckpointError, UserError, ValueError, FileNotFoundError, DiskFullError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

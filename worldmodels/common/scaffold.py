@@ -41,6 +41,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from worldmodels.common.atomic import DiskFullError
+
 log = logging.getLogger(__name__)
 
 
@@ -278,7 +280,8 @@ class RunScaffold:
                     self.bar.close()
                 self.last_checkpoint = self._interrupt()
                 log.warning("interrupted; last checkpoint %s", self.last_checkpoint)
-            elif exc_type is not None and issubclass(exc_type, Exception) and self._error is not None:
+            elif exc_type is not None and issubclass(exc_type, Exception) and self._error is not None \
+                    and not issubclass(exc_type, DiskFullError):  # another checkpoint would only fill it again
                 try:
                     self.last_checkpoint = self._error()
                     log.warning("training stopped by an error; last checkpoint %s", self.last_checkpoint)
