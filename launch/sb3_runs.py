@@ -71,7 +71,7 @@ from agents.actor_critic.config import ActorCriticConfig, validate
 from agents.actor_critic.networks import torso_kind
 from agents.runtime.config import RESUME_SAFE_KEYS, actor_seed, make_actor_env
 from agents.torsos import make_torso
-from worldmodels.common.checkpoint import CheckpointError
+from worldmodels.common.checkpoint import CheckpointError, rotate_checkpoints
 from worldmodels.common.device import resolve_device
 from worldmodels.common.resume import check_resume_config, saved_config
 from worldmodels.common.scaffold import Rates, RunScaffold, check_run_dir, run_path
@@ -344,8 +344,7 @@ def save_sb3_checkpoint(model: OnPolicyAlgorithm, ckpt_dir: Path, frames: int, k
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    for old in list_sb3_checkpoints(ckpt_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+    rotate_checkpoints(list_sb3_checkpoints(ckpt_dir), keep, written=path)  # valid ones only; damaged ones aside
     return path
 
 

@@ -77,3 +77,19 @@ def test_load_latest_skips_a_corrupt_newest_checkpoint(tmp_path: Path, caplog: p
         p.write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="every checkpoint"):
         load_latest(tmp_path / "run")
+
+
+def test_rotation_keeps_valid_checkpoints_and_moves_a_corrupt_one_aside(tmp_path: Path) -> None:
+    """Resuming past a truncated newest checkpoint: rotation never deletes a valid checkpoint to keep it."""
+    from worldmodels.common.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    for frames in (100, 200, 300):
+        save_checkpoint(ckpt_dir, frames, {"frames": frames}, keep=3)
+    newest = ckpt_dir / "ckpt_000000000300.pt"
+    newest.write_bytes(newest.read_bytes()[:200])  # a full disk cut it short; the run resumes from 200
+    save_checkpoint(ckpt_dir, 250, {"frames": 250}, keep=3)
+    save_checkpoint(ckpt_dir, 280, {"frames": 280}, keep=3)
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == [f"ckpt_{f:012d}.pt" for f in (200, 250, 280)]
+    assert all(load_checkpoint(p)["frames"] > 0 for p in list_checkpoints(ckpt_dir))
+    assert (ckpt_dir / "ckpt_000000000300.pt.corrupt").stat().st_size == 200  # named, kept for inspection

@@ -40,14 +40,48 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+#: What a checkpoint that rotation found damaged is renamed to (beside the others, out of every listing).
+CORRUPT_SUFFIX = ".corrupt"
+
+
 def save_checkpoint(ckpt_dir: Path, frames: int, state: dict[str, Any], keep: int = 3) -> Path:
-    """Write ``state`` as ``ckpt_<frames>.pt`` atomically and keep only the ``keep`` newest checkpoints."""
+    """Write ``state`` as ``ckpt_<frames>.pt`` atomically and keep only the ``keep`` newest *valid* checkpoints:
+    a damaged one (truncated by a full disk or a copy cut short) never counts among them and is never kept instead
+    of a valid one; it is moved aside as ``ckpt_<frames>.pt.corrupt``, with a warning, for inspection."""
     ckpt_dir = Path(ckpt_dir)
     path = ckpt_dir / f"ckpt_{frames:012d}.pt"
     atomic_write(path, lambda f: torch.save({"format": "reverie-checkpoint-v1", **state}, f))
-    for old in list_checkpoints(ckpt_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+    rotate_checkpoints(list_checkpoints(ckpt_dir), keep, written=path)
     return path
+
+
+def _intact(path: Path) -> bool:
+    """A cheap check that ``path`` is a whole checkpoint: a zip archive (torch's and SB3's format) whose directory,
+    at the end of the file, reads and lists files (a truncated file has none). The data is checked when loaded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def rotate_checkpoints(ckpts: list[Path], keep: int, written: Path | None = None) -> None:
+    """Of a run's checkpoints (oldest first), keep the ``keep`` newest valid ones, delete older valid ones, and move
+    damaged ones aside (``.corrupt``) instead of counting them. ``written`` (just saved) is known to be valid."""
+    valid: list[Path] = []
+    for ckpt in reversed(ckpts):
+        if ckpt == written or _intact(ckpt):
+            valid.append(ckpt)
+            continue
+        aside = ckpt.with_name(ckpt.name + CORRUPT_SUFFIX)
+        try:
+            ckpt.replace(aside)
+            log.warning("checkpoint %s is damaged (truncated or not a checkpoint): moved aside as %s; it no longer "
+                        "counts among run.keep_checkpoints", ckpt, aside.name)
+        except OSError as err:
+            log.warning("checkpoint %s is damaged and could not be moved aside (%s)", ckpt, err)
+    for old in valid[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
