@@ -81,6 +81,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from launch.config import load_run_config
     from launch.scores import human_normalized
 
+    from worldmodels.common.runrecord import check_run_command
+
+    check_run_command(args.path, "train", usage="reverie evaluate")  # another command's run says what it is
     cfg, ckpt, ckpt_path = load_run_config(None, args.path)  # the schema of the algorithm the checkpoint names
     builder = get_builder(cfg.algo)
     if args.episodes <= 0:
@@ -152,22 +155,25 @@ def cmd_sb3(args: argparse.Namespace) -> int:
         raise UserError("reverie sb3 needs Stable-Baselines3: pip install -e .[bench]") from err
     from agents.actor_critic.config import ActorCriticConfig
     from agents.runtime.config import RESUME_SAFE_KEYS
-    from launch.config import load_config, peek_algo, resume_config, split_presets, to_yaml
+    from launch.config import check_presets_for, load_config, peek_algo, resume_config, split_presets, to_yaml
     from launch.plot import plot_learning_curve
     from launch.sb3_runs import train_sb3
     from worldmodels.common.resume import ResumePoint
+    from worldmodels.common.runrecord import check_run_command
 
     presets, overrides = split_presets(args.config, args.overrides)
     if args.resume is not None:
         if args.run_dir:
             raise UserError(f"give --resume {args.resume} or --run-dir {args.run_dir}, not both.")
         run_dir = Path(args.resume)
+        check_run_command(run_dir, "sb3")  # a `reverie train` run (or another command's) says so
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"cannot resume: {run_dir} holds no run (no config.yaml).")
         # SB3 checkpoints carry no config of ours: the run's config.yaml is what it trained with.
         saved = ResumePoint(run_dir, None, {"config": (run_dir / "config.yaml").read_text()})
         cfg = resume_config(ActorCriticConfig, saved, presets, overrides, RESUME_SAFE_KEYS)
     else:
+        check_presets_for("sb3", presets)  # a fit-* preset is named as one
         algo = peek_algo(presets, overrides)
         if not presets or algo != "actor_critic":
             raise UserError(f"reverie sb3 trains the actor-critic presets (algo: actor_critic, e.g. a2c_pong, "

@@ -181,6 +181,9 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
     from envs import resolve_game
     from launch.config import load_run_config
 
+    from worldmodels.common.runrecord import check_run_command
+
+    check_run_command(policy, "train", algos=("dqn",), usage="reverie collect --policy")
     cfg, ckpt, path = load_run_config(DQNConfig, policy)
     trained, wanted = cfg.env.game, game
     if not trained.startswith("toy/") and not wanted.startswith("toy/"):

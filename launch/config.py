@@ -121,14 +121,47 @@ def preset_names(kind: str, algo: str | None = None) -> list[str]:
     names = []
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
         try:
-            keys = {str(k) for node, _ in _stacked_layers([path]) for k in node}
+            found = preset_kind(path)
         except ConfigError:
             continue  # a broken preset is reported when it is used, not in --help
-        found = "vae" if "estimator" in keys else "agent" if "env" in keys or "algo" in keys else \
-            "gvae" if path.stem.startswith("gvae_") else "world-model" if "model" in keys else None
         if found == kind and (algo is None or peek_algo([path]) == algo):
             names.append(path.stem)
     return names
+
+
+def preset_kind(preset: str | Path) -> str | None:
+    """Which command's preset this is, as :func:`preset_names` sorts them ("agent", "vae", "gvae", "world-model"),
+    from its keys; None for an overlay that sets none of the telling sections (``smoke``).
+
+    :raises ConfigError: a preset that does not load."""
+    path = resolve_preset(preset)
+    keys = {str(k) for node, _ in _stacked_layers([path]) for k in node}
+    return "vae" if "estimator" in keys else "agent" if "env" in keys or "algo" in keys else \
+        "gvae" if path.stem.startswith("gvae_") else "world-model" if "model" in keys else None
+
+
+#: The preset kind of each training command, and the command of each kind.
+_COMMAND_KIND = {"train": "agent", "sb3": "agent", "fit-vae": "vae", "fit-gvae": "gvae",
+                 "fit-world-model": "world-model"}
+_KIND_COMMAND = {"agent": "train", "vae": "fit-vae", "gvae": "fit-gvae", "world-model": "fit-world-model"}
+
+
+def check_presets_for(command: str, presets: Sequence[str | Path]) -> None:
+    """Refuse a preset of another command (``reverie train vae_tiny``), naming the command it configures.
+
+    :raises ConfigError: naming the preset and its command."""
+    wanted = _COMMAND_KIND.get(command)
+    if wanted is None:
+        return
+    for preset in presets:
+        kind = preset_kind(preset)
+        # fit-gvae and fit-world-model presets share their sections (told apart by name only): never refused
+        # between those two, a user's own YAML may be either.
+        if kind is None or kind == wanted or {kind, wanted} == {"gvae", "world-model"}:
+            continue
+        raise ConfigError(f"{preset} is a `reverie {_KIND_COMMAND[kind]}` preset, not one of `reverie {command}`: "
+                          f"run `reverie {_KIND_COMMAND[kind]} {preset} ...` (`reverie {command} --help` lists this "
+                          f"command's presets).")
 
 
 def split_presets(config: str | None, extra: list[str]) -> tuple[list[str], list[str]]:
@@ -311,11 +344,17 @@ def config_from_args(schema_cls: type[T] | None, args: argparse.Namespace,
         if not presets:
             raise ConfigError("give CONFIG (a preset name in configs/ or a YAML path), or --resume RUN_DIR to "
                               "continue a run.")
+        if getattr(args, "command", None):
+            check_presets_for(args.command, presets)
         if schema_cls is None:
             from agents.registry import get_builder
 
             schema_cls = get_builder(peek_algo(presets, overrides)).config_class
         return load_config(schema_cls, presets, overrides), None
+    from worldmodels.common.runrecord import check_run_command
+
+    if getattr(args, "command", None):  # another command's run says what it is and which command opens it
+        check_run_command(args.resume, args.command, usage=f"reverie {args.command} --resume")
     point = find_resume_point(args.resume)
     if schema_cls is None:
         from agents.registry import get_builder

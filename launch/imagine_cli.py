@@ -680,6 +680,10 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if args.compare and args.run:
         raise ValueError(f"give RUN_DIR or --compare RUN_A RUN_B, not both (got {args.run} and --compare "
                          f"{' '.join(args.compare)}): to compare {args.run} too, list it after --compare.")
+    from worldmodels.common.runrecord import check_run_command
+
+    for run in args.compare or ([args.run] if args.run else []):
+        check_run_command(run, "fit-world-model", usage="reverie imagine")
     if args.compare:
         result = run_compare(args.compare, args.data, **common)
     elif args.run:

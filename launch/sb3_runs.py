@@ -520,7 +520,8 @@ def train_sb3(cfg: ActorCriticConfig, run_dir: str | Path | None = None, resume:
         frame_skip = env.frame_skip
         start_frames = model.num_timesteps * frame_skip
         with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
-                         initial=start_frames, progress=cfg.run.progress) as run:
+                         initial=start_frames, progress=cfg.run.progress, command="sb3",
+                         algo=cfg.agent.loss.name) as run:
 
             def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
                 return save_sb3_checkpoint(model, run.path / "checkpoints", model.num_timesteps * frame_skip, keep)

@@ -53,6 +53,9 @@ def cmd_fit_vae(args: argparse.Namespace) -> int:
 def cmd_evaluate_vae(args: argparse.Namespace) -> int:
     from worldmodels.vae.evaluate import evaluate_vae
 
+    from worldmodels.common.runrecord import check_run_command
+
+    check_run_command(args.run, "fit-vae", usage="reverie evaluate-vae")
     ks = tuple(int(k) for k in args.ks.split(","))
     report = evaluate_vae(args.run, args.data, ks=ks, frames=args.frames, seed=args.seed,
                           skip_corrupt=args.skip_corrupt)

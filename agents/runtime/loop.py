@@ -178,7 +178,7 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
         log.info("resumed %s at %d frames", path, state.frames)
 
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
-                     initial=state.frames, progress=cfg.run.progress) as run:
+                     initial=state.frames, progress=cfg.run.progress, command="train", algo=builder.name) as run:
         state.run_dir = run.path
         writer = run.writer
         if cfg.runtime.num_actors > 0:

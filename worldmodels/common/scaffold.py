@@ -91,7 +91,7 @@ def run_path(run_dir: str | Path | None, runs_dir: str, name: str) -> Path:
 
 #: What a run start writes before its first checkpoint: a folder holding only these (and no checkpoint) is a start
 #: that failed, which a new start may reuse (the lock file of :mod:`worldmodels.common.runlock` included).
-_RUN_ARTEFACTS = ("config.yaml", "checkpoints", "events.out.tfevents.*", ".reverie.lock")
+_RUN_ARTEFACTS = ("config.yaml", "checkpoints", "events.out.tfevents.*", ".reverie.lock", "run.json")
 
 
 def _failed_start(path: Path) -> bool:
@@ -191,11 +191,13 @@ class RunScaffold:
     :param unit: the bar's unit ("frame", "upd").
     :param progress: show the bar.
     :param desc: the bar's label (default: the run directory's name).
+    :param command: the command that writes the run (``train``, ``fit-vae``, ...), recorded with ``algo`` in
+        ``run.json`` (:mod:`worldmodels.common.runrecord`) so that other commands can say what the folder is.
     """
 
     def __init__(self, path: str | Path, resume: bool = False, config_yaml: str | None = None,
                  total: int | None = None, initial: int = 0, unit: str = "frame", progress: bool = True,
-                 desc: str | None = None) -> None:
+                 desc: str | None = None, command: str | None = None, algo: str | None = None) -> None:
         from worldmodels.common.runlock import DirectoryLock
 
         check_run_dir(path, resume)  # refuse a used folder before making or locking anything
@@ -207,6 +209,7 @@ class RunScaffold:
             self._lock.release()
             raise
         self._config_yaml = config_yaml
+        self._record = (command, algo)
         self._bar_args = {"total": total, "initial": initial, "unit": unit, "unit_scale": True,
                           "disable": not progress, "dynamic_ncols": True, "desc": desc or self.path.name}
         self._cleanups: list[Callable[[], Any]] = []
@@ -227,6 +230,10 @@ class RunScaffold:
 
         if self._config_yaml:  # atomically, and only now that the run starts (a resume refused earlier keeps its own)
             atomic_write(self.path / "config.yaml", self._config_yaml.encode())
+        if self._record[0] is not None:
+            from worldmodels.common.runrecord import write_record
+
+            write_record(self.path, self._record[0], self._record[1])
         self.writer = SummaryWriter(log_dir=str(self.path))
         self.bar = tqdm(**self._bar_args)
         # Handlers can only be installed from the main thread (a trainer run from a worker thread keeps Python's).

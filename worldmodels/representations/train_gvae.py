@@ -271,7 +271,7 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
     images = cfg.run.image_frames
 
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_steps * batch_size,
-                     initial=steps * batch_size, progress=cfg.run.progress, desc="fit-gvae") as run:
+                     initial=steps * batch_size, progress=cfg.run.progress, desc="fit-gvae", command="fit-gvae") as run:
         writer = run.writer
         shown = heldout[:images] if heldout is not None else None  # set from the first batch if there is no split
 

@@ -94,7 +94,8 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
 
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
                      initial=frames,
-                     progress=cfg.run.progress, desc=f"fit-vae {cfg.estimator.name}") as run:
+                     progress=cfg.run.progress, desc=f"fit-vae {cfg.estimator.name}",
+                     command="fit-vae") as run:
         writer = run.writer
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:

@@ -161,7 +161,8 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     total_updates = None if any(p.cpu_minutes for p in phases) else sum(p.updates for p in phases)
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=total_updates,
                      initial=done_updates(),
-                     unit="upd", progress=cfg.run.progress, desc="fit-world-model") as run:
+                     unit="upd", progress=cfg.run.progress, desc="fit-world-model",
+                     command="fit-world-model") as run:
         writer = run.writer
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
