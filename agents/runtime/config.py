@@ -43,12 +43,13 @@ class EnvConfig:
     num_threads: int = 1
     """ALE worker threads per actor's vector env (per group with ``splits > 1``)."""
     splits: int = 1
-    """Atari only: each actor's ``num_envs`` envs as this many groups that step asynchronously, each in its own
-    emulator thread (:class:`envs.vector.SplitVector`). With 2, a policy that acts on each env alone (a feed-forward
-    actor-critic core) acts on one group while the other emulates: Sample Factory's double-buffered sampling
-    (Petrenko et al. 2020, Sec. 3.1), ours, not the papers' agents. Same games, same actions, same unrolls as 1
-    (a test checks it); other policies step all groups at once (their emulators still run side by side). 1: one
-    synchronous vector env. ``num_envs`` must divide by it."""
+    """Atari on the "ale_vector" backend: each actor's ``num_envs`` envs as this many groups that step
+    asynchronously, each in its own emulator thread (:class:`envs.vector.SplitVector`). With 2, a policy that acts
+    on each env alone (a feed-forward actor-critic core) acts on one group while the other emulates: Sample
+    Factory's double-buffered sampling (Petrenko et al. 2020, Sec. 3.1), ours, not the papers' agents. Same games,
+    same actions, same unrolls as 1 (a test checks it); other policies step all groups at once (their emulators
+    still run side by side). 1: one synchronous vector env. ``num_envs`` must divide by it. MinAtar, the maze,
+    toy/catch and the "gymnasium" backend step in Python, one vector env whatever this says (as ``num_threads``)."""
     backend: BackendChoice = BackendChoice.ale_vector
     """Atari vector env: "ale_vector" (ale-py's C++ AtariVectorEnv, fastest, no RAM access) or "gymnasium" (a
     gymnasium SyncVectorEnv of single ale-py envs, same API plus ``info["ram"]`` uint8 [N, 128]; needed for the
@@ -147,13 +148,9 @@ def validate_common(env: EnvConfig, runtime: RuntimeConfig, run: RunConfig) -> N
     if env.colour and env.game.startswith(OWN_VECTOR_ENVS):
         raise ValueError(f"env.colour=true applies to Atari games only; {env.game} has its own observations: "
                          "leave env.colour at false.")
-    if env.splits < 1 or env.num_envs % env.splits:
+    if env.splits < 1 or (splits_envs(env) and env.num_envs % env.splits):
         raise ValueError(f"env.splits={env.splits} must be 1 or more and divide env.num_envs={env.num_envs} (the "
                          "envs are split into groups of equal size).")
-    if env.splits > 1 and (env.game.startswith(OWN_VECTOR_ENVS) or env.backend != "ale_vector"):
-        raise ValueError(f"env.splits={env.splits} needs an Atari game on env.backend='ale_vector' (ale-py steps "
-                         f"its emulators in their own threads); {env.game} on {str(env.backend)!r} steps in Python: "
-                         "leave env.splits at 1.")
     if env.colour and env.backend != "ale_vector":
         raise ValueError(f"env.colour=true needs env.backend='ale_vector' (ale-py's vector env makes the RGB "
                          f"frames), got {env.backend!r}.")
@@ -176,12 +173,18 @@ def env_overrides(env: EnvConfig) -> dict[str, Any]:
     return {"backend": str(env.backend), **({"grayscale": False} if env.colour else {})}
 
 
+def splits_envs(env: EnvConfig) -> bool:
+    """Whether ``env.splits`` groups the envs: Atari games on the "ale_vector" backend (ale-py's emulators run in
+    their own threads), with ``splits > 1``; the other envs step in Python as one vector env."""
+    return env.splits > 1 and not env.game.startswith(OWN_VECTOR_ENVS) and str(env.backend) == "ale_vector"
+
+
 def make_actor_env(env: EnvConfig, seed: int, num_envs: int | None = None) -> Any:
     """One actor's vector env as the ``env`` section says (``num_envs`` envs, default ``env.num_envs``)."""
     from envs import make_env
 
     n = env.num_envs if num_envs is None else num_envs
-    if env.splits == 1 or n % env.splits:  # a 1-env probe (or a count that does not split) is one vector env
+    if not splits_envs(env) or n % env.splits:  # a 1-env probe (or a count that does not split) is one vector env
         return make_env(env.game, preset=env.preset, num_envs=n, seed=seed, num_threads=env.num_threads,
                         **env_overrides(env))
     from envs.vector import SplitVector

@@ -97,11 +97,24 @@ def test_a_recurrent_policy_steps_all_groups_at_once() -> None:
 @pytest.mark.parametrize(("overrides", "message"), [
     (["env.splits=3"], "divide env.num_envs=4"),
     (["env.splits=0"], "must be 1 or more"),
-    (["env.game=minatar/breakout", "env.splits=2"], "needs an Atari game"),
-    (["env.backend=gymnasium", "env.splits=2"], "needs an Atari game"),
 ])
 def test_bad_splits_are_refused_naming_the_key(overrides: list[str], message: str) -> None:
     cfg = ac_config(*overrides)
     with pytest.raises(ValueError, match=message) as err:
         validate_common(cfg.env, cfg.runtime, cfg.run)
     assert "env.splits" in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["env.game=minatar/breakout", "env.splits=3"],  # 3 does not divide 4: no matter, MinAtar is not split
+    ["env.game=toy/catch", "env.splits=2"],
+    ["env.backend=gymnasium", "env.splits=2"],
+])
+def test_envs_that_step_in_python_are_one_vector_env_whatever_splits_says(overrides: list[str]) -> None:
+    cfg = ac_config(*overrides)
+    validate_common(cfg.env, cfg.runtime, cfg.run)
+    env = make_actor_env(cfg.env, seed=0)
+    try:
+        assert not isinstance(env, SplitVector) and env.num_envs == 4
+    finally:
+        env.close()
