@@ -410,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     # SIGTERM (a scheduler's or Kubernetes' stop) ends every command as Ctrl-C does: a trainer's run scaffold
     # takes both signals over for its run (a last checkpoint), collect keeps its finished episodes.
+    from agents.runtime.errors import ActorsLostError
     from worldmodels.common.scaffold import raise_interrupted
 
     previous = signal.signal(signal.SIGTERM, raise_interrupted) \
@@ -426,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reverie {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ActorsLostError as err:  # one line naming the setting; Ray's traceback only with -v
+        if args.verbose:
+            raise
+        print(f"reverie {args.command}: error: {err}", file=sys.stderr)
+        return 1
     finally:
         if previous is not None:  # main() called in-process (tests) leaves the caller's handler
             signal.signal(signal.SIGTERM, previous)

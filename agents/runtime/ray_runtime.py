@@ -10,7 +10,13 @@
   which waits out the restart (calls made while Ray restarts it fail with ``ActorUnavailableError`` and are
   retried a moment later), and resubmits work. ``restarts`` counts *new incarnations*, one per death: the calls
   that fail while an actor restarts are not deaths (counting those tripled the count of one kill -9). An actor Ray
-  will no longer restart (``ActorDiedError`` after its ``max_restarts``) stops the run with an error.
+  will no longer restart (``ActorDiedError`` after its ``max_restarts``) stops the run with an
+  :class:`~agents.runtime.errors.ActorsLostError` naming ``runtime.max_actor_restarts``.
+- An idle actor (one the rate limiter gives no work) is pinged (:meth:`EnvActor.incarnation`) at most every
+  :data:`PING_SECONDS`, so that its death is seen within a poll or so, not when it next gets work.
+- A checkpoint never silently lacks an actor's state: :meth:`RayRuntime.actor_states` waits for a dead actor's
+  restart and saves the new incarnation's state with a warning saying so, or stops the run if Ray will not
+  restart it.
 """
 
 from __future__ import annotations
@@ -26,10 +32,16 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
+from agents.runtime.errors import ActorsLostError
 from worldmodels.common.allocator import allocator_env
 from worldmodels.common.scaffold import preserve_signal_handlers
 
 log = logging.getLogger(__name__)
+
+#: How often an idle actor is asked whether it is alive (seconds).
+PING_SECONDS = 1.0
+#: How long a checkpoint waits for a dead actor that Ray restarts (seconds).
+RESTART_WAIT_SECONDS = 120.0
 
 #: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -140,6 +152,8 @@ class RayRuntime:
         self._actor_version = [0] * num_actors
         self._probes: dict[ray.ObjectRef, int] = {}  # incarnation queries of actors whose task failed
         self._probe_at: dict[int, float] = {}  # actors to query again at this time (they were restarting)
+        self._pings: dict[ray.ObjectRef, int] = {}  # liveness queries of idle actors
+        self._pinged_at = [time.monotonic()] * num_actors
         # The incarnation of each actor; also surfaces construction errors here, not later.
         self._incarnations: list[str] = ray.get([a.incarnation.remote() for a in self.actors])
 
@@ -174,11 +188,16 @@ class RayRuntime:
             if not self._busy[i] and budget_steps >= self.steps_per_chunk:
                 self._submit(i, frames)
                 budget_steps -= self.steps_per_chunk
-        if not self._inflight and not self._probes:
+        pinged = set(self._pings.values())
+        for i in range(self.num_actors):  # an idle actor's death is seen now, not when it next gets work
+            if not self._busy[i] and i not in pinged and now - self._pinged_at[i] >= PING_SECONDS:
+                self._pings[self.actors[i].incarnation.remote()] = i
+                self._pinged_at[i] = now
+        if not self._inflight and not self._probes and not self._pings:
             return []
         # Whatever is ready now; if blocking and nothing is, wait for the *first* chunk only (never for all:
         # that would move every actor in lock-step with the slowest), then take any others that are ready too.
-        refs = [*self._inflight, *self._probes]
+        refs = [*self._inflight, *self._probes, *self._pings]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         if block and not ready:
             ray.wait(refs, num_returns=1, timeout=None if not self._probe_at else 0.1)
@@ -187,6 +206,9 @@ class RayRuntime:
         for ref in ready:
             if ref in self._probes:
                 self._restarted(self._probes.pop(ref), ref)
+                continue
+            if ref in self._pings:
+                self._pinged(self._pings.pop(ref), ref)
                 continue
             i = self._inflight.pop(ref)
             try:
@@ -200,6 +222,38 @@ class RayRuntime:
                 self._probes[self.actors[i].incarnation.remote()] = i
         return outputs
 
+    def _pinged(self, i: int, ping: ray.ObjectRef) -> None:
+        """Handle the answer to a liveness query of idle actor ``i``."""
+        if self._busy[i]:  # work was sent since: its outcome tells
+            return
+        try:
+            token = ray.get(ping)
+        except RayActorError as err:  # it died while idle: as for a task that failed, find out whether Ray restarts it
+            log.debug("actor %d: liveness query failed (%s)", i, type(err).__name__)
+            self._busy[i] = True
+            self._actor_version[i] = 0
+            self._probes[self.actors[i].incarnation.remote()] = i
+            return
+        self._new_incarnation(i, token)
+
+    def _dead_for_good(self, i: int) -> ActorsLostError:
+        return ActorsLostError(f"Ray actor {i} died and Ray will not restart it: {self.restarts_setting}="
+                               f"{self.max_restarts} restarts per actor (the cause is in the actor's log above; "
+                               f"raise {self.restarts_setting} to let runs outlive it, and resume with --resume)")
+
+    def _new_incarnation(self, i: int, token: str) -> None:
+        """Actor ``i`` answers with incarnation ``token``: a new one is a restart (counted; it lost its weights)."""
+        if token != self._incarnations[i]:
+            self._incarnations[i] = token
+            self._actor_version[i] = 0
+            self.restarts += 1
+            log.warning("actor %d died; Ray restarted it (%d restarts so far) and training goes on", i,
+                        self.restarts)
+            if self.restarts > self.max_restarts * self.num_actors:
+                raise ActorsLostError(f"Ray actors died {self.restarts} times: {self.restarts_setting}="
+                                      f"{self.max_restarts} restarts per actor (the cause is in the actors' logs "
+                                      f"above; raise {self.restarts_setting} to let runs outlive it)")
+
     def _restarted(self, i: int, probe: ray.ObjectRef) -> None:
         """Handle the answer to an incarnation query of actor ``i``, whose task failed."""
         try:
@@ -208,29 +262,44 @@ class RayRuntime:
             self._probe_at[i] = time.monotonic() + 0.2
             return
         except RayActorError as err:  # dead for good: Ray spent its max_restarts on it
-            raise RuntimeError(f"actor {i} died and Ray will not restart it again ({self.restarts_setting}="
-                               f"{self.max_restarts} restarts per actor); see the actor logs above for the cause"
-                               ) from err
-        if token != self._incarnations[i]:
-            self._incarnations[i] = token
-            self.restarts += 1
-            log.warning("actor %d died; Ray restarted it (%d restarts so far) and training goes on", i,
-                        self.restarts)
-            if self.restarts > self.max_restarts * self.num_actors:
-                raise RuntimeError(f"actors died {self.restarts} times ({self.restarts_setting}={self.max_restarts}"
-                                   f" per actor); see the actor logs above for the cause")
+            raise self._dead_for_good(i) from err
+        self._new_incarnation(i, token)
         self._busy[i] = False
+
+    def _wait_restart(self, i: int) -> None:
+        """Wait until actor ``i`` (whose call failed) answers again (Ray restarted it), or raise if it never will."""
+        deadline = time.monotonic() + RESTART_WAIT_SECONDS
+        while True:
+            try:
+                token = ray.get(self.actors[i].incarnation.remote())
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise self._dead_for_good(i) from None
+                time.sleep(0.2)
+                continue
+            except RayActorError as err:
+                raise self._dead_for_good(i) from err
+            self._new_incarnation(i, token)
+            return
 
     def actor_states(self) -> list[dict[str, Any]]:
         """Each actor's :meth:`EnvActor.get_state` (queued behind its chunk in flight; checkpointed with the run).
-        An actor that cannot answer (dead, restarting) contributes an empty state."""
+
+        Never silently without one: an actor that died is waited for while Ray restarts it, and its new
+        incarnation's state is saved with a warning (what the dead one had learnt died with it).
+
+        :raises ActorsLostError: an actor died and Ray will not restart it.
+        """
+        refs = [actor.get_state.remote() for actor in self.actors]
         states: list[dict[str, Any]] = []
-        for i, actor in enumerate(self.actors):
+        for i, ref in enumerate(refs):
             try:
-                states.append(ray.get(actor.get_state.remote()))
+                states.append(ray.get(ref))
             except RayActorError:
-                log.warning("actor %d did not return its state for the checkpoint", i)
-                states.append({})
+                self._wait_restart(i)
+                log.warning("actor %d died since the last checkpoint; Ray restarted it, and this checkpoint holds "
+                            "its new incarnation's state (what the dead one had learnt is lost)", i)
+                states.append(ray.get(self.actors[i].get_state.remote()))
         return states
 
     def set_actor_states(self, states: list[dict[str, Any]]) -> None:

@@ -288,7 +288,9 @@ class RunScaffold:
                 self.last_checkpoint = self._interrupt()
                 log.warning("interrupted; last checkpoint %s", self.last_checkpoint)
             elif exc_type is not None and issubclass(exc_type, Exception) and self._error is not None \
-                    and not issubclass(exc_type, DiskFullError):  # another checkpoint would only fill it again
+                    and not issubclass(exc_type, DiskFullError) and getattr(exc, "checkpoint_after", True):
+                # Not after a full disk (another checkpoint would only fill it again), nor after an error that says
+                # a checkpoint now would be incomplete (dead Ray actors: their state is gone).
                 try:
                     self.last_checkpoint = self._error()
                     log.warning("training stopped by an error; last checkpoint %s", self.last_checkpoint)
