@@ -144,3 +144,14 @@ def test_fit_vae_checkpoint_is_the_binary_vae_representation(tmp_path: Path) -> 
     key = rep.embed(frames)
     assert key.shape == (2, 16) and key.dtype == np.float32 and bool(((key > 0) & (key < 1)).all())
     np.testing.assert_array_equal(load_representation(representation_spec(rep)).embed(frames), key)
+
+
+def test_fit_gvae_checks_every_shard_before_it_starts(tmp_path: Path) -> None:
+    """As fit-vae does: a truncated shard is refused up front, not when the shuffled reader reaches it."""
+    data = write_dataset(tmp_path / "data")
+    shard = sorted((data / "train").glob("shard_*.npz"))[-1]
+    shard.write_bytes(shard.read_bytes()[:1000])
+    cfg = load_config(GVAEFitConfig, ["gvae_paper"], [f"data.path={data}", *TINY])
+    with pytest.raises(DatasetError, match=rf"{shard.name}.*truncated or corrupt.*data.skip_corrupt=true"):
+        fit_gvae(cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run directory (or a checkpoint) exists

@@ -262,6 +262,9 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
     if shape != (IMAGE_SIZE, IMAGE_SIZE):
         raise DatasetError(f"{cfg.data.path} holds frames of shape {shape}; the Gaussian VAE models 84x84 luminance "
                            f"frames: collect them with `reverie collect GAME --frame-size 84x84` (no --rgb).")
+    # Every shard checked now, before the run directory exists, as fit-vae's binarizer reads them: a bad one is
+    # refused up front (or, with data.skip_corrupt=true, named in a warning), not when the shuffled reader reaches it.
+    train.verify()
     # No held-out frame left is an error naming run.eval_frames=0, as in fit-vae: a run that silently stops scoring
     # held-out data would be mistaken for one that does.
     heldout = heldout_frames(cfg.data.path, cfg.run.eval_frames, cfg.data.skip_corrupt,

@@ -86,6 +86,8 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     binarize = vae.binarizer
     train = TrajectoryDataset(cfg.data.path, "train", shuffle=True, seed=cfg.run.seed + vae.steps, epochs=None,
                               on_corrupt=on_corrupt)
+    if ckpt is not None:  # a new run's binarizer read every shard above; a resumed one checks them here, up front
+        train.verify()
     # No held-out frame left (none collected, or all skipped as corrupt) is an error naming run.eval_frames=0,
     # as in fit-world-model: a run that silently stops scoring held-out data would be mistaken for one that does.
     heldout = binarize(heldout_frames(cfg.data.path, cfg.run.eval_frames, cfg.data.skip_corrupt,
