@@ -226,6 +226,13 @@ def collect(game: str, out: str | Path, frames: int, policy: str = "random", act
         settings, a finished one of another size, or one that is not a dataset.
     :raises ValueError: bad arguments.
     """
+    from envs.maze import is_maze
+
+    if game.startswith("minatar/") or is_maze(game):
+        kind = "a MinAtar game" if game.startswith("minatar/") else "a STRAW maze"
+        raise ValueError(f"reverie collect records Atari games and toy/catch, whose observations are screen frames "
+                         f"(a dataset stores those); {game} is {kind}, whose observations are not: train on it "
+                         f"directly (`reverie train`), or collect an Atari game.")
     if frames < 1 or actors < 0 or envs_per_actor < 1 or chunk_steps < 1:
         raise ValueError(f"--frames ({frames}), --envs-per-actor ({envs_per_actor}) and chunk steps ({chunk_steps}) "
                          f"must be positive and --actors ({actors}) non-negative.")

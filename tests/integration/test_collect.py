@@ -145,3 +145,14 @@ def test_dataset_does_not_depend_on_actor_speed(tmp_path: Path, monkeypatch: pyt
         # chunks would double what is consumed).
         assert runtimes[-1].produced - consumed <= 3 * 2 - 1, (delays, runtimes[-1].produced, consumed)
     assert json.loads((tmp_path / "ray/manifest.json").read_text())["complete"]
+
+
+@pytest.mark.parametrize("game", ["minatar/breakout", "maze/11"])
+def test_collect_refuses_games_without_screen_frames_by_name(game: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from launch.cli import main
+
+    assert main(["collect", game, "--frames", "8", "--actors", "0", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert f"{game} is a" in err and "Atari games and toy/catch" in err and "setting" not in err
+    assert not (tmp_path / "d").exists()
