@@ -41,7 +41,7 @@ from agents.runtime.algorithm import (
 from agents.runtime.config import RESUME_SAFE_KEYS, make_actor_env
 from worldmodels.common.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.device import resolve_device
-from worldmodels.common.resume import ResumeError, ResumePoint, open_run
+from worldmodels.common.resume import ResumeError, ResumePoint, open_run, refuse_shorter_total
 from worldmodels.common.scaffold import Rates, RunScaffold, StopRun, run_path
 from worldmodels.common.scaffold import config_yaml as config_yaml_of
 
@@ -173,12 +173,14 @@ def run_training(builder: Builder, cfg: Any, run_dir: str | Path | None = None, 
             raise CheckpointError(f"{ckpt_path} does not fit the learner this config builds "
                                   f"({str(err).splitlines()[0][:200]}); resume with the run's own config.") from err
         CheckpointLayout.restore_counters(ckpt, state)
+        refuse_shorter_total(point, builder.config_class, "run.total_frames", cfg.run.total_frames, state.frames)
         set_rng_state(ckpt["rng"])
         state.discovered = CheckpointLayout.discovered(ckpt)
         log.info("resumed %s at %d frames", path, state.frames)
 
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
-                     initial=state.frames, progress=cfg.run.progress, command="train", algo=builder.name) as run:
+                     initial=state.frames, progress=cfg.run.progress, command="train", algo=builder.name,
+                     resumed_from=ckpt_path, purge_step=state.frames) as run:
         state.run_dir = run.path
         writer = run.writer
         if cfg.runtime.num_actors > 0:

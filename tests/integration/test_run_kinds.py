@@ -84,3 +84,33 @@ def test_a_preset_of_another_command_is_named(capsys: pytest.CaptureFixture[str]
     assert "vae_tiny is a `reverie fit-vae` preset" in err and "reverie fit-vae vae_tiny" in err
     err = _error(capsys, ["fit-vae", "a2c_tiny"])
     assert "a2c_tiny is a `reverie train` preset" in err
+
+
+def test_a_resume_below_the_saved_count_is_refused_and_leaves_the_record(train_run: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    before = (train_run / "config.yaml").read_text()
+    err = _error(capsys, ["train", "--resume", str(train_run), "run.total_frames=256"])
+    assert "run.total_frames=256 is below the" in err
+    assert (train_run / "config.yaml").read_text() == before
+
+
+def test_resuming_an_older_checkpoint_sets_the_abandoned_branch_aside(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from worldmodels.common.checkpoint import list_checkpoints
+
+    run = tmp_path / "run"
+    assert main(["train", "a2c_tiny", "run.total_frames=2048", "run.checkpoint_every_frames=512",
+                 "run.keep_checkpoints=10", "run.eval_episodes=0", "run.progress=false", "--run-dir", str(run)]) == 0
+    first = list_checkpoints(run / "checkpoints")
+    older = first[1]
+    assert main(["train", "--resume", str(older), "run.total_frames=1280"]) == 0
+    capsys.readouterr()
+    abandoned = sorted(p.name for p in (run / "checkpoints").glob("*.abandoned"))
+    assert abandoned == [p.name + ".abandoned" for p in first[2:]]
+    assert max(int(p.name[5:17]) for p in list_checkpoints(run / "checkpoints")) <= 1280 + 512
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("charts/frames_per_s")]
+    assert steps == sorted(steps) and max(steps) <= 1280 + 512  # the abandoned branch's steps are purged

@@ -84,6 +84,33 @@ def rotate_checkpoints(ckpts: list[Path], keep: int, written: Path | None = None
         old.unlink(missing_ok=True)
 
 
+#: What a checkpoint of an abandoned branch is renamed to: newer than the one a run resumed from (named explicitly).
+ABANDONED_SUFFIX = ".abandoned"
+_ANY_CHECKPOINT = re.compile(r"^ckpt_(\d{12})\.(pt|zip)$")
+
+
+def set_aside_newer(resumed_from: Path) -> list[Path]:
+    """Rename the checkpoints of ``resumed_from``'s folder that are newer than it (a branch the resumed run abandons)
+    to ``<name>.abandoned``, with a warning: a later ``--resume RUN`` must never pick them over the new branch's.
+
+    :returns: the new names."""
+    match = _ANY_CHECKPOINT.match(resumed_from.name)
+    if match is None or not resumed_from.parent.is_dir():
+        return []
+    frames = int(match.group(1))
+    moved = []
+    for p in sorted(resumed_from.parent.iterdir()):
+        m = _ANY_CHECKPOINT.match(p.name)
+        if m is not None and int(m.group(1)) > frames:
+            aside = p.with_name(p.name + ABANDONED_SUFFIX)
+            p.replace(aside)
+            moved.append(aside)
+    if moved:
+        log.warning("resuming from %s: the %d newer checkpoint(s) of the branch it abandons are set aside as %s",
+                    resumed_from.name, len(moved), ", ".join(p.name for p in moved))
+    return moved
+
+
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     """Checkpoints in a folder, oldest first."""
     if not Path(ckpt_dir).is_dir():

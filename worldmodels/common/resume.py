@@ -168,6 +168,25 @@ def check_resume_config(saved: Any, new: Any, safe_keys: Sequence[str], run: str
     return changes
 
 
+def refuse_shorter_total(point: ResumePoint | None, schema_cls: type, key: str, requested: int, done: int,
+                         unit: str = "frames") -> None:
+    """Refuse a resume that lowers the run's length (``key``, e.g. ``run.total_frames``) below what it has trained
+    (``done``): it would train nothing and rewrite ``config.yaml`` with the lower number. Resuming a finished run
+    with its own length (a no-op) is left alone.
+
+    :raises ResumeError: naming the key, both numbers and what to do."""
+    if point is None or point.state is None or requested >= done:
+        return
+    saved: Any = saved_config(schema_cls, point.state.get("config"), point.checkpoint or point.run_dir)
+    node = saved
+    for part in key.split("."):
+        node = getattr(node, part)
+    if requested == node:
+        return
+    raise ResumeError(f"--resume {point.run_dir}: {key}={requested} is below the {done} {unit} the run has trained "
+                      f"(saved: {key}={node}); pass a larger {key} to train on, or leave the run as it is.")
+
+
 def open_run(path: str | Path, resume: bool, schema_cls: type, cfg: Any, safe_keys: Sequence[str],
              resume_from: ResumePoint | None = None) -> tuple[Path, ResumePoint | None]:
     """Where a trainer writes and what it resumes from; checks only, creates nothing (the trainer validates its

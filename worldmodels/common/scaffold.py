@@ -193,11 +193,16 @@ class RunScaffold:
     :param desc: the bar's label (default: the run directory's name).
     :param command: the command that writes the run (``train``, ``fit-vae``, ...), recorded with ``algo`` in
         ``run.json`` (:mod:`worldmodels.common.runrecord`) so that other commands can say what the folder is.
+    :param resumed_from: the checkpoint a resume continues from: newer checkpoints beside it (a branch the resume
+        abandons) are set aside (``.abandoned``) once the run holds its directory.
+    :param purge_step: TensorBoard hides what earlier sessions logged at or after this step (a resume's own count,
+        where the run logs in that unit), so an abandoned branch's curves do not overlap the new ones.
     """
 
     def __init__(self, path: str | Path, resume: bool = False, config_yaml: str | None = None,
                  total: int | None = None, initial: int = 0, unit: str = "frame", progress: bool = True,
-                 desc: str | None = None, command: str | None = None, algo: str | None = None) -> None:
+                 desc: str | None = None, command: str | None = None, algo: str | None = None,
+                 resumed_from: Path | None = None, purge_step: int | None = None) -> None:
         from worldmodels.common.runlock import DirectoryLock
 
         check_run_dir(path, resume)  # refuse a used folder before making or locking anything
@@ -208,6 +213,11 @@ class RunScaffold:
         except BaseException:
             self._lock.release()
             raise
+        if resume and resumed_from is not None:
+            from worldmodels.common.checkpoint import set_aside_newer
+
+            set_aside_newer(Path(resumed_from))
+        self._purge_step = purge_step if resume else None
         self._config_yaml = config_yaml
         self._record = (command, algo)
         self._bar_args = {"total": total, "initial": initial, "unit": unit, "unit_scale": True,
@@ -234,7 +244,7 @@ class RunScaffold:
             from worldmodels.common.runrecord import write_record
 
             write_record(self.path, self._record[0], self._record[1])
-        self.writer = SummaryWriter(log_dir=str(self.path))
+        self.writer = SummaryWriter(log_dir=str(self.path), purge_step=self._purge_step)
         self.bar = tqdm(**self._bar_args)
         # Handlers can only be installed from the main thread (a trainer run from a worker thread keeps Python's).
         for signum in (signal.SIGINT, signal.SIGTERM):

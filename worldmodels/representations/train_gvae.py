@@ -249,6 +249,9 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
         model = GaussianVAE.from_export(ckpt["gvae"])
         set_rng_state(ckpt["rng"])
         steps, frames, elapsed = int(ckpt["steps"]), int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))
+        from worldmodels.common.resume import refuse_shorter_total
+
+        refuse_shorter_total(fit.point, GVAEFitConfig, "run.total_steps", cfg.run.total_steps, steps, "steps")
     else:
         model = GaussianVAE(cfg.model, seed=cfg.run.seed)
         steps, frames, elapsed = 0, 0, 0.0
@@ -274,7 +277,8 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
     images = cfg.run.image_frames
 
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_steps * batch_size,
-                     initial=steps * batch_size, progress=cfg.run.progress, desc="fit-gvae", command="fit-gvae") as run:
+                     initial=steps * batch_size, progress=cfg.run.progress, desc="fit-gvae", command="fit-gvae",
+                     resumed_from=fit.point.checkpoint if fit.point else None) as run:
         writer = run.writer
         shown = heldout[:images] if heldout is not None else None  # set from the first batch if there is no split
 

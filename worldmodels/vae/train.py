@@ -28,7 +28,7 @@ import numpy as np
 
 from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_state
 from worldmodels.common.fit import start_fit
-from worldmodels.common.resume import ResumePoint
+from worldmodels.common.resume import ResumePoint, refuse_shorter_total
 from worldmodels.common.scaffold import Rates, RunScaffold
 from worldmodels.vae.config import RESUME_SAFE_KEYS, VAEFitConfig, validate
 from worldmodels.vae.evaluate import heldout_frames
@@ -76,6 +76,7 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
         vae = BinaryVAE.from_state_dict(ckpt["vae"])
         set_rng_state(ckpt["rng"])
         frames, elapsed = int(ckpt["frames"]), float(ckpt.get("train_seconds", 0.0))
+        refuse_shorter_total(fit.point, VAEFitConfig, "run.total_frames", cfg.run.total_frames, frames)
     else:
         fit_ds = TrajectoryDataset(cfg.data.path, "train", on_corrupt=on_corrupt)
         binarizer = Binarizer.fit(fit_ds.frame_batches(4096), size=cfg.model.image_size, threshold=cfg.data.threshold)
@@ -97,7 +98,7 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=cfg.run.total_frames,
                      initial=frames,
                      progress=cfg.run.progress, desc=f"fit-vae {cfg.estimator.name}",
-                     command="fit-vae") as run:
+                     command="fit-vae", resumed_from=fit.point.checkpoint if fit.point else None) as run:
         writer = run.writer
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:

@@ -162,7 +162,7 @@ def fit_world_model(cfg: VideoFitConfig, run_dir: str | Path | None = None, resu
     with RunScaffold(path, resume=ckpt is not None, config_yaml=config_yaml, total=total_updates,
                      initial=done_updates(),
                      unit="upd", progress=cfg.run.progress, desc="fit-world-model",
-                     command="fit-world-model") as run:
+                     command="fit-world-model", resumed_from=fit.point.checkpoint if fit.point else None) as run:
         writer = run.writer
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
