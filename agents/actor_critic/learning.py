@@ -36,7 +36,6 @@ from agents.runtime.algorithm import Counters, EnvSpec, Scalars
 from worldmodels.common.device import StagingBuffer
 from worldmodels.common.optim import RMSpropEpsInside
 
-
 #: The :class:`Unroll` arrays laid out ``[T (+ 1), B, ...]`` (concatenated along B), and the :class:`Batch` attribute
 #: each becomes; ``state`` entries are ``[B, ...]`` (concatenated along axis 0).
 _TIME_MAJOR = {"obs": "obs", "starts": "starts", "actions": "actions", "logits": "behaviour_logits",
