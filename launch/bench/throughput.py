@@ -86,8 +86,8 @@ def measure_actor(cfg: Any, seconds: float) -> tuple[float, Any, int]:
 
     :return: steps/s, the filled replay, the number of actions."""
     from agents.dqn.actor import EpsilonGreedyPolicy, make_dqn_parts
-    from agents.runtime.actor import EnvActor
     from agents.replay.buffer import PrioritizedReplay
+    from agents.runtime.actor import EnvActor
 
     actor = EnvActor(0, make_dqn_parts, cfg, seed=0, torch_threads=1)
     replay = PrioritizedReplay(cfg.replay.capacity, num_shards=1, alpha=cfg.replay.alpha, prioritized=True)

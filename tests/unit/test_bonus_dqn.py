@@ -9,8 +9,8 @@ import torch
 
 from agents.dqn.actor import BonusStats, NStepAdder, make_dqn_parts, make_pseudo_count
 from agents.dqn.config import DQNConfig, validate
-from agents.runtime.actor import EnvActor
 from agents.replay.nstep import NStepBuilder
+from agents.runtime.actor import EnvActor
 from envs import CatchVectorEnv
 from envs.montezuma import RoomTracker
 from launch.config import ConfigError, load_config

@@ -11,8 +11,8 @@ import torch
 
 from agents.dqn.config import AgentConfig, NetworkConfig
 from agents.dqn.learning import DQNLearner, double_dqn_targets, mixed_mc_targets
-from agents.replay.nstep import NStepBuilder, discounted_returns
 from agents.replay.buffer import PrioritizedReplay
+from agents.replay.nstep import NStepBuilder, discounted_returns
 
 torch.set_num_threads(1)
 
