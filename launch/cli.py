@@ -80,7 +80,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.runtime.loop import probe_env
     from launch.config import load_run_config
     from launch.scores import human_normalized
-
     from worldmodels.common.runrecord import check_run_command
 
     check_run_command(args.path, "train", usage="reverie evaluate")  # another command's run says what it is
@@ -410,8 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     # SIGTERM (a scheduler's or Kubernetes' stop) ends every command as Ctrl-C does: a trainer's run scaffold
     # takes both signals over for its run (a last checkpoint), collect keeps its finished episodes.
-    from agents.runtime.errors import ActorsLostError
-    from worldmodels.common.scaffold import raise_interrupted
+    from worldmodels.common.scaffold import RunFailed, raise_interrupted
 
     previous = signal.signal(signal.SIGTERM, raise_interrupted) \
         if threading.current_thread() is threading.main_thread() else None
@@ -427,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reverie {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except ActorsLostError as err:  # one line naming the setting; Ray's traceback only with -v
+    except RunFailed as err:  # e.g. Ray actors lost: one line naming the setting; the traceback only with -v
         if args.verbose:
             raise
         print(f"reverie {args.command}: error: {err}", file=sys.stderr)

@@ -180,7 +180,6 @@ def policy_spec(policy: str, game: str, epsilon: float) -> tuple[dict[str, Any],
     from agents.runtime.algorithm import CheckpointLayout
     from envs import resolve_game
     from launch.config import load_run_config
-
     from worldmodels.common.runrecord import check_run_command
 
     check_run_command(policy, "train", algos=("dqn",), usage="reverie collect --policy")

@@ -51,9 +51,8 @@ def cmd_fit_vae(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_vae(args: argparse.Namespace) -> int:
-    from worldmodels.vae.evaluate import evaluate_vae
-
     from worldmodels.common.runrecord import check_run_command
+    from worldmodels.vae.evaluate import evaluate_vae
 
     check_run_command(args.run, "fit-vae", usage="reverie evaluate-vae")
     ks = tuple(int(k) for k in args.ks.split(","))

@@ -11,7 +11,7 @@
   retried a moment later), and resubmits work. ``restarts`` counts *new incarnations*, one per death: the calls
   that fail while an actor restarts are not deaths (counting those tripled the count of one kill -9). An actor Ray
   will no longer restart (``ActorDiedError`` after its ``max_restarts``) stops the run with an
-  :class:`~agents.runtime.errors.ActorsLostError` naming ``runtime.max_actor_restarts``.
+  :class:`ActorsLostError` naming ``runtime.max_actor_restarts``.
 - An idle actor (one the rate limiter gives no work) is pinged (:meth:`EnvActor.incarnation`) at most every
   :data:`PING_SECONDS`, so that its death is seen within a poll or so, not when it next gets work.
 - A checkpoint never silently lacks an actor's state: :meth:`RayRuntime.actor_states` waits for a dead actor's
@@ -32,9 +32,8 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from agents.runtime.actor import ActorOutput, EnvActor, PartsFn
-from agents.runtime.errors import ActorsLostError
 from worldmodels.common.allocator import allocator_env
-from worldmodels.common.scaffold import preserve_signal_handlers
+from worldmodels.common.scaffold import RunFailed, preserve_signal_handlers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,11 @@ RESTART_WAIT_SECONDS = 120.0
 
 #: Environment of every Ray worker: one OpenMP thread that sleeps when idle (several processes share cores).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+class ActorsLostError(RunFailed):
+    """Ray actors died beyond what ``runtime.max_actor_restarts`` allows: the run stops, with no checkpoint after it
+    (it would lack the dead actors' state); the run's last periodic checkpoint is where ``--resume`` continues."""
 
 
 def worker_env() -> dict[str, str]:

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from agents.runtime.errors import ActorsLostError
-from agents.runtime.ray_runtime import PING_SECONDS, RayRuntime
+from agents.runtime.ray_runtime import PING_SECONDS, ActorsLostError, RayRuntime
 from tests.algos.fakes import sleepy_parts
 
 pytestmark = pytest.mark.usefixtures("ray_local")

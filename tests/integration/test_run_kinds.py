@@ -62,8 +62,8 @@ def _fake_run(path: Path, config: object, record: dict | None = None, sb3_checkp
 
 def test_train_and_evaluate_name_fit_and_sb3_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from agents.actor_critic.config import ActorCriticConfig
-    from worldmodels.video.config import VideoFitConfig
     from worldmodels.vae import VAEFitConfig
+    from worldmodels.video.config import VideoFitConfig
 
     vae = _fake_run(tmp_path / "vae", VAEFitConfig(), {"command": "fit-vae", "algo": None})
     err = _error(capsys, ["train", "--resume", str(vae)])

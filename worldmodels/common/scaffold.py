@@ -80,6 +80,14 @@ def preserve_signal_handlers() -> Iterator[None]:
                     pass
 
 
+class RunFailed(RuntimeError):
+    """An error that ends a run for a reason outside the user's command (Ray actors lost beyond their restarts): the
+    command line prints its message in one line (the traceback with ``-v``) and exits 1, and no checkpoint is written
+    after it (``checkpoint_after``: the state it would hold is incomplete)."""
+
+    checkpoint_after = False
+
+
 class StopRun(Exception):
     """Raised by a hook to end training early and cleanly (final checkpoint written, everything closed)."""
 
