@@ -12,14 +12,22 @@ A training run needs the same frame around its loop whatever it trains::
             wall_fps, cpu_fps, _ = rates.measure(frames)  # charts/frames_per_s, charts/cpu_frames_per_s
 
 - The run directory is refused if it already holds a run (:class:`RunExistsError`), unless resuming; a folder left
-  by a start that failed before its first checkpoint is reused. ``config.yaml`` is written there atomically when
-  the run starts; one TensorBoard writer and one tqdm bar are opened. How a resume picks its checkpoint and
+  by a start that failed before its first checkpoint is reused. One process at a time writes it: the scaffold holds
+  an exclusive lock on it for the run's life (:mod:`worldmodels.common.runlock`; the kernel drops it when the
+  process dies), and a second writer is refused naming the live one. ``config.yaml`` and ``run.json`` (the command
+  and algorithm, :mod:`worldmodels.common.runrecord`) are written there atomically when the run starts; one
+  TensorBoard writer and one tqdm bar are opened. How a resume picks its checkpoint and
   config is :mod:`worldmodels.common.resume`.
 - SIGINT (Ctrl-C) and SIGTERM (a cluster scheduler) ask the run to stop: the loop finishes the step it is in and
   raises ``KeyboardInterrupt`` at its next :meth:`RunScaffold.check_interrupt`, and the callback given to
   :meth:`RunScaffold.on_interrupt` writes a last checkpoint before the interrupt propagates. Stopping between steps,
   never inside one, keeps a signal out of library internals (an interrupt inside TensorBoard's writer queue can hang
   the writer's close; one inside an optimiser step leaves half-updated weights). A second signal stops at once.
+  The interrupt is an :class:`Interrupted` carrying the signal: the command exits with 128 + its number (130 for
+  SIGINT, 143 for SIGTERM). Under Ray too: ``agents.runtime.ray_runtime.init_ray`` keeps Ray's handlers out of
+  the driver.
+- A full disk (:class:`worldmodels.common.atomic.DiskFullError`) and a :class:`RunFailed` (Ray actors lost) end the
+  run with no error checkpoint: one would fill the disk again, or lack the lost actors' state.
 - Cleanup (actors, servers, the writer, the bar, the signal handler) happens in ``__exit__`` for every way out,
   not only KeyboardInterrupt, in reverse order of registration; a failing cleanup is logged and never hides the
   error that ended the run.
