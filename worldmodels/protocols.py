@@ -1,7 +1,7 @@
-"""The three interfaces through which generative models plug into agents and environments.
+"""The interfaces through which generative models plug into agents and environments.
 
 They are :class:`typing.Protocol` classes (structural typing): a class satisfies one by having the
-methods, with no inheritance from this module. All three are ``runtime_checkable``, so
+methods, with no inheritance from this module. All are ``runtime_checkable``, so
 ``isinstance(obj, DensityModel)`` works, though it checks only that the methods exist, not their
 signatures.
 
@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["DensityModel", "WorldModel", "Representation"]
+__all__ = ["DensityModel", "NoveltySource", "WorldModel", "Representation"]
 
 
 @runtime_checkable
@@ -57,6 +57,39 @@ class DensityModel(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the model from :meth:`state_dict`'s output; later results are identical."""
+        ...
+
+
+@runtime_checkable
+class NoveltySource(Protocol):
+    """Anything that turns observations into an exploration bonus while learning from them.
+
+    What a pseudo-count (a :class:`DensityModel` inside :class:`worldmodels.density.PseudoCount`: CTS, PixelCNN) and
+    Random Network Distillation (:class:`worldmodels.density.RND`) share, and all that the actors and the Gymnasium
+    bonus wrappers (``envs.wrappers``) consume. The input is what :func:`envs.novelty.novelty_input` makes of an
+    env family's observations for this kind of source:
+
+    - pseudo-counts: uint8 ``[B, H, W]`` quantised frames (values in ``[0, num_levels)``): Atari's newest frame at
+      42x42 and 8 levels, or one categorical symbol per cell of a MinAtar or maze grid;
+    - RND: ``[B, C, H, W]`` (uint8 or float32): Atari's newest 84x84 frame as one channel, a grid's 0/1 channels.
+    """
+
+    def step(self, observations: np.ndarray) -> np.ndarray:
+        """Score a batch, then learn from it (in order, as each source documents).
+
+        :param observations: ``[B, ...]`` in the source's input format (above).
+        :return: float64 ``[B]``, the intrinsic reward of each observation, >= 0 and finite: a pseudo-count's
+            ``beta / sqrt(N + 0.01)`` (at most ``10 beta``), RND's ``beta`` times the predictor's mean squared error
+            (squared units of the random target's features).
+        """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the source has learned (counts, networks, optimiser, normalisers, random generators)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; the bonuses that follow are identical to an uninterrupted run's."""
         ...
 
 
