@@ -47,6 +47,16 @@ everything (``reverie train a2c_minatar env.game=maze/15/curriculum:curriculum_e
     maze/15/curriculum                                  # the paper's curriculum: L from 2, +1 every 2M steps
     maze/15/curriculum:curriculum_every=100000,step_reward=0.1
     maze/11:wall_density=0.2,max_steps=50
+    maze/21:layout_seed=0,sparse=true                   # the sparse-reward maze for exploration (below)
+
+The sparse-reward maze (``sparse=true``), a hard exploration problem (issue 24): the goal is the free cell farthest
+from the start by the shortest path (ties: the first in row-major order), the only reward is ``+1`` on reaching it
+(no step reward, no wall penalty: ``step_reward`` is not used), and the step cap defaults to ``n^2`` (441 for
+n = 21) instead of 100. With ``layout_seed=k`` every episode of every env plays the one maze drawn from seed k.
+``maze/21:layout_seed=0,sparse=true`` has 322 free cells and its goal 31 moves from the start; a uniformly random
+policy reaches it within the 441-step cap in about 1 episode in 100 (1.1%, measured over 2000 episodes in
+``tests/unit/test_maze.py``; 5% with a cap of 882), so epsilon-greedy and entropy-driven agents rarely see a reward. ``sparse`` does not combine with the curriculum
+(which places the goal by a walk).
 
 :class:`MazeVector` follows :class:`envs.toy.CatchVectorEnv` and :class:`envs.minatar.MinAtarVector` to the letter:
 NextStep autoreset (the step after an episode ended ignores that env's action and returns the first observation of a
@@ -86,7 +96,7 @@ MAX_DRAWS = 1000
 #: Settings ``make_env("maze/...", **overrides)`` and the name's ``:key=value`` part accept, with their types.
 SETTINGS: dict[str, type] = {
     "step_reward": float, "wall_density": float, "max_steps": int, "curriculum_start": int, "curriculum_every": int,
-    "layout_seed": int,
+    "layout_seed": int, "sparse": bool,
 }
 _CURRICULUM_SETTINGS = ("curriculum_start", "curriculum_every")
 _GRAMMAR = "maze/<n>[/curriculum][:key=value,...]"
@@ -106,6 +116,8 @@ class MazeSettings:
     :param curriculum_every: agent steps per +1 of L (curriculum only).
     :param layout_seed: -1: a new maze every episode (the paper); k >= 0: every episode plays the one maze (walls,
         start and goal) drawn from seed k, a fixed maze (for tests that a planner solves a maze).
+    :param sparse: the sparse-reward maze (module docstring): goal farthest from the start, reward +1 there only,
+        step cap :func:`sparse_max_steps` unless ``max_steps`` is given.
     """
 
     size: int
@@ -116,13 +128,20 @@ class MazeSettings:
     curriculum_start: int = 2
     curriculum_every: int = 2_000_000
     layout_seed: int = -1
+    sparse: bool = False
 
     @property
     def game(self) -> str:
         """The canonical game name: ``maze/<n>[/curriculum]`` and the settings that differ from the defaults."""
         name = f"{PREFIX}{self.size}" + (f"/{CURRICULUM}" if self.curriculum else "")
-        default = MazeSettings(self.size, self.curriculum)
-        changed = [f"{k}={getattr(self, k)}" for k in SETTINGS if getattr(self, k) != getattr(default, k)]
+        default = MazeSettings(self.size, self.curriculum, sparse=self.sparse,
+                               max_steps=sparse_max_steps(self.size) if self.sparse else 100)
+
+        def text(value: Any) -> str:
+            return str(value).lower() if isinstance(value, bool) else str(value)
+
+        changed = [f"{k}={text(getattr(self, k))}" for k in SETTINGS
+                   if getattr(self, k) != getattr(default, k) or k == "sparse" and self.sparse]
         return name + (":" + ",".join(changed) if changed else "")
 
     def walk_length(self, curriculum_steps: int) -> int:
@@ -132,12 +151,21 @@ class MazeSettings:
         return self.curriculum_start + int(curriculum_steps) // self.curriculum_every
 
 
+def sparse_max_steps(size: int) -> int:
+    """The sparse maze's default step cap, ``n^2``: a walk to any cell many times over for a directed agent."""
+    return size * size
+
+
 def is_maze(game: str) -> bool:
     """Whether ``game`` names a maze (``"maze/..."``); :func:`maze_settings` says whether the name is valid."""
     return game.startswith(PREFIX)
 
 
-def _parse_value(key: str, text: str, game: str) -> float | int:
+def _parse_value(key: str, text: str, game: str) -> float | int | bool:
+    if SETTINGS[key] is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"maze setting {key}={text!r} in {game!r} must be true or false")
+        return text.lower() in ("true", "1")
     try:
         value = float(text)
     except ValueError:
@@ -194,12 +222,22 @@ def maze_settings(game: str, **overrides: Any) -> MazeSettings:
         if key not in values:
             continue
         value = values[key]
+        if kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"maze setting {key} must be true or false, got {value!r}")
+            values[key] = bool(value)
+            continue
         ok = isinstance(value, Real) and not isinstance(value, bool)
         if kind is int and not (ok and float(value).is_integer()):  # 1e5 and 100000.0 are ints
             raise ValueError(f"maze setting {key} must be an integer, got {value!r}")
         if not ok:
             raise ValueError(f"maze setting {key} must be a number, got {value!r}")
         values[key] = kind(value)
+    if values.get("sparse") and curriculum:
+        raise ValueError(f"sparse=true places the goal farthest from the start and the curriculum by a random walk: "
+                         f"use 'maze/{size_text}:sparse=true' or the curriculum without it")
+    if values.get("sparse") and "max_steps" not in values:
+        values["max_steps"] = sparse_max_steps(int(size_text))
     settings = MazeSettings(int(size_text), curriculum, **values)
     if not settings.step_reward > 0:
         raise ValueError(f"step_reward must be > 0 (the r of -r per move), got {settings.step_reward!r}")
@@ -290,7 +328,7 @@ class Mazes(NamedTuple):
 
 
 def generate_mazes(rng: np.random.Generator, count: int, size: int, wall_density: float,
-                   walk_length: int = 0) -> Mazes:
+                   walk_length: int = 0, farthest: bool = False) -> Mazes:
     """Draw ``count`` solvable mazes as the module docstring says, vectorised over the mazes.
 
     :param rng: the source of every random choice.
@@ -298,6 +336,8 @@ def generate_mazes(rng: np.random.Generator, count: int, size: int, wall_density
     :param wall_density: probability of a wall per cell, in [0, 1).
     :param walk_length: L > 0: the goal ends a random walk of L moves from the start (the curriculum); 0: the goal is
         a uniformly random free cell other than the start.
+    :param farthest: the goal is the free cell farthest from the start (the first in row-major order of those), as
+        the sparse maze has it; the same random draws as without it, so the walls and start do not change.
     :raises RuntimeError: no maze kept in :data:`MAX_DRAWS` draws (lower ``wall_density``).
     """
     free = np.zeros((count, size, size), dtype=bool)
@@ -324,7 +364,10 @@ def generate_mazes(rng: np.random.Generator, count: int, size: int, wall_density
         raise RuntimeError(f"no {size}x{size} maze kept in {MAX_DRAWS} draws at wall_density={wall_density} (the "
                            "start's region must hold most free cells, and 2 or more); lower wall_density")
     index = np.arange(count)
-    if walk_length > 0:
+    if farthest:
+        flat = dist.reshape(count, -1).argmax(axis=1)
+        goal = np.stack([flat // size, flat % size], axis=1).astype(np.int64)
+    elif walk_length > 0:
         goal = _walk(rng, free, start, walk_length)
     else:
         others = free.copy()
@@ -333,13 +376,17 @@ def generate_mazes(rng: np.random.Generator, count: int, size: int, wall_density
     return Mazes(~free, start, goal, dist[index, goal[:, 0], goal[:, 1]].astype(np.int64))
 
 
-def optimal_return(distance: np.ndarray | int, step_reward: float, max_steps: int) -> np.ndarray:
+def optimal_return(distance: np.ndarray | int, step_reward: float, max_steps: int, sparse: bool = False
+                   ) -> np.ndarray:
     """The best return of a maze whose goal is ``distance`` moves away: ``r * (2 - d)`` (d - 1 moves at -r, the last
-    at +r) if ``d <= max_steps``, else ``-r * max_steps`` (moving without touching a wall until the cut).
+    at +r) if ``d <= max_steps``, else ``-r * max_steps`` (moving without touching a wall until the cut). Sparse: 1
+    if ``d <= max_steps``, else 0.
 
     :param distance: int [K] (or one int), shortest-path moves, >= 1. :returns: float64 [K] (or a 0-d array).
     """
     d = np.asarray(distance, dtype=np.float64)
+    if sparse:
+        return np.where(d <= max_steps, 1.0, 0.0)
     return np.where(d <= max_steps, step_reward * (2.0 - d), -step_reward * max_steps)
 
 
@@ -368,7 +415,7 @@ class _MazeCore:
         self.pos[where] = mazes.start
         self.goal[where] = mazes.goal
         self.distance[where] = mazes.distance
-        self.optimal[where] = optimal_return(mazes.distance, s.step_reward, s.max_steps)
+        self.optimal[where] = optimal_return(mazes.distance, s.step_reward, s.max_steps, s.sparse)
         self.walk_length[where] = walk_length
         self.steps[where] = 0
         self.static[where] = 0
@@ -388,6 +435,8 @@ class _MazeCore:
         reached = moves & (self.pos == self.goal).all(axis=1)
         reward = np.where(blocked, -2.0 * s.step_reward, -s.step_reward)
         reward[reached] = s.step_reward
+        if s.sparse:  # the only reward is the goal's
+            reward = reached.astype(np.float64)
         reward[~live] = 0.0
         self.steps += live
         truncated = live & ~reached & (self.steps >= s.max_steps)
@@ -490,10 +539,11 @@ class MazeVector(VectorEnv):
         if len(where):
             s, length = self.settings, self.curriculum_length
             if s.layout_seed >= 0:  # the one fixed maze, drawn from its own seed whatever the env's seed
-                one = generate_mazes(np.random.default_rng(s.layout_seed), 1, s.size, s.wall_density, length)
+                one = generate_mazes(np.random.default_rng(s.layout_seed), 1, s.size, s.wall_density, length,
+                                     farthest=s.sparse)
                 mazes = Mazes(*(np.repeat(field, len(where), axis=0) for field in one))
             else:
-                mazes = generate_mazes(self._rng, len(where), s.size, s.wall_density, length)
+                mazes = generate_mazes(self._rng, len(where), s.size, s.wall_density, length, farthest=s.sparse)
             self.core.load(where, mazes, length)
 
     def reset(
@@ -609,7 +659,8 @@ class MazeEnv(gym.Env):
         s = self.settings
         length = s.walk_length(self.curriculum_steps)
         rng = np.random.default_rng(s.layout_seed) if s.layout_seed >= 0 else self.np_random  # a fixed maze
-        self.core.load(np.zeros(1, np.int64), generate_mazes(rng, 1, s.size, s.wall_density, length), length)
+        self.core.load(np.zeros(1, np.int64), generate_mazes(rng, 1, s.size, s.wall_density, length,
+                                                                       farthest=s.sparse), length)
         self._done = False
         self._obs = self.core.observe()[0]
         return self._obs.copy(), self._info(0.0)
