@@ -4,10 +4,14 @@ The policy evaluates Q(s, .) for all N envs in one forward pass (one torch threa
 Q-values travel to the adder so that priorities are computed on the actor, as in Ape-X (Horgan et al. 2018,
 Sec. 3), without a second network evaluation.
 
-Exploration bonus (``exploration.bonus``: Bellemare et al. 2016; Ostrovski et al. 2017): the adder scores the
-newest frame of every observation the env returns (``preprocess_frames(next_obs[:, -1])``: 42x42, 8 levels, no
-second emulator call) with a :class:`~worldmodels.density.PseudoCount` and adds ``beta / sqrt(N + 0.01)`` to the
-clipped extrinsic reward before the n-step (and Monte Carlo) return: ``r + bonus`` as in the papers.
+Exploration bonus (``exploration.bonus``: Bellemare et al. 2016; Ostrovski et al. 2017; Burda et al. 2018): the
+adder scores the whole newest observation the env returns with a :class:`~worldmodels.protocols.NoveltySource`
+(a :class:`~worldmodels.density.PseudoCount` over CTS or a PixelCNN, or :class:`~worldmodels.density.RND`) and adds
+its bonus (``beta / sqrt(N + 0.01)``, or ``beta`` times RND's error) to the clipped extrinsic reward before the
+n-step (and Monte Carlo) return: ``r + bonus`` as in the papers. What is scored depends on the env family
+(:func:`envs.novelty.novelty_input`): Atari's newest frame at 42x42 and 8 levels (no second emulator call), or the
+whole ``[C, n, n]`` grid of MinAtar and the maze (one symbol per cell for a pseudo-count); a family a source cannot
+score is refused when the actor is built, naming ``exploration.bonus``.
 
 - Reset frames: the first frame of every game (at ``reset`` and on a NextStep autoreset step) is learned by the
   density model, since the agent sees it, but its bonus is dropped: no transition ends in it, and it must not
@@ -38,8 +42,11 @@ from agents.runtime.algorithm import ActorParts, EpisodeTracker, env_spec
 from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 from envs import newest_frames
 
+from envs.novelty import NoveltyInput, env_family, make_novelty_source, novelty_input
+
 if TYPE_CHECKING:
     from worldmodels.density import PseudoCount
+    from worldmodels.protocols import NoveltySource
 
 
 def linear_epsilon(frames: int, exploration: ExplorationConfig, learning_starts_frames: int = 0) -> float:
@@ -120,29 +127,55 @@ def make_pseudo_count(bonus: str, beta: float) -> PseudoCount:
     return PseudoCount(make_density_model(bonus), beta=beta, prediction_gain_decay=decay)
 
 
-class DensityServer:
-    """One density model shared by all actors (``exploration.shared_density: true``); run as a Ray actor.
+def last_counts(source: NoveltySource, n: int) -> np.ndarray:
+    """The pseudo-counts float64 [n] of a pseudo-count's last batch; NaN for a source without counts (RND)."""
+    counts = getattr(source, "last_counts", None)
+    return np.asarray(counts, np.float64) if counts is not None else np.full(n, np.nan)
 
-    :param bonus: "cts" or "pixelcnn". :param beta: bonus scale.
+
+class DensityServer:
+    """One novelty source shared by all actors (``exploration.shared_density: true``); run as a Ray actor.
+
+    The source is built on the first :meth:`score`, from the actors' :class:`~envs.novelty.NoveltyInput` (the
+    server does not know the env); a state loaded before that is applied when it is built.
+
+    :param bonus: "cts", "pixelcnn" or "rnd". :param beta: bonus scale.
     """
 
     def __init__(self, bonus: str, beta: float) -> None:
-        self.pseudo_count = make_pseudo_count(bonus, beta)
+        self.bonus, self.beta = bonus, beta
+        self.source: NoveltySource | None = None
+        self._pending: dict[str, Any] | None = None
+        self._frames = 0
 
-    def score(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Learn ``frames`` (uint8 [B, 42, 42], quantised) in order; return (bonus, pseudo-count) float64 [B]."""
-        bonus = self.pseudo_count(frames)
-        return bonus, self.pseudo_count.last_counts
+    def score(self, inputs: np.ndarray, spec: NoveltyInput | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Learn ``inputs`` (the source's input, [B, ...]) in order; return (bonus, pseudo-count) float64 [B]."""
+        if self.source is None:
+            self.source = (make_novelty_source(self.bonus, spec, self.beta) if spec is not None
+                           else make_pseudo_count(self.bonus, self.beta))
+            if self._pending is not None:
+                self.source.load_state_dict(self._pending)
+                self._pending = None
+        bonus = self.source.step(inputs)
+        self._frames += len(inputs)
+        return bonus, last_counts(self.source, len(inputs))
 
     def num_frames(self) -> int:
-        """Frames learned so far."""
-        return self.pseudo_count.num_updates
+        """Observations scored by this server's source (since it started)."""
+        return self._frames
 
     def state_dict(self) -> dict[str, Any]:
-        return self.pseudo_count.state_dict()
+        if self.source is None:
+            return self._pending or {}
+        return self.source.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pseudo_count.load_state_dict(state)
+        if not state:
+            return
+        if self.source is None:
+            self._pending = state
+        else:
+            self.source.load_state_dict(state)
 
 
 class BonusStats:
@@ -199,18 +232,21 @@ class NStepAdder:
 
     :param builder: the n-step (and Monte Carlo) transition builder.
     :param clip_rewards: clip extrinsic rewards to [-1, 1] (before the bonus is added).
-    :param pseudo_count: a local :class:`~worldmodels.density.PseudoCount`, or None.
+    :param pseudo_count: a local :class:`~worldmodels.protocols.NoveltySource` (a pseudo-count or RND), or None.
     :param density_server: a Ray actor handle of a :class:`DensityServer` (shared model), or None.
+    :param novelty: what the source scores of a batch of observations (:func:`envs.novelty.novelty_input`); None:
+        Atari's newest frame at 42x42, 8 levels (``preprocess_frames(obs[:, -1])``).
     """
 
-    def __init__(self, builder: NStepBuilder, clip_rewards: bool, pseudo_count: PseudoCount | None = None,
-                 density_server: Any = None) -> None:
+    def __init__(self, builder: NStepBuilder, clip_rewards: bool, pseudo_count: NoveltySource | None = None,
+                 density_server: Any = None, novelty: NoveltyInput | None = None) -> None:
         if pseudo_count is not None and density_server is not None:
             raise ValueError("give the adder a local pseudo_count or a shared density_server, not both")
         self.builder = builder
         self.clip_rewards = clip_rewards
         self.pseudo_count = pseudo_count
         self.density_server = density_server
+        self.novelty = novelty
         has_bonus = pseudo_count is not None or density_server is not None
         if has_bonus:
             from worldmodels.density import preprocess_frames  # only actors with a bonus load the density package
@@ -225,15 +261,15 @@ class NStepAdder:
         return newest_frames(obs, self.builder.stack, self.builder.frame_shape)
 
     def _score(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bonus and pseudo-count float64 [N] of the newest frames of ``obs`` [N, S, 84, 84] (learned in order)."""
-        frames = self._preprocess(obs[:, -1])
+        """Bonus and pseudo-count float64 [N] of the newest observations ``obs`` [N, ...] (learned in order)."""
+        frames = self.novelty(obs) if self.novelty is not None else self._preprocess(obs[:, -1])
         if self.density_server is not None:
             import ray
 
-            return ray.get(self.density_server.score.remote(frames))
+            return ray.get(self.density_server.score.remote(frames, self.novelty))
         assert self.pseudo_count is not None, "the adder scores frames only with a bonus"
-        bonus = self.pseudo_count(frames)
-        return bonus, self.pseudo_count.last_counts
+        bonus = self.pseudo_count.step(frames)
+        return bonus, last_counts(self.pseudo_count, len(frames))
 
     def reset(self, obs: np.ndarray) -> None:
         self.builder.reset(self._newest(obs))
@@ -311,10 +347,14 @@ def make_dqn_parts(cfg: DQNConfig, actor_id: int, density_server: Any = None) ->
         import ray
 
         density_server = ray.get_actor(density_server)
-    pseudo_count = None
-    if ex.bonus != "none" and density_server is None:
-        pseudo_count = make_pseudo_count(ex.bonus, ex.beta)
-    adder = NStepAdder(builder, cfg.agent.clip_rewards, pseudo_count=pseudo_count,
-                       density_server=density_server if ex.bonus != "none" else None)
+    source: NoveltySource | None = None
+    novelty = None
+    if ex.bonus != "none":
+        # Refuses a family the source cannot score (MinAtar Seaquest's 10 channels for a pseudo-count), naming the key.
+        novelty = novelty_input(env_family(cfg.env.game), str(ex.bonus), spec.obs_shape, key="exploration.bonus")
+        if density_server is None:
+            source = make_novelty_source(str(ex.bonus), novelty, ex.beta, seed=seed)
+    adder = NStepAdder(builder, cfg.agent.clip_rewards, pseudo_count=source,
+                       density_server=density_server if ex.bonus != "none" else None, novelty=novelty)
     trackers: list[EpisodeTracker] = [] if adder.stats is None else [adder.stats]
     return ActorParts(env, policy, adder, trackers + env_trackers(cfg.env))

@@ -38,6 +38,7 @@ class BonusChoice(Choice):
     none = "none"
     cts = "cts"
     pixelcnn = "pixelcnn"
+    rnd = "rnd"
 
 
 class StrategyChoice(Choice):
@@ -129,9 +130,12 @@ class ExplorationConfig:
     eval_eps: float = 0.001
     """Epsilon of `reverie evaluate` (Dopamine's evaluation epsilon)."""
     bonus: BonusChoice = BonusChoice.none
-    """Count-based exploration bonus added to the (clipped) reward in the actor: "none", "cts" (Bellemare et al.
-    2016) or "pixelcnn" (Ostrovski et al. 2017, prediction gain decayed by 0.1 n^-1/2). Each actor scores the
-    newest frame of every observation (42x42, 8 levels) and adds ``beta / sqrt(N + 0.01)``."""
+    """Exploration bonus added to the (clipped) reward in the actor: "none", "cts" (Bellemare et al. 2016),
+    "pixelcnn" (Ostrovski et al. 2017, prediction gain decayed by 0.1 n^-1/2), both ``beta / sqrt(N + 0.01)``, or
+    "rnd" (Burda et al. 2018: ``beta`` times the predictor's error; the paper's settings, without its intrinsic
+    reward normalisation, which belongs to a two-stream agent). Each actor scores the whole newest observation as
+    its env family needs (envs/novelty.py: Atari's newest frame at 42x42 and 8 levels; MinAtar's and the maze's
+    whole grid); a family the bonus cannot score (a pseudo-count on MinAtar Seaquest's 10 channels) is refused."""
     beta: float = 0.05
     """Bonus scale (Bellemare et al. 2016 used 0.05 for DQN; the bonus is at most 10 * beta per step)."""
     shared_density: bool = False

@@ -118,7 +118,7 @@ def test_montezuma_with_gymnasium_backend_tracks_rooms() -> None:
     ("override", "message"),
     [
         # String choices are Enums: refused while loading (ConfigError is a ValueError), naming key and choices.
-        ("exploration.bonus=rnd", "exploration.bonus.*'rnd', expected one of \\[none, cts, pixelcnn\\]"),
+        ("exploration.bonus=icm", "exploration.bonus.*'icm', expected one of \\[none, cts, pixelcnn, rnd\\]"),
         ("exploration.beta=-0.1", "exploration.beta=-0.1 must be a finite number >= 0"),
         ("agent.mc_mix=1.5", "agent.mc_mix=1.5 must lie in \\[0, 1\\]"),
         ("env.backend=gym", "env.backend.*'gym', expected one of \\[ale_vector, gymnasium\\]"),
