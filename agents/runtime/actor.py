@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from envs.vector import SplitVector
-
 # The contracts live in the seam's one file; imported here too, where callers have long found them.
 from agents.runtime.algorithm import (
     ActorOutput,
@@ -35,6 +33,7 @@ from agents.runtime.algorithm import (
     Policy,
     Stateful,
 )
+from envs.vector import SplitVector
 
 #: One vector-env step: ``(obs, reward, terminated, truncated, info)``, each with leading dim N.
 Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]

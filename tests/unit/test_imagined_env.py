@@ -206,8 +206,8 @@ def test_dqn_actor_acts_inside_imagination() -> None:
     from agents.dqn.actor import EpsilonGreedyPolicy, NStepAdder
     from agents.dqn.config import DQNConfig
     from agents.dqn.networks import QNetwork
-    from agents.runtime.actor import EnvActor
     from agents.replay.nstep import NStepBuilder
+    from agents.runtime.actor import EnvActor
     from agents.runtime.algorithm import ActorParts
 
     cfg = DQNConfig()

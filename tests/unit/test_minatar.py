@@ -10,8 +10,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from agents.dqn.networks import QNetwork
-from agents.replay.nstep import NStepBuilder
 from agents.replay.buffer import PrioritizedReplay
+from agents.replay.nstep import NStepBuilder
 from agents.torsos import a3c_cnn, make_torso, minatar_cnn, nature_cnn
 from envs import (
     MINATAR_GAMES,

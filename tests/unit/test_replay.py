@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.replay.nstep import Chunk, NStepBuilder
 from agents.replay.buffer import PrioritizedReplay
+from agents.replay.nstep import Chunk, NStepBuilder
 
 SHAPE = (3, 4)  # small frames keep the tests fast; 84x84 changes nothing but bytes
 NUM_ACTIONS = 3

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.replay.nstep import Chunk, NStepBuilder
 from agents.replay.buffer import PrioritizedReplay
+from agents.replay.nstep import Chunk, NStepBuilder
 
 FRAME = (2, 3, 3)  # C, H, W
 
