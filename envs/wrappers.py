@@ -1,4 +1,4 @@
-"""Gymnasium wrappers that add a density-model pseudo-count bonus to any environment's reward.
+"""Gymnasium wrappers that add a novelty bonus (a density-model pseudo-count, or RND) to any environment's reward.
 
 They make count-based exploration (Bellemare et al. 2016; Ostrovski et al. 2017) a one-line change for
 agents we did not write (Stable-Baselines3, CleanRL, ...)::
@@ -13,6 +13,13 @@ observation becomes ``extrinsic + bonus(observation)``; ``info`` carries ``extri
 ``intrinsic_reward`` and ``pseudo_count``. Frames are found in the observation: the newest frame of a
 stacked ``[S, H, W]`` observation (``obs[-1]``, our Atari envs' layout), an RGB ``[H, W, 3]`` or grey
 ``[H, W]`` screen, or whatever ``frame_fn(obs)`` returns.
+
+``model="rnd"`` adds Random Network Distillation's bonus instead (Burda et al. 2018:
+:class:`worldmodels.density.RND`, the paper's settings, ``beta`` times the predictor's error; ``info["pseudo_count"]``
+is NaN). Observations of 0/1 grids ``[C, n, n]`` (MinAtar, the maze: ``family="auto"`` tells them from frames by the
+observation space's bounds) are scored whole, as :mod:`envs.novelty` documents: one symbol per cell packing the
+channel bits for a pseudo-count, the float channels for RND. RND's input statistics start from the first frames
+scored unless :meth:`PseudoCountBonus.init_normalizer` plays random steps first, as the paper does.
 
 Reproducibility: the bonus depends on everything the model has learned, so the same seed and actions
 do not give the same rewards twice. The single-env wrapper therefore reports
@@ -34,11 +41,13 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from worldmodels.common.checks import require_number, require_positive
 from worldmodels.density.preprocess import DEFAULT_LEVELS, DEFAULT_SHAPE, preprocess_frames
 from worldmodels.density.pseudocount import GainDecay, PseudoCount, ostrovski_gain_decay
-from worldmodels.protocols import DensityModel
+from envs.novelty import FAMILIES, NoveltyInput, family_of_observation, make_novelty_source, novelty_input
+from worldmodels.protocols import DensityModel, NoveltySource
 
-__all__ = ["PseudoCountBonus", "VectorPseudoCountBonus", "make_density_model", "newest_frame"]
+__all__ = ["PseudoCountBonus", "VectorPseudoCountBonus", "NoveltyBonus", "VectorNoveltyBonus", "make_density_model",
+           "newest_frame"]
 
-ModelSpec = Literal["cts", "pixelcnn"] | DensityModel | Callable[[], DensityModel]
+ModelSpec = Literal["cts", "pixelcnn", "rnd"] | DensityModel | Callable[[], DensityModel]
 
 
 def make_density_model(
@@ -97,14 +106,37 @@ def _newest_frames(obs: Any) -> np.ndarray:
     return obs
 
 
+def _input_spec(model: ModelSpec, family: str, space: gym.Space, frame_fn: Callable[[Any], np.ndarray] | None
+                ) -> NoveltyInput | None:
+    """How one env's observations become the source's input: a :class:`NoveltyInput` for grids and for RND, None for
+    the frames path of a pseudo-count (``frame_fn`` or :func:`newest_frame`, then :func:`preprocess_frames`)."""
+    source = model if isinstance(model, str) else "cts"
+    shape = tuple(getattr(space, "shape", None) or ())
+    if family == "auto":
+        family = family_of_observation(shape, getattr(space, "high", 255)) if shape else "atari"
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} must be 'auto' or one of {list(FAMILIES)}")
+    if frame_fn is not None and source == "rnd":
+        frame = np.asarray(frame_fn(np.zeros(shape, getattr(space, "dtype", np.uint8))))
+        return novelty_input("atari", "rnd", frame.shape, key="model")
+    if frame_fn is not None or (family == "atari" and source != "rnd"):
+        return None
+    return novelty_input(family, source, shape, key="model")
+
+
 def _pseudo_count(
     model: ModelSpec,
     beta: float,
     prediction_gain_decay: GainDecay | None | Literal["auto"],
     shape: tuple[int, int],
     num_levels: int,
-) -> PseudoCount:
+    spec: NoveltyInput | None = None,
+) -> NoveltySource:
     _check_numbers(beta, shape, num_levels)  # before building the model: a PixelCNN takes a while
+    if spec is not None and isinstance(model, str):
+        return make_novelty_source(model, spec, beta)
+    if model == "rnd":
+        raise ValueError("model='rnd' on frames needs the observation's shape; build the wrapper with an env")
     if isinstance(model, str):
         density = make_density_model(model, shape, num_levels)
     elif isinstance(model, DensityModel) and not isinstance(model, type):
@@ -112,7 +144,7 @@ def _pseudo_count(
     elif callable(model):  # a factory, e.g. a class such as CTS or a lambda
         density = model()
     else:
-        raise ValueError(f"model must be 'cts', 'pixelcnn', a DensityModel or a factory; got {model!r}")
+        raise ValueError(f"model must be 'cts', 'pixelcnn', 'rnd', a DensityModel or a factory; got {model!r}")
     if prediction_gain_decay == "auto":
         # Ostrovski et al. (2017) decay the PixelCNN's gain; CTS (Bellemare et al. 2016) uses it raw.
         prediction_gain_decay = ostrovski_gain_decay(0.1) if _is_pixelcnn(density) else None
@@ -140,6 +172,36 @@ def _is_pixelcnn(density: DensityModel) -> bool:
     return module is not None and isinstance(density, module.PixelCNNDensity)
 
 
+def _last_counts(source: NoveltySource, n: int) -> np.ndarray:
+    """The pseudo-counts of a :class:`PseudoCount`'s last batch; NaN for sources without counts (RND)."""
+    if isinstance(source, PseudoCount):
+        return source.last_counts
+    return np.full(n, np.nan, dtype=np.float64)
+
+
+def _init_normalizer(source: NoveltySource, batches: list[np.ndarray]) -> None:
+    init = getattr(source, "init_normalizer", None)
+    if init is None:
+        raise ValueError(f"init_normalizer applies to model='rnd' only; this wrapper's source is a "
+                         f"{type(source).__name__}, which needs no input statistics")
+    init(np.concatenate(batches))
+
+
+def _random_play(env: gym.Env | VectorEnv, steps: int, seed: int | None) -> list[Any]:
+    """Observations of ``steps`` uniformly random actions from a fresh reset (single env: reset at episode ends)."""
+    require_positive({"steps": require_number("steps", steps, integer=True)})
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    seen = [obs]
+    for _ in range(int(steps)):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        seen.append(obs)
+        if isinstance(env, gym.Env) and (terminated or truncated):
+            obs, _ = env.reset()
+            seen.append(obs)
+    return seen
+
+
 class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds a pseudo-count exploration bonus to a single environment's reward.
 
@@ -153,6 +215,8 @@ class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
         ``"auto"`` uses Ostrovski et al.'s ``0.1 n^-1/2`` for a PixelCNN model and none otherwise.
     :param shape: density-model frame size.
     :param num_levels: density-model grey levels.
+    :param family: how observations are scored (:mod:`envs.novelty`): ``"auto"`` (0/1 ``[C, n, n]`` grids by the
+        observation space's bounds, else frames), ``"atari"``, ``"minatar"``, ``"maze"`` or ``"grid"``.
 
     ``reset`` learns the first frame too (the agent sees it) and reports its bonus in ``info``; there is
     no reward to add it to. ``info["extrinsic_reward"]``, ``info["intrinsic_reward"]`` and
@@ -169,13 +233,16 @@ class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
         prediction_gain_decay: GainDecay | None | Literal["auto"] = "auto",
         shape: tuple[int, int] = DEFAULT_SHAPE,
         num_levels: int = DEFAULT_LEVELS,
+        family: str = "auto",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, model=model, beta=beta, frame_fn=frame_fn, prediction_gain_decay=prediction_gain_decay,
-            shape=shape, num_levels=num_levels,
+            shape=shape, num_levels=num_levels, family=family,
         )  # fmt: skip
         gym.Wrapper.__init__(self, env)
-        self.pseudo_count = _pseudo_count(model, beta, prediction_gain_decay, shape, num_levels)
+        self._input = _input_spec(model, family, env.observation_space, frame_fn)
+        self.pseudo_count = _pseudo_count(model, beta, prediction_gain_decay, shape, num_levels, self._input)
+        self._custom_frames = frame_fn is not None
         self._frame_fn = frame_fn or newest_frame
         self._shape = shape
         self._num_levels = num_levels
@@ -189,11 +256,26 @@ class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return spec
         return dataclasses.replace(spec, nondeterministic=True)
 
+    @property
+    def novelty(self) -> NoveltySource:
+        """The bonus machinery (also :attr:`pseudo_count`, its older name): save it with its ``state_dict()``."""
+        return self.pseudo_count
+
+    def _inputs(self, obs: Any) -> np.ndarray:
+        if self._input is None:
+            return preprocess_frames(np.asarray(self._frame_fn(obs)), self._shape, self._num_levels)
+        frame = np.asarray(self._frame_fn(obs)) if self._custom_frames else np.asarray(obs)
+        return self._input(frame[None])
+
     def _score(self, obs: Any) -> tuple[float, float]:
-        frame = np.asarray(self._frame_fn(obs))
-        small = preprocess_frames(frame, self._shape, self._num_levels)
-        bonus = float(self.pseudo_count(small)[0])
-        return bonus, float(self.pseudo_count.last_counts[0])
+        bonus = float(self.pseudo_count.step(self._inputs(obs))[0])
+        return bonus, float(_last_counts(self.pseudo_count, 1)[0])
+
+    def init_normalizer(self, steps: int, seed: int | None = None) -> None:
+        """RND only (Burda et al. 2018, Sec. 2.3): play ``steps`` uniformly random actions (resetting as episodes
+        end) and initialise RND's input statistics from those observations; nothing is learned. Call it before
+        training; reset the env after it."""
+        _init_normalizer(self.pseudo_count, [self._inputs(o) for o in _random_play(self.env, steps, seed)])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
@@ -223,7 +305,7 @@ class VectorPseudoCountBonus(VectorWrapper):
     :param frame_fn: maps the *batched* observation to uint8 frames ``[N, H, W]`` or ``[N, H, W, 3]``;
         default: the newest frame of ``[N, S, H, W]`` stacks, or the frames themselves.
     :param shared: one density model for all sub-envs instead of one each.
-    :param prediction_gain_decay, shape, num_levels: as :class:`PseudoCountBonus`.
+    :param prediction_gain_decay, shape, num_levels, family: as :class:`PseudoCountBonus`.
 
     Every frame returned by ``reset`` and ``step`` is learned and scored once, and its bonus is added
     to the reward returned with it. With autoreset mode ``NextStep`` (ALE's vector env) the step after
@@ -246,6 +328,7 @@ class VectorPseudoCountBonus(VectorWrapper):
         prediction_gain_decay: GainDecay | None | Literal["auto"] = "auto",
         shape: tuple[int, int] = DEFAULT_SHAPE,
         num_levels: int = DEFAULT_LEVELS,
+        family: str = "auto",
     ) -> None:
         super().__init__(env)
         n = self.num_envs
@@ -255,8 +338,12 @@ class VectorPseudoCountBonus(VectorWrapper):
                 f"{n} sub-envs; pass a name ('cts'), a factory (lambda: CTS()), or shared=True"
             )
         count = 1 if shared else n
+        single = getattr(env, "single_observation_space", None)
+        self._input = _input_spec(model, family, single, None) if single is not None and frame_fn is None else None
+        if self._input is None and model == "rnd":
+            raise ValueError("model='rnd' needs the env's single_observation_space and the default frame_fn")
         self.pseudo_counts = [
-            _pseudo_count(model, beta, prediction_gain_decay, shape, num_levels) for _ in range(count)
+            _pseudo_count(model, beta, prediction_gain_decay, shape, num_levels, self._input) for _ in range(count)
         ]
         self.shared = shared
         self._frame_fn = frame_fn or _newest_frames
@@ -270,18 +357,31 @@ class VectorPseudoCountBonus(VectorWrapper):
         count = np.full(self.num_envs, np.nan, dtype=np.float64)
         if len(envs) == 0:
             return bonus, count
-        frames = np.asarray(self._frame_fn(obs))
-        small = preprocess_frames(frames[envs], self._shape, self._num_levels)
+        small = self._inputs(obs, envs)
         if self.shared:
             pc = self.pseudo_counts[0]
-            bonus[envs] = pc(small)
-            count[envs] = pc.last_counts
+            bonus[envs] = pc.step(small)
+            count[envs] = _last_counts(pc, len(envs))
         else:
             for k, i in enumerate(envs):
                 pc = self.pseudo_counts[i]
-                bonus[i] = pc(small[k : k + 1])[0]
-                count[i] = pc.last_counts[0]
+                bonus[i] = pc.step(small[k : k + 1])[0]
+                count[i] = _last_counts(pc, 1)[0]
         return bonus, count
+
+    def _inputs(self, obs: Any, envs: np.ndarray) -> np.ndarray:
+        if self._input is not None:
+            return self._input(np.asarray(obs)[envs])
+        frames = np.asarray(self._frame_fn(obs))
+        return preprocess_frames(frames[envs], self._shape, self._num_levels)
+
+    def init_normalizer(self, steps: int, seed: int | None = None) -> None:
+        """RND only: ``steps`` vector steps of uniformly random actions initialise every RND's input statistics
+        (from all sub-envs' observations); see :meth:`PseudoCountBonus.init_normalizer`."""
+        every = np.arange(self.num_envs)
+        batches = [self._inputs(o, every) for o in _random_play(self.env, steps, seed)]
+        for source in self.pseudo_counts:
+            _init_normalizer(source, batches)
 
     def _bonus_info(self, info: dict, extrinsic: np.ndarray, bonus: np.ndarray, count: np.ndarray) -> dict:
         info = dict(info)
@@ -326,3 +426,8 @@ class VectorPseudoCountBonus(VectorWrapper):
         bonus, count = self._score(merged, np.arange(self.num_envs))
         self._score(obs, done_envs)  # learn the new episodes' first frames; no reward to carry them
         return bonus, count
+
+
+#: The wrappers' names for what they add whatever the source (a pseudo-count or RND); the old names stay.
+NoveltyBonus = PseudoCountBonus
+VectorNoveltyBonus = VectorPseudoCountBonus
