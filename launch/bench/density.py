@@ -8,6 +8,12 @@ observation preprocessed to 42x42 with 8 levels), in one process on one core:
     allocated capacity included; ``cts_memory_used_mb`` counts only the nodes in use). 1 MB = 10^6 bytes.
 (b) PixelCNN (Ostrovski et al.'s setting): milliseconds per frame, online (one RMSProp step per frame,
     the paper's procedure) and batched (one step per 32 frames, a documented deviation).
+(d) RND (Burda et al. 2018, the paper's networks and Adam, one torch thread) on the newest 84x84 frame of each
+    observation: milliseconds per frame scored and learned (a quarter of them trained on, the paper's proportion),
+    one frame per call (a single env under the wrapper) and 32 per call (a vector env or an actor's batch), after
+    the input statistics were initialised from 128 random-play frames; and its memory: both networks, Adam's two
+    moments and the normaliser's mean and variance (float32 parameters, float64 statistics). RND's memory does not
+    grow with the frames seen, unlike CTS's.
 (c) The wrapper's overhead: env steps/s of one Gymnasium Atari env (``envs.make_atari(num_envs=None)``)
     bare and wrapped in ``PseudoCountBonus(model="cts")``, run in alternating blocks so that machine load
     hits both alike; likewise the 8-env vector env bare and under ``VectorPseudoCountBonus``.
@@ -136,6 +142,62 @@ def measure_pixelcnn(frames: np.ndarray, batch_size: int = 32) -> dict[str, floa
     return {"pixelcnn_ms_per_frame": online_ms, "pixelcnn_batched_ms_per_frame": batched_ms}
 
 
+def collect_raw_frames(game: str = "montezuma_revenge", frames: int = 512, seed: int = 0, num_envs: int = 8
+                       ) -> np.ndarray:
+    """The newest 84x84 grey frame of each observation of random play, uint8 ``[frames, 84, 84]`` (RND's input)."""
+    from envs import latest_frame, make_atari
+
+    env = make_atari(game, num_envs=num_envs, seed=seed, num_threads=1)
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    try:
+        env.reset(seed=seed)
+        n_actions = int(env.single_action_space.n)
+        while sum(len(b) for b in out) < frames:
+            obs, *_ = env.step(rng.integers(0, n_actions, size=num_envs))
+            out.append(np.array(latest_frame(obs)))
+    finally:
+        env.close()
+    return np.concatenate(out)[:frames]
+
+
+def measure_rnd(raw: np.ndarray, batch_size: int = 32, init_frames: int = 128) -> dict[str, float]:
+    """RND (paper setting, CPU, one torch thread) on uint8 ``[N, 84, 84]`` frames: ms per frame one at a time and
+    ``batch_size`` at a time, and memory in MB (parameters of both networks, Adam's state, the normaliser)."""
+    import torch
+
+    from worldmodels.density.rnd import RND
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        init = raw[:init_frames]
+        frames = raw[init_frames:] if len(raw) > init_frames else raw
+        online = RND()
+        online.init_normalizer(init)
+        online.step(frames[:2])  # first-call allocations outside the timing
+        start = time.perf_counter()
+        for b in range(len(frames)):
+            online.step(frames[b : b + 1])
+        online_ms = 1e3 * (time.perf_counter() - start) / len(frames)
+        batched = RND()
+        batched.init_normalizer(init)
+        batched.step(frames[:batch_size])
+        start = time.perf_counter()
+        for b in range(0, len(frames), batch_size):
+            batched.step(frames[b : b + batch_size])
+        batched_ms = 1e3 * (time.perf_counter() - start) / len(frames)
+    finally:
+        torch.set_num_threads(threads)
+    tensors = [*online.target.parameters(), *online.predictor.parameters()]
+    tensors += [v for state in online.optimizer.state.values() for v in state.values()
+                if isinstance(v, torch.Tensor) and v.ndim > 0]
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    nbytes += online.normalizer.mean.nbytes + online.normalizer.var.nbytes
+    return {"rnd_frames": len(frames), "rnd_ms_per_frame": online_ms, "rnd_batched_ms_per_frame": batched_ms,
+            "rnd_memory_mb": nbytes / _MB}
+
+
 def measure_wrapper(game: str, steps: int, seed: int = 0, block: int = 100) -> dict[str, float]:
     """Env steps/s bare vs wrapped (CTS bonus), single env and 8-env vector env, in alternating blocks."""
     from envs import make_atari
@@ -185,6 +247,7 @@ def run_density_bench(
     seed: int = 0,
     pixelcnn_frames: int | None = None,
     wrapper_steps: int | None = None,
+    rnd_frames: int | None = None,
 ) -> dict[str, Any]:
     """Run (a)-(c) of the module docstring and return the numbers.
 
@@ -193,10 +256,13 @@ def run_density_bench(
     :param seed: seeds the random play.
     :param pixelcnn_frames: frames for PixelCNN timing (default ``min(frames, 256)``: it is ~50x slower).
     :param wrapper_steps: agent steps per env for the wrapper comparison (default ``min(frames, 1000)``).
+    :param rnd_frames: frames for RND timing after the 128 that initialise its statistics (default
+        ``min(frames, 512)``).
     :return: keys ``cts_ms_per_frame``, ``cts_memory_mb``, ``cts_memory_used_mb``, ``cts_nodes``,
         ``pixelcnn_ms_per_frame``, ``pixelcnn_batched_ms_per_frame``, ``plain_steps_per_s``,
         ``wrapped_steps_per_s``, ``wrapper_steps_per_s_ratio`` (wrapped / plain) and the ``vector_``
-        versions of the last three, plus the settings.
+        versions of the last three, ``rnd_ms_per_frame``, ``rnd_batched_ms_per_frame``, ``rnd_memory_mb``, plus the
+        settings.
     """
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
@@ -208,6 +274,8 @@ def run_density_bench(
     n_pixelcnn = min(frames, 256) if pixelcnn_frames is None else pixelcnn_frames
     result["pixelcnn_frames"] = n_pixelcnn
     result.update(measure_pixelcnn(data[:n_pixelcnn]))
+    n_rnd = min(frames, 512) if rnd_frames is None else rnd_frames
+    result.update(measure_rnd(collect_raw_frames(game, 128 + n_rnd, seed), init_frames=128))
     n_steps = min(frames, 1000) if wrapper_steps is None else wrapper_steps
     result["wrapper_steps"] = n_steps
     result.update(measure_wrapper(game, n_steps, seed))
@@ -229,6 +297,9 @@ def format_density_table(result: dict[str, Any]) -> str:
             f"{result['pixelcnn_frames']} frames",
         ),
         ("PixelCNN batched (32)", f"{result['pixelcnn_batched_ms_per_frame']:.2f} ms/frame", "deviation"),
+        ("RND online (1 per call)", f"{result['rnd_ms_per_frame']:.2f} ms/frame", f"{result['rnd_frames']} frames"),
+        ("RND batched (32)", f"{result['rnd_batched_ms_per_frame']:.2f} ms/frame", "a vector env's step"),
+        ("RND memory", f"{result['rnd_memory_mb']:.1f} MB", "networks, Adam, normaliser; constant"),
         (
             "single env steps/s",
             f"{result['plain_steps_per_s']:.0f} -> {result['wrapped_steps_per_s']:.0f}",

@@ -250,9 +250,10 @@ def test_configuration_errors_are_named() -> None:
 def test_density_bench_runs_and_formats() -> None:
     from launch.bench.density import format_density_table, run_density_bench
 
-    result = run_density_bench(frames=24, game="pong", pixelcnn_frames=2, wrapper_steps=10)
-    for key in ("cts_ms_per_frame", "cts_memory_mb", "pixelcnn_ms_per_frame", "wrapper_steps_per_s_ratio"):
+    result = run_density_bench(frames=24, game="pong", pixelcnn_frames=2, wrapper_steps=10, rnd_frames=8)
+    for key in ("cts_ms_per_frame", "cts_memory_mb", "pixelcnn_ms_per_frame", "wrapper_steps_per_s_ratio",
+                "rnd_ms_per_frame", "rnd_batched_ms_per_frame", "rnd_memory_mb"):
         assert result[key] > 0, key
     assert result["frames"] == 24 and result["cts_nodes"] >= 42 * 42
     table = format_density_table(result)
-    assert "CTS update + recoding" in table and "ratio" in table
+    assert "CTS update + recoding" in table and "ratio" in table and "RND memory" in table
