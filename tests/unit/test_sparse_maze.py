@@ -56,8 +56,8 @@ def test_one_layout_in_every_env_and_episode_with_the_goal_farthest_from_the_sta
 
 
 def test_the_only_nonzero_reward_is_the_goal_and_random_play_rarely_reaches_it() -> None:
-    """Measured (seed 0, 64 envs, uniform random actions): 2000+ episodes, about 1.1% reach the goal within the
-    441-step cap. Every nonzero reward is exactly 1 and ends its episode as terminated."""
+    """Measured (seed 0, 64 envs, uniform random actions): 18 of the first 2048 episodes (0.9%) reach the goal within
+    the 441-step cap. Every nonzero reward is exactly 1 and ends its episode as terminated."""
     env = _vector(GAME, 64)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
