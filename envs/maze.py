@@ -55,8 +55,8 @@ from the start by the shortest path (ties: the first in row-major order), the on
 n = 21) instead of 100. With ``layout_seed=k`` every episode of every env plays the one maze drawn from seed k.
 ``maze/21:layout_seed=0,sparse=true`` has 322 free cells and its goal 31 moves from the start; a uniformly random
 policy reaches it within the 441-step cap in about 1 episode in 100 (18 of 2048 episodes, 0.9%, seed 0, measured
-in ``tests/unit/test_sparse_maze.py``; about 5% with a cap of 882), so epsilon-greedy and entropy-driven agents rarely see a reward. ``sparse`` does not combine with the curriculum
-(which places the goal by a walk).
+in ``tests/unit/test_sparse_maze.py``; about 5% with a cap of 882), so epsilon-greedy and entropy-driven agents
+rarely see a reward. ``sparse`` does not combine with the curriculum (which places the goal by a walk).
 
 :class:`MazeVector` follows :class:`envs.toy.CatchVectorEnv` and :class:`envs.minatar.MinAtarVector` to the letter:
 NextStep autoreset (the step after an episode ended ignores that env's action and returns the first observation of a

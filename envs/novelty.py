@@ -131,7 +131,8 @@ def novelty_input(family: str, source: str, obs_shape: tuple[int, ...], key: str
                   ) -> NoveltyInput:
     """The input of a ``source`` bonus on observations of ``family`` (see the module docstring).
 
-    :param family: ``"atari"``, ``"minatar"``, ``"maze"`` or ``"grid"`` (:func:`env_family`, :func:`family_of_observation`).
+    :param family: ``"atari"``, ``"minatar"``, ``"maze"`` or ``"grid"`` (:func:`env_family`,
+        :func:`family_of_observation`).
     :param source: ``"cts"``, ``"pixelcnn"`` or ``"rnd"``.
     :param obs_shape: one observation's shape, e.g. ``(4, 84, 84)``, ``(7, 10, 10)``, ``(3, 21, 21)``.
     :param key: the setting that chose the source, named in errors (``exploration.bonus``; the wrappers' ``model``).

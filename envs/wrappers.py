@@ -38,10 +38,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
+from envs.novelty import FAMILIES, NoveltyInput, family_of_observation, make_novelty_source, novelty_input
 from worldmodels.common.checks import require_number, require_positive
 from worldmodels.density.preprocess import DEFAULT_LEVELS, DEFAULT_SHAPE, preprocess_frames
 from worldmodels.density.pseudocount import GainDecay, PseudoCount, ostrovski_gain_decay
-from envs.novelty import FAMILIES, NoveltyInput, family_of_observation, make_novelty_source, novelty_input
 from worldmodels.protocols import DensityModel, NoveltySource
 
 __all__ = ["PseudoCountBonus", "VectorPseudoCountBonus", "NoveltyBonus", "VectorNoveltyBonus", "make_density_model",

@@ -41,7 +41,6 @@ from agents.replay.nstep import NStepBuilder
 from agents.runtime.algorithm import ActorParts, EpisodeTracker, env_spec
 from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 from envs import newest_frames
-
 from envs.novelty import NoveltyInput, env_family, make_novelty_source, novelty_input
 
 if TYPE_CHECKING:

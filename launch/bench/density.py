@@ -189,7 +189,7 @@ def measure_rnd(raw: np.ndarray, batch_size: int = 32, init_frames: int = 128) -
         batched_ms = 1e3 * (time.perf_counter() - start) / len(frames)
     finally:
         torch.set_num_threads(threads)
-    tensors = [*online.target.parameters(), *online.predictor.parameters()]
+    tensors: list[torch.Tensor] = [*online.target.parameters(), *online.predictor.parameters()]
     tensors += [v for state in online.optimizer.state.values() for v in state.values()
                 if isinstance(v, torch.Tensor) and v.ndim > 0]
     nbytes = sum(t.numel() * t.element_size() for t in tensors)

@@ -67,3 +67,16 @@ def test_the_density_server_builds_its_source_from_the_input_and_restores_state_
     resumed.load_state_dict(first.state_dict())  # before its source exists, as a resumed run does
     for batch in batches[2:]:
         np.testing.assert_array_equal(resumed.score(batch, spec)[0], first.score(batch, spec)[0])
+
+
+def test_an_actors_rnd_is_saved_and_restored_with_the_adder_exactly() -> None:
+    cfg = _cfg("maze/10", "rnd")
+    first = EnvActor(0, make_dqn_parts, cfg, seed=1)
+    first.run(15, frames=0)
+    second = EnvActor(0, make_dqn_parts, cfg, seed=1)
+    second.adder.load_state_dict(first.adder.state_dict())  # as a resumed run restores actor i from actor i's state
+    a, b = first.adder.pseudo_count, second.adder.pseudo_count
+    assert isinstance(a, RND) and isinstance(b, RND)
+    batch = np.random.default_rng(0).integers(0, 2, (4, 3, 10, 10)).astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(a.step(batch), b.step(batch))
