@@ -197,6 +197,14 @@ def validate(cfg: DQNConfig) -> None:
     if not (cfg.exploration.beta >= 0.0 and math.isfinite(cfg.exploration.beta)):
         raise ValueError(f"exploration.beta={cfg.exploration.beta} must be a finite number >= 0 (the papers: 0.05).")
     ex = cfg.exploration
+    if ex.bonus != "none" and cfg.env.game.startswith("minatar/"):
+        # Up front rather than when the actors are built: a pseudo-count cannot score Seaquest's 10 channels.
+        from envs.minatar import CHANNELS, GRID
+        from envs.novelty import novelty_input
+
+        name = cfg.env.game.split("/", 1)[1]
+        if name in CHANNELS:  # an unknown game is refused where its env is made
+            novelty_input("minatar", str(ex.bonus), (CHANNELS[name], GRID, GRID), key="exploration.bonus")
     for key, eps in (("exploration.eps_start", ex.eps_start), ("exploration.eps_end", ex.eps_end),
                      ("exploration.eps_base", ex.eps_base), ("exploration.eval_eps", ex.eval_eps)):
         require_range(key, eps, 0.0, 1.0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.dqn.actor import DensityServer, make_dqn_parts
-from agents.dqn.config import DQNConfig
+from agents.dqn.config import DQNConfig, validate
 from agents.runtime.actor import EnvActor
 from envs.novelty import novelty_input
 from launch.config import load_config
@@ -51,6 +51,9 @@ def test_rnd_bonus_in_dqn_is_the_rnd_error_of_the_whole_observation() -> None:
 def test_a_family_a_bonus_cannot_score_is_refused_naming_the_key() -> None:
     with pytest.raises(ValueError, match=r"exploration.bonus: 'cts' cannot score minatar .*exploration.bonus=rnd"):
         EnvActor(0, make_dqn_parts, _cfg("minatar/seaquest", "cts"), seed=1)
+    with pytest.raises(ValueError, match=r"exploration.bonus: 'pixelcnn' cannot score minatar"):
+        validate(_cfg("minatar/seaquest", "pixelcnn"))  # up front, before any actor
+    validate(_cfg("minatar/freeway", "cts"))  # 7 channels: 128 symbols per cell
     EnvActor(0, make_dqn_parts, _cfg("minatar/seaquest", "rnd"), seed=1)  # RND takes its 10 channels
 
 
