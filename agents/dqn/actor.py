@@ -160,8 +160,12 @@ class DensityServer:
         return bonus, last_counts(self.source, len(inputs))
 
     def num_frames(self) -> int:
-        """Observations scored by this server's source (since it started)."""
-        return self._frames
+        """Observations the source has learned, a restored state's included (its ``num_updates``)."""
+        state = self._pending if self.source is None else self.source
+        if state is None:
+            return 0
+        counted = state.get("num_updates") if isinstance(state, dict) else getattr(state, "num_updates", None)
+        return int(np.asarray(counted)) if counted is not None else self._frames
 
     def state_dict(self) -> dict[str, Any]:
         if self.source is None:

@@ -68,6 +68,7 @@ def test_the_density_server_builds_its_source_from_the_input_and_restores_state_
         assert np.isnan(counts).all() and (bonus > 0).all()
     resumed = DensityServer("rnd", 1.0)
     resumed.load_state_dict(first.state_dict())  # before its source exists, as a resumed run does
+    assert resumed.num_frames() == first.num_frames() == 8  # the restored count, before any new frame
     for batch in batches[2:]:
         np.testing.assert_array_equal(resumed.score(batch, spec)[0], first.score(batch, spec)[0])
 
