@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -125,21 +125,21 @@ def measure_pixelcnn(frames: np.ndarray, batch_size: int = 32) -> dict[str, floa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        online = PixelCNNDensity(PixelCNNConfig())
-        online.update(frames[:2])  # first-call allocations outside the timing
-        start = time.perf_counter()
-        for b in range(len(frames)):
-            online.update(frames[b : b + 1])
-        online_ms = 1e3 * (time.perf_counter() - start) / len(frames)
-        batched = PixelCNNDensity(PixelCNNConfig(update_mode="batched"))
-        batched.update(frames[:batch_size])
-        start = time.perf_counter()
-        for b in range(0, len(frames), batch_size):
-            batched.update(frames[b : b + batch_size])
-        batched_ms = 1e3 * (time.perf_counter() - start) / len(frames)
+        online_ms = ms_per_frame(PixelCNNDensity(PixelCNNConfig()).update, frames, 1)
+        batched_ms = ms_per_frame(PixelCNNDensity(PixelCNNConfig(update_mode="batched")).update, frames, batch_size)
     finally:
         torch.set_num_threads(threads)
     return {"pixelcnn_ms_per_frame": online_ms, "pixelcnn_batched_ms_per_frame": batched_ms}
+
+
+def ms_per_frame(update: Callable[[np.ndarray], Any], frames: np.ndarray, batch: int) -> float:
+    """Milliseconds per frame of ``update`` called on ``frames`` ``batch`` at a time (a first call on
+    ``max(2, batch)`` frames outside the timing takes the first-call allocations)."""
+    update(frames[: max(2, batch)])
+    start = time.perf_counter()
+    for b in range(0, len(frames), batch):
+        update(frames[b : b + batch])
+    return 1e3 * (time.perf_counter() - start) / len(frames)
 
 
 def collect_raw_frames(game: str = "montezuma_revenge", frames: int = 512, seed: int = 0, num_envs: int = 8
@@ -173,20 +173,11 @@ def measure_rnd(raw: np.ndarray, batch_size: int = 32, init_frames: int = 128) -
     try:
         init = raw[:init_frames]
         frames = raw[init_frames:] if len(raw) > init_frames else raw
-        online = RND()
+        online, batched = RND(), RND()
         online.init_normalizer(init)
-        online.step(frames[:2])  # first-call allocations outside the timing
-        start = time.perf_counter()
-        for b in range(len(frames)):
-            online.step(frames[b : b + 1])
-        online_ms = 1e3 * (time.perf_counter() - start) / len(frames)
-        batched = RND()
         batched.init_normalizer(init)
-        batched.step(frames[:batch_size])
-        start = time.perf_counter()
-        for b in range(0, len(frames), batch_size):
-            batched.step(frames[b : b + batch_size])
-        batched_ms = 1e3 * (time.perf_counter() - start) / len(frames)
+        online_ms = ms_per_frame(online.step, frames, 1)
+        batched_ms = ms_per_frame(batched.step, frames, batch_size)
     finally:
         torch.set_num_threads(threads)
     tensors: list[torch.Tensor] = [*online.target.parameters(), *online.predictor.parameters()]
