@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from agents.dqn.config import DQNConfig, validate
 from agents.dqn.informed import (
@@ -242,7 +243,13 @@ def test_train_checks_the_world_model_first_and_runs_informed(fake_loader: Path,
     assert not (tmp_path / "runs").exists()          # refused before the run directory was made
     cfg = catch_cfg(*base, f"exploration.world_model={fake_loader.name}")   # relative to the working directory
     state = train(cfg)
-    assert state.frames >= 1600 and cfg.exploration.world_model == str(fake_loader.resolve())
+    assert state.frames >= 1600
+    # prepare derives the run's config (actors get the absolute path, and config.yaml records it) and leaves the
+    # caller's alone.
+    assert cfg.exploration.world_model == fake_loader.name
+    assert state.run_dir is not None
+    saved = OmegaConf.load(state.run_dir / "config.yaml")
+    assert saved.exploration.world_model == str(fake_loader.resolve())
 
 
 def test_grey_level_scale_counts_differing_pixels() -> None:

@@ -67,7 +67,7 @@ def collect(cfg: ActorCriticConfig, chunks: int) -> tuple[list, EnvActor]:
 
 
 def test_double_buffered_actor_collects_the_unrolls_of_the_synchronous_one() -> None:
-    sync, sync_actor = collect(ac_config(), chunks=40)
+    sync, sync_actor = collect(ac_config("env.splits=1"), chunks=40)
     pipe, pipe_actor = collect(ac_config("env.splits=2"), chunks=40)
     try:
         assert not sync_actor._pipelined and pipe_actor._pipelined
