@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     # SIGTERM (a scheduler's or Kubernetes' stop) ends every command as Ctrl-C does: a trainer's run scaffold
     # takes both signals over for its run (a last checkpoint), collect keeps its finished episodes.
-    from worldmodels.common.scaffold import RunFailed, raise_interrupted
+    from worldmodels.common.scaffold import RunFailed, raise_interrupted, stop_signal
 
     previous = signal.signal(signal.SIGTERM, raise_interrupted) \
         if threading.current_thread() is threading.main_thread() else None
@@ -419,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         # A command without checkpoints (collect) says what it kept instead.
         print(getattr(args, "interrupt_hint", "interrupted: a last checkpoint was written; continue with "
                                               "--resume RUN_DIR"), file=sys.stderr)
-        return 128 + getattr(err, "signum", signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports
+        # 130 for SIGINT, 143 for SIGTERM, as a shell reports; a plain KeyboardInterrupt (an Interrupted that a
+        # library call re-raised as its own) takes the signal the handler recorded.
+        return 128 + int(getattr(err, "signum", None) or stop_signal() or signal.SIGINT)
     except _user_errors() as err:
         if args.verbose:
             raise

@@ -50,3 +50,27 @@ def test_another_error_writes_a_checkpoint_and_still_cleans_up(tmp_path: Path) -
     assert [p.name for p in written] == ["ckpt_000000000010.pt"] and closed == [True]
     with pytest.raises(RunExistsError):  # a run with a checkpoint: only --resume continues it
         RunScaffold(tmp_path / "run")
+
+
+def test_a_plain_keyboard_interrupt_after_sigterm_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Interrupted that SIGTERM's handler raises can come back from inside a library call (Ray's ray.get) as a
+    plain KeyboardInterrupt: the command still exits 143, from the signal the handler recorded."""
+    import launch.plot
+    from launch.cli import main
+    from worldmodels.common import scaffold
+
+    monkeypatch.setattr(scaffold, "_stop_signal", None)
+
+    def library_call(*args: object, **kwargs: object) -> None:
+        try:
+            scaffold.raise_interrupted(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # what a library that catches and re-raises its own does
+
+    monkeypatch.setattr(launch.plot, "plot_runs", library_call)
+    assert scaffold.stop_signal() is None
+    assert main(["plot", "somewhere", "-o", "x.png"]) == 143
+    assert scaffold.stop_signal() == signal.SIGTERM
+    monkeypatch.setattr(scaffold, "_stop_signal", None)
+    monkeypatch.setattr(launch.plot, "plot_runs", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main(["plot", "somewhere", "-o", "x.png"]) == 130  # Ctrl-C with no handler involved

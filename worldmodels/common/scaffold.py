@@ -67,8 +67,25 @@ class Interrupted(KeyboardInterrupt):
         self.signum = int(signum)
 
 
+#: The signal that last asked this process to stop (None: none did). The exit status comes from it too, because the
+#: :class:`Interrupted` a handler raises inside a library call may reach the command as a plain ``KeyboardInterrupt``
+#: (measured: ``collect`` under Ray, SIGTERM during a ``ray.get``, exited 130, not 143).
+_stop_signal: int | None = None
+
+
+def stop_signal() -> int | None:
+    """The signal that last asked this process to stop (SIGINT or SIGTERM), or None."""
+    return _stop_signal
+
+
+def _record_stop(signum: int) -> None:
+    global _stop_signal
+    _stop_signal = int(signum)
+
+
 def raise_interrupted(signum: int, frame: FrameType | None) -> None:
     """A signal handler: SIGTERM (or any signal) stops the process as Ctrl-C does, by raising :class:`Interrupted`."""
+    _record_stop(signum)
     raise Interrupted(signum)
 
 
@@ -271,6 +288,7 @@ class RunScaffold:
         return self
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        _record_stop(signum)
         if self.stop_requested:  # a second signal: the user means it, stop wherever the run is
             raise Interrupted(signum)
         self.stop_requested = True
