@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+#: One vector-env step: ``(obs, reward, terminated, truncated, info)``, each with leading dim N.
+VectorStep = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+
 
 def reset_mask(options: dict[str, Any] | None, num_envs: int) -> np.ndarray:
     """The envs a ``reset(options=...)`` resets: ``options["reset_mask"]`` (bool ``[num_envs]``), or all of them.
@@ -82,21 +85,20 @@ class SplitVector:
         """Start group k's step with its actions (int ``[n_k]``); returns at once."""
         self.groups[k].send(np.asarray(actions, dtype=np.int64))
 
-    def recv_group(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def recv_group(self, k: int) -> VectorStep:
         """Group k's step, once its emulators finish: ``(obs, reward, terminated, truncated, info)`` with leading
         dim ``n_k`` (``info["env_id"]`` is the env's index in the whole)."""
         obs, reward, terminated, truncated, info = self.groups[k].recv()
         return obs, reward, terminated, truncated, self._offset_ids(info, self.group_slices[k].start)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: np.ndarray) -> VectorStep:
         """Step all N envs: every group is sent its actions first, so their emulators run side by side."""
         actions = np.asarray(actions)
         for k, part in enumerate(self.group_slices):
             self.send_group(k, actions[part])
         return self.merge([self.recv_group(k) for k in range(self.num_groups)])
 
-    def merge(self, results: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]],
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def merge(self, results: list[VectorStep]) -> VectorStep:
         """The groups' steps (in group order) as one step of all N envs."""
         return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]),
                 np.concatenate([r[2] for r in results]), np.concatenate([r[3] for r in results]),

@@ -33,10 +33,7 @@ from agents.runtime.algorithm import (
     Policy,
     Stateful,
 )
-from envs.vector import SplitVector
-
-#: One vector-env step: ``(obs, reward, terminated, truncated, info)``, each with leading dim N.
-Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+from envs.vector import SplitVector, VectorStep
 
 __all__ = ["ActorOutput", "ActorParts", "Adder", "EnvActor", "EpisodeTracker", "PartsFn", "Policy"]
 
@@ -176,14 +173,14 @@ class EnvActor:
         return ActorOutput(self.actor_id, self.adder.flush(), env_steps, returns, lengths,
                            time.perf_counter() - start, extras_out, stats, discovered, self._weights_version)
 
-    def _steps(self, num_steps: int, frames: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], Step]]:
+    def _steps(self, num_steps: int, frames: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], VectorStep]]:
         """``num_steps`` vector steps: act on every env, step every env; (actions, extras, the env's step)."""
         for _ in range(num_steps):
             actions, extras = self.policy.act(self.obs, frames, self._starts)
             yield actions, extras, self.env.step(actions)
 
     def _pipelined_steps(self, num_steps: int, frames: int,
-                         ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], Step]]:
+                         ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], VectorStep]]:
         """As :meth:`_steps`, on a :class:`~envs.vector.SplitVector` with a policy that acts per env: group k's
         next action is chosen as soon as its step arrives, while the other groups' emulators run, and sent at
         once (double-buffered sampling). Per step: receive group 0, act on it for the next step and send; then
