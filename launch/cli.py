@@ -198,6 +198,13 @@ def cmd_sb3(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.algo and args.name != "throughput":
         raise UserError(f"--algo applies to `reverie bench throughput` only, not {args.name}.")
+    if args.bonus:
+        from launch.bench.ac import AC_PRESETS, expand_algos
+
+        # Checked before anything is measured: the bonus measurements come after minutes of others.
+        if args.name != "throughput" or not any(a in AC_PRESETS for a in expand_algos(args.algo or ["dqn"])):
+            raise UserError("--bonus measures the actor-critic loop: give it with `reverie bench throughput --algo "
+                            "a2c|ppo|impala|all`" + ("" if args.name == "throughput" else f", not {args.name}") + ".")
     if args.name == "throughput":
         from launch.bench.ac import expand_algos
 
@@ -220,7 +227,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if ac:
             from launch.bench.ac import format_ac_table, run_ac_bench
 
-            ac_result = run_ac_bench(ac, seconds=seconds, game=args.game)
+            ac_result = run_ac_bench(ac, seconds=seconds, game=args.game, bonuses=args.bonus)
             figures.update(ac_result)
             tables.append(format_ac_table(ac_result))
         print(json.dumps(figures) if args.json else "\n\n".join(tables))
@@ -376,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="throughput of which training (repeatable; default dqn): dqn (the DQN pipeline, Ray, SB3's "
                         "DQN), a2c / ppo (ours vs SB3's with the a2c_pong / ppo_pong settings), impala "
                         "(impala_pong, 2 Ray actors: steps/s, learner busy fraction); all = a2c, ppo, impala")
+    p.add_argument("--bonus", action="append", choices=["none", "cts", "pixelcnn", "rnd"],
+                   help="throughput with an actor-critic --algo: also measure our loop with this exploration bonus "
+                        "(repeatable): cts / pixelcnn with one stream (A3C+), rnd with two (RND); steps/s and the "
+                        "ratio to bonus-free steps/s (goal >= 0.7 for cts and pixelcnn, >= 0.85 for rnd)")
     p.add_argument("--agent", action="store_true",
                    help="episodic: agent steps/s of MFEC training with each representation (mfec_atari; --game, "
                         "default MsPacman)")

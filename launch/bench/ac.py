@@ -1,4 +1,5 @@
-"""``reverie bench throughput --algo a2c|ppo|impala``: actor-critic training throughput, ours beside SB3's.
+"""``reverie bench throughput --algo a2c|ppo|impala [--bonus ...]``: actor-critic training throughput, ours beside
+SB3's, and what an exploration bonus costs ours.
 
 Measured in one run, one after the other, each on one torch thread:
 
@@ -13,6 +14,15 @@ Measured in one run, one after the other, each on one torch thread:
   as SB3 steps it): what the sampler adds, in the same run.
 - ``impala``: preset ``impala_pong`` with its 2 Ray actors: agent steps/s and the learner's busy fraction (the
   share of wall time spent inside ``learner.update``).
+
+- ``--bonus cts|pixelcnn|rnd`` (repeatable; none by default): after the bonus-free measurement of our loop, our
+  loop again with each bonus (config section ``exploration``), same preset, game and seconds, each with its paper's
+  design: ``cts`` and ``pixelcnn`` with ``streams: one`` (A3C+: the pseudo-count bonus joins the reward), ``rnd``
+  with ``streams: two`` (RND's second value head and intrinsic return). Agent steps/s and the ratio to the
+  bonus-free steps/s of the same run; the goal (issue 24) is that a bonus keeps at least 0.7x of them with CTS or
+  PixelCNN, 0.85x with RND (the cost of scoring and learning every new frame, and for RND the second head).
+  ``bonus: none`` is the reference row, never measured twice. RND's initialisation of its input statistics
+  (``exploration.rnd_init_steps`` of random play) falls before the first update, outside the window.
 
 Every measurement starts after the first update (start-up, Ray, first compilation of kernels excluded) and runs
 for ``seconds``; ours and SB3's both count from the end of a collection to the end of a collection, so each
@@ -35,6 +45,11 @@ from agents.actor_critic.config import ActorCriticConfig
 #: Algorithms of this benchmark and the preset each runs.
 AC_PRESETS = {"a2c": "a2c_pong", "ppo": "ppo_pong", "impala": "impala_pong"}
 NEVER = str(10**13)  # frames: a run that never ends, checkpoints or logs by itself
+#: Exploration bonuses ``--bonus`` measures and the value streams each runs with: its paper's design (A3C+ adds a
+#: pseudo-count bonus to the reward, RND learns its own return on a second value head).
+BONUS_STREAMS = {"cts": "one", "pixelcnn": "one", "rnd": "two"}
+#: Goal per bonus (issue 24): the least share of the bonus-free agent steps/s our loop keeps with it.
+BONUS_GOALS = {"cts": 0.7, "pixelcnn": 0.7, "rnd": 0.85}
 
 
 def ac_bench_config(algo: str, game: str = "pong", overrides: Sequence[str] = ()) -> ActorCriticConfig:
@@ -132,19 +147,54 @@ def expand_algos(algos: Sequence[str]) -> list[str]:
     return out
 
 
-def run_ac_bench(algos: Sequence[str], seconds: float = 20.0, game: str = "pong") -> dict[str, dict[str, Any]]:
+def expand_bonuses(bonuses: Sequence[str]) -> list[str]:
+    """``--bonus`` values in order, each once, without ``none`` (the bonus-free loop is always measured)."""
+    out: list[str] = []
+    for bonus in bonuses:
+        if bonus != "none" and bonus not in BONUS_STREAMS:
+            raise ValueError(f"unknown exploration bonus {bonus!r}; choose among none, {', '.join(BONUS_STREAMS)}")
+        if bonus != "none" and bonus not in out:
+            out.append(bonus)
+    return out
+
+
+def measure_bonuses(algo: str, game: str, seconds: float, bonuses: Sequence[str],
+                    none_steps_per_s: float) -> dict[str, dict[str, Any]]:
+    """Our loop of ``algo`` with each exploration bonus of ``bonuses`` (cts, pixelcnn, rnd) for ``seconds``:
+    ``steps_per_s`` (agent steps/s), ``ratio_vs_none`` (over ``none_steps_per_s``, the bonus-free agent steps/s of
+    the same run) and the ``streams`` it ran with."""
+    out: dict[str, dict[str, Any]] = {}
+    for bonus in expand_bonuses(bonuses):
+        streams = BONUS_STREAMS[bonus]
+        # Only the bonus and its streams change: the preset's beta and discounts do not change what a step costs.
+        cfg = ac_bench_config(algo, game, [f"exploration.bonus={bonus}", f"exploration.streams={streams}"])
+        rate = measure_ours(cfg, seconds)["steps_per_s"]
+        out[bonus] = {"steps_per_s": rate, "ratio_vs_none": rate / none_steps_per_s, "streams": streams}
+    return out
+
+
+def run_ac_bench(algos: Sequence[str], seconds: float = 20.0, game: str = "pong",
+                 bonuses: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Measure each algorithm of ``algos`` (a2c, ppo, impala); see the module docstring.
 
+    :param bonuses: exploration bonuses (none, cts, pixelcnn, rnd) to measure our loop with as well; None (the
+        default) measures none and adds no ``bonuses`` entry.
     :return: per algorithm, ``steps_per_s`` and, for a2c and ppo, ``sb3_steps_per_s`` and ``ratio_vs_sb3`` (None
         without SB3), for impala ``learner_busy_fraction``; and the measured setting (``num_envs``,
-        ``unroll_length``, ``num_actors``, ``seconds``, ``cores``).
+        ``unroll_length``, ``num_actors``, ``seconds``, ``cores``); with ``bonuses``, ``bonuses``: per bonus
+        ``steps_per_s``, ``ratio_vs_none`` and ``streams`` (:func:`measure_bonuses`).
     """
     torch.set_num_threads(1)
+    if bonuses is not None:
+        expand_bonuses(bonuses)  # an unknown name fails before the first measurement, not minutes into the run
     result: dict[str, dict[str, Any]] = {}
     for algo in expand_algos(algos):
         cfg = ac_bench_config(algo, game)
         ours = measure_ours(cfg, seconds)
         row: dict[str, Any] = {"steps_per_s": ours["steps_per_s"]}
+        if bonuses is not None:
+            # Right after the bonus-free loop, so that both see the machine in the same state.
+            row["bonuses"] = measure_bonuses(algo, game, seconds, bonuses, ours["steps_per_s"])
         if algo == "impala":
             row["learner_busy_fraction"] = ours["learner_busy_fraction"]
         else:
@@ -188,4 +238,28 @@ def format_ac_table(result: dict[str, dict[str, Any]]) -> str:
     first = next(iter(result.values()), {})
     head = (f"reverie bench throughput (actor-critic): {first.get('game', '?')}, {first.get('cores', '?')} cores, one "
             f"torch thread each, {first.get('seconds', 0):.0f} s per measurement")
-    return "\n".join([head, "-" * len(head), lines[0], *lines[1:]])
+    table = "\n".join([head, "-" * len(head), lines[0], *lines[1:]])
+    bonus_table = format_bonus_table(result)
+    return f"{table}\n\n{bonus_table}" if bonus_table else table
+
+
+def format_bonus_table(result: dict[str, dict[str, Any]]) -> str:
+    """The ``bonuses`` figures of :func:`run_ac_bench` as a table: per algorithm the bonus-free reference row, then
+    each bonus with its ratio to it and the goal; "" where no algorithm was measured with ``bonuses``."""
+    streams_label = {"one": "one (A3C+)", "two": "two (RND)"}
+    rows = [("algorithm", "bonus", "streams", "ours", "vs none", "goal")]
+    for algo, r in result.items():
+        if "bonuses" not in r:
+            continue
+        rows.append((algo, "none", "-", f"{r['steps_per_s']:,.1f} steps/s", "1.00x", "-"))
+        for bonus, b in r["bonuses"].items():
+            goal = BONUS_GOALS[bonus]
+            rows.append((algo, bonus, streams_label.get(b["streams"], b["streams"]), f"{b['steps_per_s']:,.1f} steps/s",
+                         f"{b['ratio_vs_none']:.2f}x",
+                         f"[>= {goal:g}] " + ("met" if b["ratio_vs_none"] >= goal else "missed")))
+    if len(rows) == 1:
+        return ""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    head = "exploration bonus: our loop's agent steps/s with each bonus against none, same preset, game and seconds"
+    return "\n".join([head, "-" * len(head), *lines])
