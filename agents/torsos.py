@@ -18,7 +18,8 @@ The architectures (ReLU after every conv, then flatten):
 :func:`minatar_cnn`           MinAtar's DQN example: 16 3x3/1                    1024 for 10x10 inputs
 ============================  ===============================================  =====================
 
-:func:`make_torso` picks one from the observation shape (``"auto"``: MinAtar for 10x10, Nature for 84x84).
+:func:`make_torso` picks one from the observation shape (``"auto"``: MinAtar for grids of cells up to 31x31, Nature
+for 84x84).
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ def minatar_cnn(in_channels: int, input_divisor: float = 1.0, size: tuple[int, i
     )
 
 
+#: Inputs up to this size on both sides are grids of cells (MinAtar's 10x10, the maze's n x n), not pixels.
+GRID_MAX = 31
+
 _BUILDERS = {"nature": nature_cnn, "a3c": a3c_cnn, "minatar": minatar_cnn}
 
 
@@ -144,12 +148,13 @@ def make_torso(
     :param obs_shape: one observation's shape: (4, 84, 84) for Atari/Catch stacks, (C, 10, 10) for MinAtar (or
         (S * C, 10, 10) for stacked MinAtar frames), (S, H, W, 3) for a stack of colour frames (folded into 3 S
         channels by the torso).
-    :param kind: "nature", "a3c", "minatar", or "auto": "minatar" for 10x10 inputs, "nature" for 84x84.
-    :param input_divisor: what the uint8 input is divided by; None: 1 for 10x10 inputs (MinAtar's 0/1
-        channels), 255 otherwise (pixels).
+    :param kind: "nature", "a3c", "minatar", or "auto": "minatar" for grids of cells (both sides at most
+        :data:`GRID_MAX`: MinAtar's 10x10, the maze's n x n), "nature" for 84x84.
+    :param input_divisor: what the uint8 input is divided by; None: 1 for grids of cells (0/1 channels), 255
+        otherwise (pixels).
     :returns: ``(torso, out_features)``; ``torso(obs uint8 [B, *obs_shape])`` is float32 ``[B, out_features]``.
     :raises ValueError: ``obs_shape`` not (C, H, W) or (S, H, W, 3); unknown kind; "auto" for a size other than
-        10x10 or 84x84; an input too small for the chosen torso.
+        a grid of cells or 84x84; an input too small for the chosen torso.
     """
     shape = tuple(int(x) for x in obs_shape)
     fold_colour = len(shape) == 4 and shape[-1] == 3
@@ -159,17 +164,17 @@ def make_torso(
         raise ValueError(f"obs_shape must be (C, H, W) or colour frames (S, H, W, 3) with positive sizes, got "
                          f"{tuple(obs_shape)}")
     size = shape[1:]
+    grid = max(size) <= GRID_MAX
     if kind == "auto":
-        auto = {(10, 10): "minatar", (84, 84): "nature"}
-        if size not in auto:
+        if not (grid or size == (84, 84)):
             raise ValueError(
-                f"no automatic torso for {size[0]}x{size[1]} inputs (auto knows 10x10: minatar, 84x84: nature); "
-                f"pass kind= one of {list(TORSO_KINDS)}"
+                f"no automatic torso for {size[0]}x{size[1]} inputs (auto knows grids of cells up to {GRID_MAX}x"
+                f"{GRID_MAX}: minatar, 84x84: nature); pass kind= one of {list(TORSO_KINDS)}"
             )
-        kind = auto[size]
+        kind = "minatar" if grid else "nature"
     if kind not in _BUILDERS:
         raise ValueError(f"unknown torso kind {kind!r}; choose 'auto' or one of {list(TORSO_KINDS)}")
     if input_divisor is None:
-        input_divisor = 1.0 if size == (10, 10) else PIXEL_DIVISOR
+        input_divisor = 1.0 if grid else PIXEL_DIVISOR
     torso = _BUILDERS[kind](shape[0], input_divisor=input_divisor, size=size, fold_colour=fold_colour)
     return torso, torso.out_features

@@ -200,6 +200,8 @@ def test_torso_output_sizes() -> None:
     assert out == 3136 and torso.input_divisor == 255.0 and len(torso) == 7  # Nature: 3 conv + 3 ReLU + flatten
     torso, out = make_torso((7, 10, 10))
     assert out == 1024 and torso.input_divisor == 1.0 and len(torso) == 3
+    torso, out = make_torso((3, 21, 21))  # the maze's grid: MinAtar's torso, 0/1 channels as they are
+    assert out == 16 * 19 * 19 and torso.input_divisor == 1.0 and len(torso) == 3
     torso, out = make_torso((4, 84, 84), kind="a3c")
     assert out == 2592 and torso(x84).shape == (2, 2592)
     with pytest.raises(ValueError, match="no automatic torso for 32x32"):
