@@ -40,6 +40,7 @@ __all__ = [
     "NoveltyInput",
     "env_family",
     "family_of_observation",
+    "last_counts",
     "make_novelty_source",
     "novelty_input",
 ]
@@ -192,3 +193,9 @@ def make_novelty_source(source: str, spec: NoveltyInput, beta: float, seed: int 
 
     return PseudoCount(PixelCNNDensity(PixelCNNConfig(shape=shape2, num_levels=spec.num_levels)), beta=beta,
                        prediction_gain_decay=ostrovski_gain_decay(0.1))
+
+
+def last_counts(source: NoveltySource, n: int) -> np.ndarray:
+    """The pseudo-counts float64 ``[n]`` of a pseudo-count's last batch; NaN for a source without counts (RND)."""
+    counts = getattr(source, "last_counts", None)
+    return np.asarray(counts, np.float64) if counts is not None else np.full(n, np.nan)

@@ -38,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from envs.novelty import FAMILIES, NoveltyInput, family_of_observation, make_novelty_source, novelty_input
+from envs.novelty import FAMILIES, NoveltyInput, family_of_observation, last_counts, make_novelty_source, novelty_input
 from worldmodels.common.checks import require_number, require_positive
 from worldmodels.density.preprocess import DEFAULT_LEVELS, DEFAULT_SHAPE, preprocess_frames
 from worldmodels.density.pseudocount import GainDecay, PseudoCount, ostrovski_gain_decay
@@ -172,13 +172,6 @@ def _is_pixelcnn(density: DensityModel) -> bool:
     return module is not None and isinstance(density, module.PixelCNNDensity)
 
 
-def _last_counts(source: NoveltySource, n: int) -> np.ndarray:
-    """The pseudo-counts of a :class:`PseudoCount`'s last batch; NaN for sources without counts (RND)."""
-    if isinstance(source, PseudoCount):
-        return source.last_counts
-    return np.full(n, np.nan, dtype=np.float64)
-
-
 def _init_normalizer(source: NoveltySource, batches: list[np.ndarray]) -> None:
     init = getattr(source, "init_normalizer", None)
     if init is None:
@@ -269,7 +262,7 @@ class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _score(self, obs: Any) -> tuple[float, float]:
         bonus = float(self.pseudo_count.step(self._inputs(obs))[0])
-        return bonus, float(_last_counts(self.pseudo_count, 1)[0])
+        return bonus, float(last_counts(self.pseudo_count, 1)[0])
 
     def init_normalizer(self, steps: int, seed: int | None = None) -> None:
         """RND only (Burda et al. 2018, Sec. 2.3): play ``steps`` uniformly random actions (resetting as episodes
@@ -361,12 +354,12 @@ class VectorPseudoCountBonus(VectorWrapper):
         if self.shared:
             pc = self.pseudo_counts[0]
             bonus[envs] = pc.step(small)
-            count[envs] = _last_counts(pc, len(envs))
+            count[envs] = last_counts(pc, len(envs))
         else:
             for k, i in enumerate(envs):
                 pc = self.pseudo_counts[i]
                 bonus[i] = pc.step(small[k : k + 1])[0]
-                count[i] = _last_counts(pc, 1)[0]
+                count[i] = last_counts(pc, 1)[0]
         return bonus, count
 
     def _inputs(self, obs: Any, envs: np.ndarray) -> np.ndarray:

@@ -37,11 +37,12 @@ import torch
 
 from agents.dqn.config import DQNConfig, ExplorationConfig
 from agents.dqn.networks import QNetwork
+from agents.exploration import BonusStats, NoveltyScorer
 from agents.replay.nstep import NStepBuilder
 from agents.runtime.algorithm import ActorParts, EpisodeTracker, env_spec
 from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 from envs import newest_frames
-from envs.novelty import NoveltyInput, env_family, make_novelty_source, novelty_input
+from envs.novelty import NoveltyInput, env_family, last_counts, make_novelty_source, novelty_input
 
 if TYPE_CHECKING:
     from worldmodels.density import PseudoCount
@@ -126,12 +127,6 @@ def make_pseudo_count(bonus: str, beta: float) -> PseudoCount:
     return PseudoCount(make_density_model(bonus), beta=beta, prediction_gain_decay=decay)
 
 
-def last_counts(source: NoveltySource, n: int) -> np.ndarray:
-    """The pseudo-counts float64 [n] of a pseudo-count's last batch; NaN for a source without counts (RND)."""
-    counts = getattr(source, "last_counts", None)
-    return np.asarray(counts, np.float64) if counts is not None else np.full(n, np.nan)
-
-
 class DensityServer:
     """One novelty source shared by all actors (``exploration.shared_density: true``); run as a Ray actor.
 
@@ -181,53 +176,6 @@ class DensityServer:
             self.source.load_state_dict(state)
 
 
-class BonusStats:
-    """Episode tracker (see :class:`agents.runtime.actor.EpisodeTracker`) of the exploration bonus: per game
-    ``charts/intrinsic_return`` (the undiscounted sum of the bonuses added to its rewards); per chunk
-    ``explore/pseudo_count_mean`` (finite pseudo-counts of the real steps; a frame without prediction gain has
-    an infinite count and is left out), ``explore/intrinsic_reward_mean`` and ``explore/density_frames`` (frames
-    this actor has scored, reset frames included)."""
-
-    def __init__(self, num_envs: int) -> None:
-        self._episode = np.zeros(num_envs, np.float64)
-        self._bonus_sum = 0.0
-        self._count_sum = 0.0
-        self._num = 0
-        self._num_finite = 0
-        self.frames_learned = 0
-
-    def record(self, bonus: np.ndarray, counts: np.ndarray, live: np.ndarray) -> None:
-        """Bonuses and pseudo-counts float64 [N] of one vector step; ``live`` bool [N] marks real steps."""
-        self._episode += np.where(live, bonus, 0.0)
-        self._bonus_sum += float(bonus[live].sum())
-        finite = counts[live][np.isfinite(counts[live])]
-        self._count_sum += float(finite.sum())
-        self._num += int(live.sum())
-        self._num_finite += len(finite)
-        self.frames_learned += len(bonus)
-
-    def on_reset(self, info: dict[str, Any]) -> None:
-        self._episode[:] = 0.0
-
-    def on_step(self, info: dict[str, Any], live: np.ndarray) -> None:
-        pass  # the adder records the bonus of each step itself
-
-    def end_episode(self, env_index: int) -> dict[str, float]:
-        value = float(self._episode[env_index])
-        self._episode[env_index] = 0.0
-        return {"charts/intrinsic_return": value}
-
-    def flush(self) -> tuple[dict[str, float], dict[str, list[int]]]:
-        scalars = {"explore/density_frames": float(self.frames_learned)}
-        if self._num:
-            scalars["explore/intrinsic_reward_mean"] = self._bonus_sum / self._num
-        if self._num_finite:
-            scalars["explore/pseudo_count_mean"] = self._count_sum / self._num_finite
-        self._bonus_sum = self._count_sum = 0.0
-        self._num = self._num_finite = 0
-        return scalars, {}
-
-
 class NStepAdder:
     """Clips rewards (if configured), adds the exploration bonus (if any) and feeds
     :class:`agents.replay.nstep.NStepBuilder` with the newest frame of each observation, so replay receives
@@ -248,15 +196,15 @@ class NStepAdder:
         self.builder = builder
         self.clip_rewards = clip_rewards
         self.pseudo_count = pseudo_count
-        self.density_server = density_server
-        self.novelty = novelty
         has_bonus = pseudo_count is not None or density_server is not None
-        if has_bonus:
-            from worldmodels.density import preprocess_frames  # only actors with a bonus load the density package
-
-            self._preprocess = preprocess_frames
+        self.scorer = NoveltyScorer(pseudo_count, novelty, density_server) if has_bonus else None
         self.stats: BonusStats | None = BonusStats(builder.num_envs) if has_bonus else None
         self._resetting = np.zeros(builder.num_envs, bool)
+
+    @property
+    def novelty(self) -> NoveltyInput | None:
+        """What the source scores of the observations (None: no bonus, or Atari's pre-family default)."""
+        return self.scorer.novelty if self.scorer is not None else None
 
     def _newest(self, obs: np.ndarray) -> np.ndarray:
         """The newest frame of each observation: ``[N, 84, 84]`` of Atari's ``[N, 4, 84, 84]``; all of MinAtar's
@@ -265,14 +213,8 @@ class NStepAdder:
 
     def _score(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bonus and pseudo-count float64 [N] of the newest observations ``obs`` [N, ...] (learned in order)."""
-        frames = self.novelty(obs) if self.novelty is not None else self._preprocess(obs[:, -1])
-        if self.density_server is not None:
-            import ray
-
-            return ray.get(self.density_server.score.remote(frames, self.novelty))
-        assert self.pseudo_count is not None, "the adder scores frames only with a bonus"
-        bonus = self.pseudo_count.step(frames)
-        return bonus, last_counts(self.pseudo_count, len(frames))
+        assert self.scorer is not None, "the adder scores frames only with a bonus"
+        return self.scorer.score(obs)
 
     def reset(self, obs: np.ndarray) -> None:
         self.builder.reset(self._newest(obs))
