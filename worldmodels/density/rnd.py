@@ -27,8 +27,10 @@ How we call it (this module's choices, not the paper's):
   scores a rollout and then takes several epochs of minibatch steps over it; we take one step per call, so the
   predictor learns online, observation by observation, as the density models do.
 - Grid observations (MinAtar ``[C, 10, 10]``, the maze ``[3, n, n]``) are too small for the 8x8 stride-4 convolution:
-  for inputs under 36 pixels on a side the convolutions are two 3x3 stride-1 layers (32, 64 channels; ``conv="small"``,
-  chosen automatically by ``conv="auto"``). The rest (feature size, predictor head, optimiser) is the paper's.
+  for inputs under 36 pixels on a side the convolutions are three padded 3x3 layers (32, 64, 64 channels; the second
+  of stride 2 on grids of 8 cells or more, the third on grids of 15 or more; ``conv="small"``, chosen automatically by
+  ``conv="auto"``), which flatten to fewer features than the paper's 3136 on every grid up to 28x28. The rest (feature size, predictor head, optimiser) is the
+  paper's.
 - ``beta`` scales the error into the returned bonus (1 by default: the raw error).
 - Without :meth:`RND.init_normalizer` the statistics start from the first batch scored.
 
@@ -54,6 +56,7 @@ __all__ = ["RND", "RNDConfig", "RunningMeanStd"]
 
 #: Inputs at least this many pixels on both sides get the paper's Atari convolutions under ``conv="auto"``.
 _NATURE_MIN_SIDE = 36
+
 
 
 @dataclass
@@ -163,9 +166,15 @@ def _convs(config: RNDConfig, activation: type[nn.Module]) -> nn.Sequential:
             nn.Conv2d(64, 64, 3, stride=1), activation(),
             nn.Flatten(),
         )  # fmt: skip
+    # Three padded 3x3 convolutions, the second of stride 2 on grids of 8 cells or more and the third on grids of 15
+    # or more: MinAtar's 10x10 ends at 64 x 5 x 5 = 1600 features, the 21x21 maze at 64 x 6 x 6 = 2304 (the paper's
+    # flattened size on 84x84 is 3136). Two padded stride-1 layers (our first version) left 64 x 21 x 21 = 28224
+    # features on the maze: a 15M-parameter predictor whose Adam step cost 175 ms per batch of 8 grids.
+    side = min(config.input_shape[1:])
     return nn.Sequential(
         nn.Conv2d(channels, 32, 3, stride=1, padding=1), activation(),
-        nn.Conv2d(32, 64, 3, stride=1, padding=1), activation(),
+        nn.Conv2d(32, 64, 3, stride=2 if side >= 8 else 1, padding=1), activation(),
+        nn.Conv2d(64, 64, 3, stride=2 if side >= 15 else 1, padding=1), activation(),
         nn.Flatten(),
     )  # fmt: skip
 
