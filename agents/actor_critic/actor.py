@@ -22,7 +22,8 @@ import torch
 
 from agents.actor_critic.config import ActorCriticConfig
 from agents.actor_critic.core import PolicyCore, State
-from agents.runtime.algorithm import ActorParts, env_spec
+from agents.exploration import BonusStats, NoveltyScorer, make_scorer, random_play_inputs
+from agents.runtime.algorithm import ActorParts, EpisodeTracker, env_spec
 from agents.runtime.config import actor_seed, env_trackers, make_actor_env
 
 
@@ -55,6 +56,10 @@ class Unroll:
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     """The core's per-step :meth:`~agents.actor_critic.core.PolicyCore.step_inputs`, each ``[T + 1, B, ...]``
     (entry T: the bootstrap step's, drawn when step T - 1 was acted); empty for the feed-forward and LSTM cores."""
+    int_rewards: np.ndarray | None = None
+    """float32 ``[T, B]``: the exploration bonus of step t's next observation, raw (the learner normalises it), with
+    ``exploration.streams: two``; non-episodic, an autoreset step carries the bonus of the new game's first frame.
+    None without an intrinsic stream. ``values`` are then ``[T, B, 2]`` (extrinsic, intrinsic)."""
 
     @property
     def length(self) -> int:
@@ -76,7 +81,10 @@ class Unroll:
         if all(u.values is not None for u in unrolls):
             values = np.concatenate([u.values for u in unrolls if u.values is not None], axis=1)
         inputs = {k: np.concatenate([u.inputs[k] for u in unrolls], axis=1) for k in unrolls[0].inputs}
-        return Unroll(**cat, state=state, values=values, inputs=inputs)
+        int_rewards = None
+        if all(u.int_rewards is not None for u in unrolls):
+            int_rewards = np.concatenate([u.int_rewards for u in unrolls if u.int_rewards is not None], axis=1)
+        return Unroll(**cat, state=state, values=values, inputs=inputs, int_rewards=int_rewards)
 
 
 class ACPolicy:
@@ -152,19 +160,31 @@ class TrajectoryAdder:
     :param gamma: discount per step.
     :param clip_rewards: clip rewards to [-1, 1] before storing them.
     :param on_rewards: called with each step's stored rewards ``[N]`` (the LSTM's previous-reward input).
+    :param scorer: the exploration bonus's novelty source (``exploration.bonus``), or None.
+    :param streams: with a scorer, "one" adds the bonus to the clipped reward (A3C+; dropped on autoreset steps),
+        scoring every step; "two" stores it apart as :attr:`Unroll.int_rewards` (RND's intrinsic stream), scoring
+        each finished unroll in one batch.
+    :param intrinsic_episodic: ``streams`` "two": drop the bonus on autoreset steps too (an episodic intrinsic stream).
     """
 
     def __init__(self, num_envs: int, unroll_length: int, obs_shape: tuple[int, ...], num_actions: int,
-                 gamma: float, clip_rewards: bool, on_rewards: Callable[[np.ndarray], None] | None = None) -> None:
+                 gamma: float, clip_rewards: bool, on_rewards: Callable[[np.ndarray], None] | None = None,
+                 scorer: NoveltyScorer | None = None, streams: str = "one", intrinsic_episodic: bool = False,
+                 ) -> None:
         n, t = num_envs, unroll_length
         self.num_envs, self.unroll_length, self.gamma = n, t, gamma
         self.clip_rewards = clip_rewards
         self.on_rewards = on_rewards
+        self.scorer = scorer
+        self.stats = BonusStats(n) if scorer is not None else None
+        self.two_streams = scorer is not None and streams == "two"
+        self.intrinsic_episodic = intrinsic_episodic
+        self.int_rewards = np.zeros((t, n), np.float32)
         self.obs = np.zeros((t + 1, n, *obs_shape), np.uint8)
         self.starts = np.zeros((t + 1, n), bool)
         self.actions = np.zeros((t, n), np.int64)
         self.logits = np.zeros((t, n, num_actions), np.float32)
-        self.values = np.zeros((t, n), np.float32)
+        self.values = np.zeros((t, n, 2) if self.two_streams else (t, n), np.float32)
         self._has_values = True
         self.rewards = np.zeros((t, n), np.float32)
         self.discounts = np.zeros((t, n), np.float32)
@@ -182,6 +202,9 @@ class TrajectoryAdder:
         self.starts[0] = True
         self._t = 0
         self._resetting[:] = False
+        if self.scorer is not None and self.stats is not None:
+            self.scorer.score(obs)  # the first frames are seen, hence learned; no reward carries their bonus
+            self.stats.frames_learned += len(obs)
 
     def add(self, actions: np.ndarray, extras: dict[str, np.ndarray], rewards: np.ndarray,
             terminated: np.ndarray, truncated: np.ndarray, next_obs: np.ndarray, info: dict[str, Any]) -> None:
@@ -200,6 +223,12 @@ class TrajectoryAdder:
         if self.clip_rewards:
             rewards = np.clip(rewards, -1.0, 1.0)
         rewards = np.where(valid, rewards, 0.0).astype(np.float32)
+        if self.scorer is not None and self.stats is not None and not self.two_streams:
+            # A3C+: r + bonus, scored every step because the reward (the LSTM's next previous-reward input) carries
+            # it; an autoreset step's frame is learned but earns nothing (no action led there).
+            bonus, counts = self.scorer.score(next_obs)
+            self.stats.record(bonus, counts, valid)
+            rewards = (rewards + np.where(valid, bonus, 0.0)).astype(np.float32)
         if self.on_rewards is not None:
             self.on_rewards(rewards)
         terminated = np.asarray(terminated, bool)
@@ -222,11 +251,14 @@ class TrajectoryAdder:
         self.obs[t + 1] = next_obs
         self._t += 1
         if self._t == self.unroll_length:
+            if self.two_streams:
+                self._score_unroll()
             self._done.append(Unroll(self.obs.copy(), self.starts.copy(), self.actions.copy(), self.logits.copy(),
                                      self.rewards.copy(), self.discounts.copy(), self.carry.copy(),
                                      self.valid.copy(), self._state0,
                                      self.values.copy() if self._has_values else None,
-                                     {k: v.copy() for k, v in self.inputs.items()}))
+                                     {k: v.copy() for k, v in self.inputs.items()},
+                                     self.int_rewards.copy() if self.two_streams else None))
             self._has_values = True
             self.obs[0] = self.obs[-1]
             self.starts[0] = self.starts[-1]
@@ -234,12 +266,37 @@ class TrajectoryAdder:
                 v[0] = v[-1]
             self._t = 0
 
+    def _score_unroll(self) -> None:
+        """RND's order (Burda et al. 2018, Alg. 1): the intrinsic rewards of a whole unroll are scored in one batch,
+        its ``T x N`` next observations in time-major order, and the source then learns them (RND: one predictor
+        step per unroll, as the paper updates after each rollout; a pseudo-count learns them one by one in the order
+        per-step scoring would). Only the learner reads them. Non-episodic: the autoreset step's bonus (the new game's
+        first frame) counts too."""
+        assert self.scorer is not None and self.stats is not None
+        t, n = self.unroll_length, self.num_envs
+        frames = self.obs[1:].reshape(t * n, *self.obs.shape[2:])
+        bonus, counts = self.scorer.score(frames)
+        bonus, counts = bonus.reshape(t, n), counts.reshape(t, n)
+        for step in range(t):
+            self.stats.record(bonus[step], counts[step], self.valid[step])
+        kept = self.valid if self.intrinsic_episodic else np.ones_like(self.valid)
+        self.int_rewards[:] = np.where(kept, bonus, 0.0)
+
     def flush(self) -> Unroll | None:
         """The unrolls finished since the last flush, side by side (the open one stays)."""
         if not self._done:
             return None
         out, self._done = Unroll.concat(self._done), []
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """This actor's novelty source (empty without a bonus); the open unroll is not saved (a resumed run starts
+        new games)."""
+        return {"novelty": self.scorer.state_dict()} if self.scorer is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scorer is not None and "novelty" in state:
+            self.scorer.load_state_dict(state["novelty"])
 
 
 def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions: int,
@@ -264,6 +321,18 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> ActorParts:
         # (num_actors 0) the process is the learner's too, and its generator is left alone.
         torch.manual_seed(seed)
     policy = ACPolicy(network, seed, clip_rewards=cfg.agent.clip_rewards)
+    ex = cfg.exploration
+    scorer = None
+    if ex.bonus != "none":
+        # Refuses a family the source cannot score (a pseudo-count on MinAtar Seaquest's 10 channels), naming the key.
+        scorer = make_scorer(str(ex.bonus), ex.beta, cfg.env.game, spec.obs_shape, seed)
+        if ex.bonus == "rnd" and ex.rnd_init_steps > 0:
+            from worldmodels.density.rnd import RND
+
+            assert isinstance(scorer.source, RND)
+            scorer.source.init_normalizer(random_play_inputs(env, scorer, spec.num_actions, ex.rnd_init_steps, seed))
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
-                            cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards)
-    return ActorParts(env, policy, adder, env_trackers(cfg.env))
+                            cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards,
+                            scorer=scorer, streams=str(ex.streams), intrinsic_episodic=ex.intrinsic_episodic)
+    trackers: list[EpisodeTracker] = [adder.stats] if adder.stats is not None else []
+    return ActorParts(env, policy, adder, trackers + env_trackers(cfg.env))

@@ -50,6 +50,18 @@ class ACOptimizerChoice(Choice):
     adam = "adam"
 
 
+class ACBonusChoice(Choice):
+    none = "none"
+    cts = "cts"
+    pixelcnn = "pixelcnn"
+    rnd = "rnd"
+
+
+class StreamsChoice(Choice):
+    one = "one"
+    two = "two"
+
+
 class ReductionChoice(Choice):
     mean = "mean"
     sum = "sum"
@@ -142,6 +154,48 @@ class ACAgentConfig:
 
 
 @dataclass
+class ACExplorationConfig:
+    """An exploration bonus for the actor-critic family (A2C, PPO, IMPALA, and STRAW with ``streams: one``).
+
+    Each actor scores the newest observation of every step with its own novelty source (:mod:`agents.exploration`,
+    the env family's input of :mod:`envs.novelty`), then learns it. What the bonus then does, ``streams``:
+
+    - ``"one"``, A3C+ (Bellemare et al. 2016, Sec. 5 and App. B): the bonus ``beta / sqrt(N + 0.01)`` is added to the
+      clipped extrinsic reward of the step, and the sum is the reward of the one return A2C learns (``beta`` 0.01 for
+      A3C+); an autoreset step's frame is learned but its bonus dropped, as in DQN;
+    - ``"two"``, RND's design (Burda et al. 2018, Sec. 2.3-2.4): the network has a second value head for the intrinsic
+      return, with its own discount ``intrinsic_gamma``; the intrinsic stream is non-episodic unless
+      ``intrinsic_episodic`` (a game over neither ends its return nor drops the bonus of the next game's first frame:
+      the autoreset step is an intrinsic transition); the intrinsic rewards are divided by a running standard deviation
+      of their discounted return (``normalize_intrinsic``); the policy follows ``extrinsic_coef * A_E + intrinsic_coef
+      * A_I``, and the value loss sums both heads'. It serves the pseudo-count bonuses as well (an option).
+    """
+
+    bonus: ACBonusChoice = ACBonusChoice.none
+    """"none", "cts" (Bellemare et al. 2016), "pixelcnn" (Ostrovski et al. 2017: prediction gain decayed by
+    0.1 n^-1/2), or "rnd" (Burda et al. 2018). A family the source cannot score is refused (a pseudo-count on MinAtar
+    Seaquest's 10 channels)."""
+    beta: float = 0.01
+    """Bonus scale: ``beta / sqrt(N + 0.01)`` for a pseudo-count (A3C+: 0.01), ``beta`` times RND's error."""
+    streams: StreamsChoice = StreamsChoice.two
+    """"one": the bonus joins the reward (A3C+); "two": a second value head and return for it (RND)."""
+    intrinsic_gamma: float = 0.99
+    """Discount of the intrinsic return, per agent step (``streams: two``; RND: 0.99, with 0.999 extrinsic)."""
+    intrinsic_episodic: bool = False
+    """``streams: two``: True cuts the intrinsic return at every game over as the extrinsic one is (RND: False)."""
+    normalize_intrinsic: bool = True
+    """``streams: two``: divide intrinsic rewards by a running std of their discounted return (RND, Sec. 2.3)."""
+    extrinsic_coef: float = 2.0
+    """``streams: two``: weight of the extrinsic advantage in the policy's advantage (RND: 2)."""
+    intrinsic_coef: float = 1.0
+    """``streams: two``: weight of the intrinsic advantage (RND: 1)."""
+    rnd_init_steps: int = 64
+    """RND: vector steps of uniformly random play whose observations initialise its input statistics, in each actor
+    before it acts (Sec. 2.3; the paper played 50 x 128 steps of 128 envs, ours is smaller for cost). These frames
+    are not counted in the run's frames. 0: the statistics start from the first batch scored."""
+
+
+@dataclass
 class ActorCriticConfig:
     algo: str = "actor_critic"
     """Algorithm: selects this schema (``reverie train`` reads it first)."""
@@ -151,6 +205,7 @@ class ActorCriticConfig:
     runtime: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(chunk_steps=5, max_ahead_chunks=0,
                                                                          publish_every_updates=1))
     run: RunConfig = field(default_factory=lambda: RunConfig(name="actor_critic"))
+    exploration: ACExplorationConfig = field(default_factory=ACExplorationConfig)
 
     def build_network(self, obs_shape: tuple[int, ...], num_actions: int, input_divisor: float | None = None,
                       ) -> PolicyCore:
@@ -163,7 +218,13 @@ class ActorCriticConfig:
         """
         from agents.actor_critic.networks import ActorCriticNetwork
 
-        return ActorCriticNetwork(obs_shape, num_actions, self.network, input_divisor)
+        return ActorCriticNetwork(obs_shape, num_actions, self.network, input_divisor,
+                                  value_heads=2 if two_streams(self) else 1)
+
+
+def two_streams(cfg: ActorCriticConfig) -> bool:
+    """An intrinsic reward stream with its own value head (a bonus with ``exploration.streams: two``)."""
+    return cfg.exploration.bonus != "none" and cfg.exploration.streams == "two"
 
 
 def is_synchronous(cfg: ActorCriticConfig) -> bool:
@@ -217,9 +278,34 @@ def validate(cfg: ActorCriticConfig, algo: str = "actor_critic") -> None:
     if str(a.loss) == "ppo" and a.loss_reduction != "mean":
         raise ValueError(f"agent.loss_reduction={a.loss_reduction} applies to a2c and impala; PPO averages over each "
                          "minibatch (CleanRL): set agent.loss_reduction=mean.")
+    validate_exploration(cfg, algo)
     if str(a.loss) == "ppo":
         batch = max(1, rt.num_actors) * cfg.env.num_envs * (a.unroll_length if n.core == "ff" else 1)
         unit = "steps" if n.core == "ff" else "env columns (an LSTM learns from whole unrolls)"
         if a.ppo_minibatches > batch:
             raise ValueError(f"agent.ppo_minibatches={a.ppo_minibatches} exceeds the {batch} {unit} of a batch; "
                              f"lower it or raise env.num_envs.")
+
+
+def validate_exploration(cfg: ActorCriticConfig, algo: str = "actor_critic") -> None:
+    """The ``exploration`` section: scales, discount and weights that can work, and a core that can take the stream.
+
+    :raises ValueError: naming the key, the bad value and the fix.
+    """
+    ex = cfg.exploration
+    if ex.bonus == "none":
+        return
+    for key, value in (("exploration.beta", ex.beta), ("exploration.extrinsic_coef", ex.extrinsic_coef),
+                       ("exploration.intrinsic_coef", ex.intrinsic_coef)):
+        if not (value >= 0.0 and math.isfinite(value)):
+            raise ValueError(f"{key}={value} must be a finite number >= 0 (a negative weight rewards the opposite of "
+                             "what the bonus measures).")
+    if not (0.0 <= ex.intrinsic_gamma < 1.0):
+        raise ValueError(f"exploration.intrinsic_gamma={ex.intrinsic_gamma} must lie in [0, 1): a non-episodic "
+                         "intrinsic return never ends, so a discount of 1 or more makes it infinite (RND: 0.99).")
+    if ex.rnd_init_steps < 0:
+        raise ValueError(f"exploration.rnd_init_steps={ex.rnd_init_steps} must be >= 0 (0: no random play).")
+    if ex.streams == "two" and algo != "actor_critic":
+        raise ValueError(f"exploration.streams=two needs a second value head, which the {algo} core does not have "
+                         "(its values come from its plan); use exploration.streams=one (A3C+: the bonus joins the "
+                         "reward).")

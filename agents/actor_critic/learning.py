@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.actor_critic.actor import Unroll
-from agents.actor_critic.config import ActorCriticConfig, is_synchronous
+from agents.actor_critic.config import ActorCriticConfig, is_synchronous, two_streams
 from agents.actor_critic.core import PolicyCore, Replay
 from agents.actor_critic.returns import gae_advantages, vtrace
 from agents.runtime.actor import ActorOutput
@@ -40,7 +40,7 @@ from worldmodels.common.optim import RMSpropEpsInside
 #: each becomes; ``state`` entries are ``[B, ...]`` (concatenated along axis 0).
 _TIME_MAJOR = {"obs": "obs", "starts": "starts", "actions": "actions", "logits": "behaviour_logits",
                "rewards": "rewards", "discounts": "discounts", "carry": "carry", "valid": "mask",
-               "values": "behaviour_values"}
+               "values": "behaviour_values", "int_rewards": "int_rewards"}
 
 
 def _unroll_arrays(unrolls: Sequence[Unroll]) -> dict[str, tuple[list[np.ndarray], int]]:
@@ -112,6 +112,7 @@ class Batch:
         self.state = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("state.")}
         self.behaviour_values = t.get("values")
         self.inputs = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("inputs.")}
+        self.int_rewards: torch.Tensor | None = t.get("int_rewards")
 
     def columns(self, cols: torch.Tensor) -> Batch:
         """The unrolls ``cols`` (env columns), for PPO's minibatches over whole unrolls."""
@@ -121,7 +122,49 @@ class Batch:
         out.state = {k: v[cols] for k, v in self.state.items()}
         out.behaviour_values = None if self.behaviour_values is None else self.behaviour_values[:, cols]
         out.inputs = {k: v[:, cols] for k, v in self.inputs.items()}
+        out.int_rewards = None if self.int_rewards is None else self.int_rewards[:, cols]
         return out
+
+
+class IntrinsicReturnScale:
+    """RND's reward normalisation (Burda et al. 2018, Sec. 2.3; their ``RewardForwardFilter``): a running standard
+    deviation of the discounted intrinsic return ``R_t = gamma_I R_{t-1} + r_t``, kept per env and never reset
+    (the intrinsic stream is non-episodic), folded over every env of every actor; the intrinsic rewards of an update
+    are divided by it.
+
+    :param gamma: the intrinsic discount (``exploration.intrinsic_gamma``).
+    """
+
+    def __init__(self, gamma: float) -> None:
+        from worldmodels.density.rnd import RunningMeanStd
+
+        self.gamma = gamma
+        self.returns: dict[int, np.ndarray] = {}  # actor id -> [B] running discounted returns of its envs
+        self.stats = RunningMeanStd(())
+
+    def update(self, actor_id: int, int_rewards: np.ndarray) -> None:
+        """Fold one actor's intrinsic rewards ``[T, B]`` (time-major, in the order it collected them)."""
+        returns = self.returns.get(actor_id)
+        if returns is None or returns.shape != int_rewards.shape[1:]:
+            returns = np.zeros(int_rewards.shape[1:], np.float64)
+        seen = np.empty(int_rewards.shape, np.float64)
+        for t in range(int_rewards.shape[0]):
+            returns = returns * self.gamma + int_rewards[t]
+            seen[t] = returns
+        self.returns[actor_id] = returns
+        self.stats.update(seen.reshape(-1))
+
+    @property
+    def std(self) -> float:
+        """The standard deviation the rewards are divided by (1 before any reward; never below 1e-8)."""
+        return max(float(np.sqrt(self.stats.var)), 1e-8)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": {k: v.copy() for k, v in self.returns.items()}, "stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns = {int(k): np.asarray(v, np.float64).copy() for k, v in state["returns"].items()}
+        self.stats.load_state_dict(state["stats"])
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -203,11 +246,17 @@ class ActorCriticLearner:
         self._busy = 0.0
         self._stager = UnrollStager(device)
         self._since = time.perf_counter()
+        ex = cfg.exploration
+        self.two_streams = two_streams(cfg)
+        self.int_scale = IntrinsicReturnScale(ex.intrinsic_gamma) if self.two_streams and ex.normalize_intrinsic \
+            else None
 
     # --- the runtime's Learner protocol ---------------------------------------------------------------------
     def ingest(self, output: ActorOutput) -> None:
         if output.payload is not None:
             self.pending.append(output.payload)
+            if self.int_scale is not None and output.payload.int_rewards is not None:
+                self.int_scale.update(output.actor_id, output.payload.int_rewards)
 
     def updates_due(self, counters: Counters) -> int:
         return 1 if len(self.pending) >= self.batch_chunks else 0
@@ -226,6 +275,11 @@ class ActorCriticLearner:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
         batch = Batch(unrolls, self.device, self._stager)  # on CUDA: one host-to-device copy
+        if self.two_streams and batch.int_rewards is None:
+            raise ValueError("exploration.streams=two, but the actors sent no intrinsic rewards: actors and learner "
+                             "were built from different configs")
+        if self.int_scale is not None and batch.int_rewards is not None:
+            batch.int_rewards = batch.int_rewards / self.int_scale.std
         loss = str(self.agent.loss)
         stats = self._ppo(batch) if loss == "ppo" else self._one_step(batch, loss)
         self._busy += time.perf_counter() - start
@@ -238,7 +292,10 @@ class ActorCriticLearner:
         now = time.perf_counter()
         busy = self._busy / max(1e-9, now - self._since)
         self._busy, self._since = 0.0, now
-        return {"charts/learning_rate": self.lr, "charts/learner_busy_fraction": busy}
+        out = {"charts/learning_rate": self.lr, "charts/learner_busy_fraction": busy}
+        if self.int_scale is not None:
+            out["explore/intrinsic_return_std"] = self.int_scale.std
+        return out
 
     @staticmethod
     def checkpoint_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -248,8 +305,11 @@ class ActorCriticLearner:
         return CheckpointLayout.learner_state(ckpt)["network"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"learner": {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                            "lr": self.lr, "generator": self.generator.get_state()}}
+        state = {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(), "lr": self.lr,
+                 "generator": self.generator.get_state()}
+        if self.int_scale is not None:
+            state["int_scale"] = self.int_scale.state_dict()
+        return {"learner": state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
@@ -263,6 +323,8 @@ class ActorCriticLearner:
         saved = state["learner"].get("generator")  # None in checkpoints from before the learner had its own
         if saved is not None and saved.numel() == self.generator.get_state().numel():  # (and a CPU one on CUDA)
             self.generator.set_state(saved)
+        if self.int_scale is not None and "int_scale" in state["learner"]:
+            self.int_scale.load_state_dict(state["learner"]["int_scale"])
 
     # --- objectives --------------------------------------------------------------------------------------------
     def _step(self, loss: torch.Tensor) -> torch.Tensor:
@@ -284,25 +346,76 @@ class ActorCriticLearner:
         log_p_a, entropy = log_prob_entropy(logits, batch.actions)
         values_d = values.detach()
         parts: dict[str, torch.Tensor] = {}
+        log_rhos = None
         if loss == "impala":
             behaviour_log_p_a, _ = log_prob_entropy(batch.behaviour_logits, batch.actions)
             log_rhos = log_p_a.detach() - behaviour_log_p_a
-            targets, adv = vtrace(log_rhos, batch.rewards, batch.discounts, batch.carry, values_d,
-                                  a.vtrace_rho_bar, a.vtrace_c_bar)
             parts["mean_rho"] = masked_mean(torch.exp(log_rhos), batch.mask)
-        else:
-            adv = gae_advantages(batch.rewards, batch.discounts, batch.carry, values_d, a.gae_lambda)
-            targets = adv + values_d[:-1]
+        adv, streams = self._streams(batch, values_d, loss, log_rhos)
         adv = shape_advantages(adv, batch.mask, a.normalize_advantages, a.clip_advantages)
         reduce = masked_sum if a.loss_reduction == "sum" else masked_mean
         policy_loss = -reduce(log_p_a * adv, batch.mask)
-        value_loss = 0.5 * reduce((targets - values[:-1]) ** 2, batch.mask)
+        value_loss = torch.zeros((), device=values.device)
+        for (targets, m), v in zip(streams, self._stream_values(values)):  # RND: the two heads' losses summed
+            value_loss = value_loss + 0.5 * reduce((targets - v[:-1]) ** 2, m)
+        values_d = self._stream_values(values_d)[0]
+        self._intrinsic_stats(batch, values, parts)
         total = policy_loss + a.value_coef * value_loss - a.entropy_coef * reduce(entropy, batch.mask)
         total = total + self._core_terms(out, batch.mask, reduce, parts)
         # Logged as optimised (sums under loss_reduction "sum"), except the entropy: a mean, a property of the policy.
         parts.update(policy_loss=policy_loss, value_loss=value_loss, entropy=masked_mean(entropy, batch.mask),
                      value_mean=masked_mean(values_d[:-1], batch.mask))
         return total, parts
+
+    def _stream_values(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """The value of each reward stream: ``[values]``, or ``[extrinsic, intrinsic]`` of two heads' ``[..., 2]``."""
+        return [values[..., 0], values[..., 1]] if self.two_streams else [values]
+
+    def _intrinsic_discounts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Discounts, carry and value-loss mask ``[T, B]`` of the intrinsic stream: non-episodic (RND), it runs on
+        through game overs and autoreset steps (gamma_I everywhere, carry 1, every step learned); episodic, it is cut
+        where the extrinsic one is."""
+        ex = self.cfg.exploration
+        if ex.intrinsic_episodic:
+            return (batch.discounts > 0).to(batch.mask.dtype) * ex.intrinsic_gamma, batch.carry, batch.mask
+        ones = torch.ones_like(batch.mask)
+        return ones * ex.intrinsic_gamma, ones, ones
+
+    def _streams(self, batch: Batch, values: torch.Tensor, loss: str, log_rhos: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The policy's advantages ``[T, B]`` and, per reward stream, its value targets and value-loss mask ``[T, B]``.
+
+        One stream: A2C/PPO's GAE or IMPALA's V-trace on the rewards. Two (RND, Burda et al. 2018, Sec. 2.3): each
+        stream's own targets from its own head, discount and episode cuts, the advantages combined as
+        ``extrinsic_coef * A_E + intrinsic_coef * A_I``.
+
+        :param values: ``[T + 1, B]`` or ``[T + 1, B, 2]``, without gradient. :param log_rhos: IMPALA's ``[T, B]``.
+        """
+        a = self.agent
+
+        def stream(rewards: torch.Tensor, discounts: torch.Tensor, carry: torch.Tensor, v: torch.Tensor,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+            if loss == "impala":
+                assert log_rhos is not None
+                return vtrace(log_rhos, rewards, discounts, carry, v, a.vtrace_rho_bar, a.vtrace_c_bar)
+            adv = gae_advantages(rewards, discounts, carry, v, a.gae_lambda)
+            return adv + v[:-1], adv
+
+        heads = self._stream_values(values)
+        targets_e, adv_e = stream(batch.rewards, batch.discounts, batch.carry, heads[0])
+        if not self.two_streams:
+            return adv_e, [(targets_e, batch.mask)]
+        assert batch.int_rewards is not None
+        ex = self.cfg.exploration
+        discounts_i, carry_i, mask_i = self._intrinsic_discounts(batch)
+        targets_i, adv_i = stream(batch.int_rewards, discounts_i, carry_i, heads[1])
+        return ex.extrinsic_coef * adv_e + ex.intrinsic_coef * adv_i, [(targets_e, batch.mask), (targets_i, mask_i)]
+
+    def _intrinsic_stats(self, batch: Batch, values: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """The intrinsic stream's mean value and (normalised) reward, into ``parts`` (two streams only)."""
+        if self.two_streams and batch.int_rewards is not None:
+            parts["explore/intrinsic_value_mean"] = masked_mean(values[:-1, ..., 1].detach(), batch.mask)
+            parts["explore/intrinsic_reward_normalised"] = masked_mean(batch.int_rewards, batch.mask)
 
     def _core_terms(self, out: Replay, mask: torch.Tensor, reduce: Any, parts: dict[str, torch.Tensor],
                     ) -> torch.Tensor:
@@ -330,14 +443,13 @@ class ActorCriticLearner:
             if batch.behaviour_values is not None and not self.network.recurrent:
                 # On-policy, the actors' values are this network's: only the bootstrap values are new.
                 _, bootstrap = self.network(batch.obs[-1])
-                values = torch.cat([batch.behaviour_values, bootstrap.unsqueeze(0)])
+                values_all = torch.cat([batch.behaviour_values, bootstrap.unsqueeze(0)])
             else:
-                values = self.network.replay(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards,
-                                             batch.inputs).values
-            adv_all = gae_advantages(batch.rewards, batch.discounts, batch.carry, values, a.gae_lambda)
-            returns_all = adv_all + values[:-1]
+                values_all = self.network.replay(batch.obs, batch.state, batch.starts, batch.actions, batch.rewards,
+                                                 batch.inputs).values
+            adv_all, streams = self._streams(batch, values_all, "ppo")
             old_log_p_all, _ = log_prob_entropy(batch.behaviour_logits, batch.actions)
-        old_values_all = values[:-1]
+        old_values_all = [v[:-1] for v in self._stream_values(values_all)]
         recurrent = self.network.recurrent
         steps, envs = batch.actions.shape
         sums: dict[str, torch.Tensor] = {}
@@ -369,12 +481,14 @@ class ActorCriticLearner:
                 adv = shape_advantages(pick(adv_all), mask, a.normalize_advantages, a.clip_advantages)
                 policy_loss, ratio, clip_fraction = ppo_policy_loss(log_p_a, pick(old_log_p_all), adv, mask,
                                                                     a.ppo_clip)
-                returns, old_values = pick(returns_all), pick(old_values_all)
-                value_err = (values - returns) ** 2
-                if a.ppo_clip_value:
-                    clipped = old_values + (values - old_values).clamp(-a.ppo_clip, a.ppo_clip)
-                    value_err = torch.max(value_err, (clipped - returns) ** 2)
-                value_loss = 0.5 * masked_mean(value_err, mask)
+                value_loss = torch.zeros((), device=self.device)
+                for (returns_k, mask_k), old_k, values_k in zip(streams, old_values_all, self._stream_values(values)):
+                    returns, old_values = pick(returns_k), pick(old_k)
+                    value_err = (values_k - returns) ** 2
+                    if a.ppo_clip_value:
+                        clipped = old_values + (values_k - old_values).clamp(-a.ppo_clip, a.ppo_clip)
+                        value_err = torch.max(value_err, (clipped - returns) ** 2)
+                    value_loss = value_loss + 0.5 * masked_mean(value_err, pick(mask_k))
                 entropy_mean = masked_mean(entropy, mask)
                 total = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy_mean
                 core: dict[str, torch.Tensor] = {}
@@ -392,5 +506,8 @@ class ActorCriticLearner:
                     sums[key] = sums[key] + value if key in sums else value
         stats: dict[str, float | torch.Tensor] = {
             k if "/" in k else f"losses/{k}": v / minibatches for k, v in sums.items()}
-        stats["losses/value_mean"] = masked_mean(old_values_all, batch.mask)
+        stats["losses/value_mean"] = masked_mean(old_values_all[0], batch.mask)
+        parts: dict[str, torch.Tensor] = {}
+        self._intrinsic_stats(batch, values_all, parts)
+        stats.update(parts)
         return stats

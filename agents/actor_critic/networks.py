@@ -21,13 +21,9 @@ from torch import nn
 
 from agents.actor_critic.config import ACNetworkConfig
 from agents.actor_critic.core import Replay, State
-from agents.torsos import make_torso
+from agents.torsos import GRID_MAX, make_torso
 
 __all__ = ["GRID_MAX", "ActorCriticNetwork", "Replay", "State", "torso_kind"]
-
-
-#: Inputs up to this size on both sides are grids of cells (MinAtar's 10x10, the maze's n x n), not pixels.
-GRID_MAX = 31
 
 
 def torso_kind(obs_shape: tuple[int, ...], torso: str) -> str:
@@ -47,12 +43,17 @@ class ActorCriticNetwork(nn.Module):
     :param cfg: the ``network`` section.
     :param input_divisor: what uint8 observations are divided by (the env's ``EnvSpec.obs_high``: 255 for pixels,
         1 for 0/1 channels); None: :func:`agents.torsos.make_torso`'s rule by size.
+    :param value_heads: 1, or 2 for an intrinsic reward stream (RND's second value head, Burda et al. 2018, Sec.
+        2.3): the values are then ``[..., 2]``, extrinsic first, instead of ``[...]``.
     """
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, cfg: ACNetworkConfig,
-                 input_divisor: float | None = None) -> None:
+                 input_divisor: float | None = None, value_heads: int = 1) -> None:
         super().__init__()
+        if value_heads not in (1, 2):
+            raise ValueError(f"value_heads={value_heads}: 1 (extrinsic) or 2 (extrinsic, intrinsic)")
         self.num_actions = num_actions
+        self.value_heads = value_heads
         self.recurrent = str(cfg.core) == "lstm"
         self.prev_action_reward = self.recurrent and bool(cfg.prev_action_reward)
         self.torso, features = make_torso(tuple(obs_shape), torso_kind(tuple(obs_shape), str(cfg.torso)),
@@ -64,7 +65,7 @@ class ActorCriticNetwork(nn.Module):
             self.lstm = nn.LSTMCell(cfg.hidden + extra, cfg.lstm_size)
             head_in = cfg.lstm_size
         self.policy = nn.Linear(head_in, num_actions)
-        self.value = nn.Linear(head_in, 1)
+        self.value = nn.Linear(head_in, value_heads)
         if cfg.orthogonal_init:
             self._orthogonal_init()
 
@@ -92,8 +93,10 @@ class ActorCriticNetwork(nn.Module):
         return state
 
     def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[..., A]`` and values ``[...]`` of core outputs ``[..., head_in]``."""
-        return self.policy(features), self.value(features).squeeze(-1)
+        """Logits ``[..., A]`` and values ``[...]`` (``[..., 2]`` with two value heads) of core outputs
+        ``[..., head_in]``."""
+        values = self.value(features)
+        return self.policy(features), values.squeeze(-1) if self.value_heads == 1 else values
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed-forward core only: logits ``[B, A]`` and values ``[B]`` of uint8 observations ``[B, *obs_shape]``."""
@@ -167,12 +170,12 @@ class ActorCriticNetwork(nn.Module):
             with torch.no_grad():
                 last_logits, last_values = self.heads(self.fc(self.torso(obs[-1])))
             return (torch.cat([logits.reshape(steps - 1, batch, -1), last_logits.unsqueeze(0)]),
-                    torch.cat([values.reshape(steps - 1, batch), last_values.unsqueeze(0)]))
+                    torch.cat([values.reshape(steps - 1, batch, *values.shape[1:]), last_values.unsqueeze(0)]))
         # The torso and fc see all T + 1 steps as one batch; only the LSTM runs step by step.
         x = self.fc(self.torso(obs.reshape(steps * batch, *obs.shape[2:])))
         if not self.recurrent:
             logits, values = self.heads(x)
-            return logits.reshape(steps, batch, -1), values.reshape(steps, batch)
+            return logits.reshape(steps, batch, -1), values.reshape(steps, batch, *values.shape[1:])
         x = x.reshape(steps, batch, -1)
         outputs = []
         current = dict(state)

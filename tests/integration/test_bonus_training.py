@@ -1,5 +1,6 @@
 """Training with the exploration bonus and the mixed Monte Carlo return, end to end: local mode (rewards in replay,
-TensorBoard tags) and Ray mode with one density model shared by two actors."""
+TensorBoard tags) and Ray mode with one density model shared by two actors; the actor-critic family's bonuses (PPO +
+RND's two streams locally, A3C+ on two Ray actors)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from agents.actor_critic.config import ActorCriticConfig
 from agents.dqn.config import DQNConfig
 from agents.dqn.train import TrainState, train
 from launch.config import load_config
@@ -115,3 +117,47 @@ def test_montezuma_rooms_are_logged_checkpointed_and_resumed(tmp_path: Path) -> 
     again = train(cfg(1024), run_dir=run, resume=True)
     assert again.discovered == {"explore/rooms_total": {1, 7}} and again.frames >= 1024
     assert _scalars(run, "explore/rooms_total")[-1] == 2
+
+
+def _ac(tmp_path: Path, preset: str, name: str, *overrides: str) -> ActorCriticConfig:
+    return load_config(ActorCriticConfig, [preset], [
+        "env.game=maze/7:sparse=true", "run.eval_episodes=0", "run.progress=false", "run.log_every_frames=500",
+        f"run.runs_dir={tmp_path}", f"run.name={name}", *overrides])
+
+
+def test_ppo_rnd_trains_two_streams_and_saves_their_state(tmp_path: Path) -> None:
+    """PPO + RND for a few updates (2 envs x 128 steps each): the intrinsic stream's tags are logged, and the
+    checkpoint holds the learner's return normaliser and the actor's RND."""
+    from agents.actor_critic.train import train as train_ac
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+
+    cfg = _ac(tmp_path, "ppo_rnd_maze", "ppo_rnd", "env.num_envs=2", "run.total_frames=512",
+              "agent.ppo_minibatches=2", "exploration.rnd_init_steps=4", "run.checkpoint_every_frames=256")
+    state = train_ac(cfg)
+    assert state.updates >= 2  # (autoreset steps are not counted as frames: a third update may be needed)
+    run = tmp_path / "ppo_rnd"
+    std = _scalars(run, "explore/intrinsic_return_std")
+    assert len(std) > 0 and (std > 0).all() and (std != 1.0).all()  # fitted to the returns, not the initial 1
+    assert (_scalars(run, "explore/intrinsic_reward_mean") > 0).all()
+    ckpt = load_checkpoint(find_checkpoint(run))
+    scale = ckpt["learner"]["int_scale"]
+    assert scale["returns"][0].shape == (2,) and float(scale["stats"]["count"]) == 256 * ckpt["updates"]
+    rnd = ckpt["actor_states"][0]["adder"]["novelty"]
+    assert int(np.asarray(rnd["num_updates"])) >= 256 * ckpt["updates"]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a3c_plus_on_two_ray_actors_adds_each_actors_bonus(tmp_path: Path) -> None:
+    """A3C+ (CTS, one stream) with two Ray actors of 2 envs: each actor owns its model and learns its own frames."""
+    from agents.actor_critic.train import train as train_ac
+    from worldmodels.common.checkpoint import find_checkpoint, load_checkpoint
+
+    cfg = _ac(tmp_path, "a2c_plus_maze", "a3c_plus", "env.num_envs=2", "runtime.num_actors=2",
+              "run.total_frames=400", "run.checkpoint_every_frames=200")
+    state = train_ac(cfg)
+    assert state.updates > 0
+    ckpt = load_checkpoint(find_checkpoint(tmp_path / "a3c_plus"))
+    learned = [int(np.asarray(ckpt["actor_states"][i]["adder"]["novelty"]["num_updates"])) for i in (0, 1)]
+    # Each actor's model learned its own steps (half the run's, at least) and its games' first frames.
+    assert all(n >= 200 for n in learned)
+    assert "int_scale" not in ckpt["learner"]  # one stream: no intrinsic return to normalise
