@@ -147,6 +147,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore_report(args: argparse.Namespace) -> int:
+    from launch.explore_report import exploration_summary, format_exploration_table
+
+    rows = [exploration_summary(run, args.window_frames) for run in args.run_dirs]
+    print(json.dumps(rows) if args.json else format_exploration_table(rows, args.window_frames))
+    return 0
+
+
 def cmd_sb3(args: argparse.Namespace) -> int:
     try:
         import stable_baselines3  # noqa: F401
@@ -331,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--gif", metavar="FILE.gif", help="also write a GIF of the first evaluation game")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("explore-report", help="what an exploration bonus did in runs: goals, rooms, bonus decay",
+                       description="Per run, from its TensorBoard scalars: frames, the first frame a maze game reached "
+                                   "its goal, goal rate and return over the last frames, rooms seen, and the bonus "
+                                   "and pseudo-count at the run's start and end. Compare runs only at equal frames.")
+    p.add_argument("run_dirs", nargs="+", help="run directories")
+    p.add_argument("--window-frames", type=int, default=100_000,
+                   help="trailing window of the goal rate and the return, in frames (default 100000)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_explore_report)
 
     p = sub.add_parser("plot", help="learning curves of runs, optionally beside Dopamine's",
                        description="Plot TensorBoard scalars of several runs on one figure.")
