@@ -16,9 +16,19 @@ from typing import Any
 import numpy as np
 
 from envs.novelty import NoveltyInput, env_family, last_counts, make_novelty_source, novelty_input
+from worldmodels.common.checks import Choice
 from worldmodels.protocols import NoveltySource
 
-__all__ = ["BonusStats", "NoveltyScorer", "last_counts", "make_scorer", "random_play_inputs"]
+__all__ = ["BonusChoice", "BonusStats", "NoveltyScorer", "last_counts", "make_scorer", "random_play_inputs"]
+
+
+class BonusChoice(Choice):
+    """``exploration.bonus`` of every agent family: no bonus, or the novelty source that scores it."""
+
+    none = "none"
+    cts = "cts"
+    pixelcnn = "pixelcnn"
+    rnd = "rnd"
 
 
 class NoveltyScorer:

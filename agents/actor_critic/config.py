@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from agents.exploration import BonusChoice
 from agents.runtime.config import AtariPresetChoice, EnvConfig, RunConfig, RuntimeConfig, validate_common
 from worldmodels.common.checks import Choice, require_positive, require_range
 
@@ -48,13 +49,6 @@ class ACOptimizerChoice(Choice):
     rmsprop = "rmsprop"
     rmsprop_tf = "rmsprop_tf"
     adam = "adam"
-
-
-class ACBonusChoice(Choice):
-    none = "none"
-    cts = "cts"
-    pixelcnn = "pixelcnn"
-    rnd = "rnd"
 
 
 class StreamsChoice(Choice):
@@ -171,7 +165,7 @@ class ACExplorationConfig:
       * A_I``, and the value loss sums both heads'. It serves the pseudo-count bonuses as well (an option).
     """
 
-    bonus: ACBonusChoice = ACBonusChoice.none
+    bonus: BonusChoice = BonusChoice.none
     """"none", "cts" (Bellemare et al. 2016), "pixelcnn" (Ostrovski et al. 2017: prediction gain decayed by
     0.1 n^-1/2), or "rnd" (Burda et al. 2018). A family the source cannot score is refused (a pseudo-count on MinAtar
     Seaquest's 10 channels)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from agents.exploration import BonusChoice
 from agents.runtime.config import EnvConfig, RunConfig, RuntimeConfig, validate_common
 from worldmodels.common.checks import Choice, require_positive, require_range
 
@@ -32,13 +33,6 @@ class OptimizerChoice(Choice):
 class ScheduleChoice(Choice):
     linear = "linear"
     apex = "apex"
-
-
-class BonusChoice(Choice):
-    none = "none"
-    cts = "cts"
-    pixelcnn = "pixelcnn"
-    rnd = "rnd"
 
 
 class StrategyChoice(Choice):
