@@ -152,6 +152,10 @@ def cmd_explore_report(args: argparse.Namespace) -> int:
 
     rows = [exploration_summary(run, args.window_frames) for run in args.run_dirs]
     print(json.dumps(rows) if args.json else format_exploration_table(rows, args.window_frames))
+    if args.visits:
+        from launch.explore_report import draw_visits, maze_visits
+
+        print(draw_visits([maze_visits(run, args.visit_games) for run in args.run_dirs], args.visits))
     return 0
 
 
@@ -348,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-frames", type=int, default=100_000,
                    help="trailing window of the goal rate and the return, in frames (default 100000)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--visits", metavar="OUT.png",
+                   help="maze runs: draw where each run's newest checkpoint goes, one panel per run")
+    p.add_argument("--visit-games", type=int, default=16, help="games per run of --visits (default 16)")
     p.set_defaults(func=cmd_explore_report)
 
     p = sub.add_parser("plot", help="learning curves of runs, optionally beside Dopamine's",

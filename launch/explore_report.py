@@ -15,6 +15,11 @@ own frames:
   are divided by).
 
 Compare runs only at equal frames: the report prints each run's frames so that a reader can check.
+
+``--visits OUT.png`` (maze runs): where each run's final policy goes. :func:`maze_visits` plays games of the run's
+maze with its newest checkpoint (the policy as it acts in training, sampled) and counts the games that entered each
+cell; :func:`draw_visits` draws one panel per run, walls grey, the share of games that reached each cell in colour
+(log scale), start and goal marked.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from launch.plot import read_scalars, scalar_tags
+from launch.plot import read_scalars, save_png, scalar_tags
 
-__all__ = ["exploration_summary", "format_exploration_table"]
+__all__ = ["draw_visits", "exploration_summary", "format_exploration_table", "maze_visits"]
 
 
 def _first_last(run_dir: Path, tag: str, tags: list[str]) -> tuple[float | None, float | None]:
@@ -93,3 +98,67 @@ def format_exploration_table(rows: Sequence[dict[str, Any]], window_frames: int)
                       f"{f(r['pseudo_count_first'])} -> {f(r['pseudo_count_last'])}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def maze_visits(run_dir: str | Path, games: int = 16, seed: int = 12345) -> dict[str, Any]:
+    """The cells a maze run's newest checkpoint visits in ``games`` games (one picture per run only for a maze of one
+    fixed layout, ``layout_seed=...``; on random mazes the walls drawn are the first game's).
+
+    :return: ``visits`` float64 ``[n, n]`` (the share of games that entered each cell), ``walls`` bool ``[n, n]``,
+        ``start`` and ``goal`` (row, col), ``frames`` (trained), ``goal_rate`` (share of the games that reached it).
+    :raises ValueError: not a maze run, or ``games`` < 1.
+    """
+    from agents.registry import get_builder
+    from agents.runtime.algorithm import CheckpointLayout
+    from agents.runtime.loop import probe_env
+    from envs.maze import AGENT, GOAL, WALLS
+    from launch.config import load_run_config
+
+    if games < 1:
+        raise ValueError(f"--visit-games {games}: play at least 1 game")
+    cfg, ckpt, _ = load_run_config(None, str(run_dir))
+    if not str(cfg.env.game).startswith("maze/"):
+        raise ValueError(f"run {run_dir} plays {cfg.env.game}, not a maze: --visits draws maze runs only")
+    builder = get_builder(cfg.algo)
+    weights = builder.checkpoint_weights(ckpt)
+    entered: list[np.ndarray] = []  # per game, bool [n, n]: the cells the agent stood on
+    first: list[np.ndarray] = []
+    reached = 0
+    for game in range(games):
+        frames: list[np.ndarray] = []
+        result = builder.evaluate(cfg, weights, 1, seed=seed + game, record=frames)
+        reached += int(result.returns[0] > 0)
+        stood = np.stack(frames)[:, AGENT] > 0  # [steps, n, n]
+        entered.append(np.asarray(stood.any(axis=0)))
+        first = first or frames[:1]
+    visits = np.mean(np.stack(entered), axis=0, dtype=np.float64)
+    start = np.argwhere(first[0][AGENT] > 0)[0]
+    goal = np.argwhere(first[0][GOAL] > 0)
+    return {"run": str(run_dir), "visits": visits, "walls": first[0][WALLS] > 0,
+            "start": tuple(int(x) for x in start), "goal": tuple(int(x) for x in goal[0]) if len(goal) else None,
+            "frames": CheckpointLayout.steps(ckpt) * probe_env(cfg).frame_skip, "goal_rate": reached / games}
+
+
+def draw_visits(maps: Sequence[dict[str, Any]], out: str | Path) -> Path:
+    """One panel per :func:`maze_visits` result, written to ``out`` (PNG, atomically); returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.6), dpi=120, squeeze=False)
+    image = None
+    for ax, m in zip(axes[0], maps):
+        shown = np.ma.masked_where(m["visits"] <= 0, m["visits"])
+        ax.imshow(np.where(m["walls"], 0.6, 1.0), cmap="gray", vmin=0, vmax=1)
+        image = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=1.0 / 64, vmax=1.0))
+        ax.plot(m["start"][1], m["start"][0], "ws", markersize=5, markeredgecolor="k")
+        if m["goal"] is not None:
+            ax.plot(m["goal"][1], m["goal"][0], "r*", markersize=11, markeredgecolor="k")
+        ax.set_title(f"{Path(m['run']).name}\n{m['frames']:,} frames, goal in {m['goal_rate']:.0%}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="share of games entering the cell")
+    return save_png(fig, Path(out))

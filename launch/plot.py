@@ -219,7 +219,7 @@ def _run_labels(run_dirs: Sequence[Path]) -> list[str]:
     return [f"{d.parent.name}/{d.name}" for d in run_dirs]
 
 
-def _save_png(fig: Figure, out: Path) -> Path:
+def save_png(fig: Figure, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -357,7 +357,7 @@ def plot_runs(
         note = f"bold: trailing mean of up to {smooth} points; light: raw"
         axes[0].set_title(note, fontsize="small", loc="right")
     fig.suptitle(title or (scores.snake_case_game(game) if game else "Learning curves"), fontweight="bold")
-    return _save_png(fig, Path(out))
+    return save_png(fig, Path(out))
 
 
 def plot_learning_curve(
@@ -400,4 +400,4 @@ def plot_learning_curve(
     ax.legend(loc="best", fontsize="small")
     game = config_game(run_dir)
     fig.suptitle(f"{run_dir.name}" + (f" ({game})" if game else ""), fontweight="bold")
-    return _save_png(fig, Path(out) if out is not None else run_dir / "learning_curve.png")
+    return save_png(fig, Path(out) if out is not None else run_dir / "learning_curve.png")

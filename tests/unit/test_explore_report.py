@@ -50,3 +50,20 @@ def test_bad_input_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "no finished game" in capsys.readouterr().err
     assert main(["explore-report", str(run), "--json"]) == 0
     assert '"first_goal_frame": 300' in capsys.readouterr().out
+
+
+def test_maze_visits_of_a_trained_run(tmp_path: Path) -> None:
+    """A tiny A2C run on one fixed 7x7 maze: every game starts on the start cell, no game enters a wall."""
+    from launch.explore_report import draw_visits, maze_visits
+
+    run = tmp_path / "a2c"
+    assert main(["train", "a2c_maze", "env.game=maze/7:layout_seed=0,sparse=true", "env.num_envs=2",
+                 "run.total_frames=200", "run.eval_episodes=0", "run.progress=false", "--run-dir", str(run)]) == 0
+    m = maze_visits(run, games=3)
+    visits, walls = m["visits"], m["walls"]
+    assert visits.shape == walls.shape == (7, 7) and m["frames"] >= 200
+    assert visits[m["start"]] == 1.0 and (visits[walls] == 0).all() and ((visits >= 0) & (visits <= 1)).all()
+    assert m["goal"] is not None and 0.0 <= m["goal_rate"] <= 1.0
+    assert draw_visits([m, m], tmp_path / "visits.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="--visit-games 0"):
+        maze_visits(run, games=0)

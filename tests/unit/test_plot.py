@@ -119,13 +119,13 @@ def test_smooth_trailing_hand_computed() -> None:
 def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """The figures plot_runs and plot_learning_curve draw, in order (each is still saved as its PNG)."""
     drawn: list[Figure] = []
-    save = plot._save_png
+    save = plot.save_png
 
     def capture(fig: Figure, out: Path) -> Path:
         drawn.append(fig)
         return save(fig, out)
 
-    monkeypatch.setattr(plot, "_save_png", capture)
+    monkeypatch.setattr(plot, "save_png", capture)
     return drawn
 
 
