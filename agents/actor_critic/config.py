@@ -156,7 +156,9 @@ class ACExplorationConfig:
 
     - ``"one"``, A3C+ (Bellemare et al. 2016, Sec. 5 and App. B): the bonus ``beta / sqrt(N + 0.01)`` is added to the
       clipped extrinsic reward of the step, and the sum is the reward of the one return A2C learns (``beta`` 0.01 for
-      A3C+); an autoreset step's frame is learned but its bonus dropped, as in DQN;
+      A3C+); an autoreset step's frame is learned but its bonus dropped, as in DQN. The sum is not clipped again:
+      our reading (a public A3C+ re-implementation clips it; with beta 0.01 the bonus is at most 0.1, so the two
+      differ only on steps whose clipped reward is 1, where clipping would drop the bonus);
     - ``"two"``, RND's design (Burda et al. 2018, Sec. 2.3-2.4): the network has a second value head for the intrinsic
       return, with its own discount ``intrinsic_gamma``; the intrinsic stream is non-episodic unless
       ``intrinsic_episodic`` (a game over neither ends its return nor drops the bonus of the next game's first frame:
