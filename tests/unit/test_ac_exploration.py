@@ -180,3 +180,16 @@ def test_a_restored_rnd_gives_the_next_bonuses_of_an_uninterrupted_run() -> None
         np.testing.assert_array_equal(a, b)
     fresh = make_ac_parts(cfg, 0)  # without the state the bonuses differ: the test can fail
     assert not np.array_equal(fresh.adder.scorer.score(obs)[0], first.adder.scorer.score(obs)[0])
+
+
+def test_impala_on_policy_two_streams_equal_the_n_step_targets() -> None:
+    """On-policy (log rho = 0) V-trace is the n-step return: IMPALA's two streams give A2C's (lambda 1) targets."""
+    learner = _learner("exploration.bonus=rnd", "exploration.streams=two", "exploration.intrinsic_gamma=0.5")
+    batch = Batch(_unroll(np.array([[0.5], [0.25]], np.float32)), torch.device("cpu"))
+    values = torch.tensor([[[0.1, 1.0]], [[0.2, 2.0]], [[0.3, 4.0]]])
+    a2c_adv, a2c_streams = learner._streams(batch, values, "a2c")
+    adv, streams = learner._streams(batch, values, "impala", log_rhos=torch.zeros(2, 1))
+    torch.testing.assert_close(adv, a2c_adv)
+    for (targets, mask), (expected, expected_mask) in zip(streams, a2c_streams):
+        torch.testing.assert_close(targets, expected)
+        assert torch.equal(mask, expected_mask)
