@@ -271,7 +271,9 @@ class TrajectoryAdder:
         its ``T x N`` next observations in time-major order, and the source then learns them (RND: one predictor
         step per unroll, as the paper updates after each rollout; a pseudo-count learns them one by one in the order
         per-step scoring would). Only the learner reads them. Non-episodic: the autoreset step's bonus (the new game's
-        first frame) counts too."""
+        first frame) counts too. The bonus statistics are recorded here too, so a game that ends inside an unroll
+        has its last steps' bonuses counted in the next game's ``charts/intrinsic_return`` (at most T steps'
+        worth; the run's ``explore/intrinsic_reward_mean`` is exact)."""
         assert self.scorer is not None and self.stats is not None
         t, n = self.unroll_length, self.num_envs
         frames = self.obs[1:].reshape(t * n, *self.obs.shape[2:])
@@ -308,7 +310,9 @@ def make_network(cfg: ActorCriticConfig, obs_shape: tuple[int, ...], num_actions
 
 def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> ActorParts:
     """Build one actor's vector env, policy, trajectory adder and the env family's episode trackers
-    (:func:`agents.runtime.config.env_trackers`); runs inside the actor's process."""
+    (:func:`agents.runtime.config.env_trackers`); runs inside the actor's process. With ``exploration.bonus`` the
+    adder gets this actor's own novelty source (RND's input statistics first set by ``exploration.rnd_init_steps``
+    of random play on this env) and the bonus statistics join the trackers."""
     seed = actor_seed(cfg.run, actor_id)
     env = make_actor_env(cfg.env, seed)
     spec = env_spec(env)
