@@ -86,17 +86,13 @@ def make_scorer(bonus: str, beta: float, game: str, obs_shape: tuple[int, ...], 
     return NoveltyScorer(make_novelty_source(bonus, novelty, beta, seed=seed), novelty)
 
 
-def random_play_inputs(env: Any, scorer: NoveltyScorer, num_actions: int, steps: int, seed: int) -> np.ndarray:
-    """The source inputs ``[steps * N, ...]`` of ``steps`` uniformly random vector steps of ``env`` (from a reset),
-    for RND's input statistics before training (Burda et al. 2018, Sec. 2.3). The env is left mid-game: the actor
-    resets it before it acts."""
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    seen = []
-    for _ in range(steps):
-        obs, *_ = env.step(rng.integers(0, num_actions, len(obs)))
-        seen.append(scorer.inputs(obs))
-    return np.concatenate(seen)
+def random_play_inputs(env: Any, scorer: NoveltyScorer, steps: int, seed: int) -> np.ndarray:
+    """The source inputs of the observations of ``steps`` uniformly random vector steps of ``env`` from a reset
+    (:func:`envs.wrappers.random_play`, the bonus wrappers' own), for RND's input statistics before training (Burda
+    et al. 2018, Sec. 2.3). The env is left mid-game: the actor resets it before it acts."""
+    from envs.wrappers import random_play
+
+    return np.concatenate([scorer.inputs(obs) for obs in random_play(env, steps, seed)])
 
 
 class BonusStats:

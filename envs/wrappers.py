@@ -45,7 +45,7 @@ from worldmodels.density.pseudocount import GainDecay, PseudoCount, ostrovski_ga
 from worldmodels.protocols import DensityModel, NoveltySource
 
 __all__ = ["PseudoCountBonus", "VectorPseudoCountBonus", "NoveltyBonus", "VectorNoveltyBonus", "make_density_model",
-           "newest_frame"]
+           "newest_frame", "random_play"]
 
 ModelSpec = Literal["cts", "pixelcnn", "rnd"] | DensityModel | Callable[[], DensityModel]
 
@@ -180,7 +180,7 @@ def _init_normalizer(source: NoveltySource, batches: list[np.ndarray]) -> None:
     init(np.concatenate(batches))
 
 
-def _random_play(env: gym.Env | VectorEnv, steps: int, seed: int | None) -> list[Any]:
+def random_play(env: gym.Env | VectorEnv, steps: int, seed: int | None) -> list[Any]:
     """Observations of ``steps`` uniformly random actions from a fresh reset (single env: reset at episode ends)."""
     require_positive({"steps": require_number("steps", steps, integer=True)})
     env.action_space.seed(seed)
@@ -268,7 +268,7 @@ class PseudoCountBonus(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """RND only (Burda et al. 2018, Sec. 2.3): play ``steps`` uniformly random actions (resetting as episodes
         end) and initialise RND's input statistics from those observations; nothing is learned. Call it before
         training; reset the env after it."""
-        _init_normalizer(self.pseudo_count, [self._inputs(o) for o in _random_play(self.env, steps, seed)])
+        _init_normalizer(self.pseudo_count, [self._inputs(o) for o in random_play(self.env, steps, seed)])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
@@ -372,7 +372,7 @@ class VectorPseudoCountBonus(VectorWrapper):
         """RND only: ``steps`` vector steps of uniformly random actions initialise every RND's input statistics
         (from all sub-envs' observations); see :meth:`PseudoCountBonus.init_normalizer`."""
         every = np.arange(self.num_envs)
-        batches = [self._inputs(o, every) for o in _random_play(self.env, steps, seed)]
+        batches = [self._inputs(o, every) for o in random_play(self.env, steps, seed)]
         for source in self.pseudo_counts:
             _init_normalizer(source, batches)
 

@@ -334,7 +334,7 @@ def make_ac_parts(cfg: ActorCriticConfig, actor_id: int) -> ActorParts:
             from worldmodels.density.rnd import RND
 
             assert isinstance(scorer.source, RND)
-            scorer.source.init_normalizer(random_play_inputs(env, scorer, spec.num_actions, ex.rnd_init_steps, seed))
+            scorer.source.init_normalizer(random_play_inputs(env, scorer, ex.rnd_init_steps, seed))
     adder = TrajectoryAdder(cfg.env.num_envs, cfg.agent.unroll_length, spec.obs_shape, spec.num_actions,
                             cfg.agent.gamma, cfg.agent.clip_rewards, on_rewards=policy.observe_rewards,
                             scorer=scorer, streams=str(ex.streams), intrinsic_episodic=ex.intrinsic_episodic)
