@@ -30,16 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from launch.plot import read_scalars, save_png, scalar_tags
+from launch.plot import read_many, save_png
 
 __all__ = ["draw_visits", "exploration_summary", "format_exploration_table", "maze_visits"]
 
 
-def _first_last(run_dir: Path, tag: str, tags: list[str]) -> tuple[float | None, float | None]:
-    if tag not in tags:
-        return None, None
-    _, values = read_scalars(run_dir, tag)
-    return (float(values[0]), float(values[-1])) if len(values) else (None, None)
+#: The tags the report reads.
+_TAGS = ("charts/episodic_return", "maze/goal_reached", "explore/rooms_total", "explore/intrinsic_reward_mean",
+         "explore/pseudo_count_mean", "explore/intrinsic_return_std")
 
 
 def exploration_summary(run_dir: str | Path, window_frames: int = 100_000) -> dict[str, Any]:
@@ -53,26 +51,30 @@ def exploration_summary(run_dir: str | Path, window_frames: int = 100_000) -> di
     if window_frames < 1:
         raise ValueError(f"--window-frames {window_frames}: give a window of at least 1 frame")
     run = Path(run_dir)
-    tags = scalar_tags(run)
-    if "charts/episodic_return" not in tags:
+    logged = read_many(run, _TAGS)  # the event files are read once
+
+    def first_last(tag: str) -> tuple[float | None, float | None]:
+        values = logged[tag][1] if tag in logged else np.zeros(0)
+        return (float(values[0]), float(values[-1])) if len(values) else (None, None)
+
+    if "charts/episodic_return" not in logged:
         raise ValueError(f"run {run} has no finished game (no charts/episodic_return): nothing to report yet")
-    steps, returns = read_scalars(run, "charts/episodic_return")
+    steps, returns = logged["charts/episodic_return"]
     frames = int(steps[-1])
     recent = steps > frames - window_frames
     out: dict[str, Any] = {"run": str(run), "frames": frames, "games": int(len(returns)),
                            "return_last": float(returns[recent].mean())}
-    if "maze/goal_reached" in tags:
-        goal_steps, reached = read_scalars(run, "maze/goal_reached")
+    if "maze/goal_reached" in logged:
+        goal_steps, reached = logged["maze/goal_reached"]
         hit = reached > 0
         out["first_goal_frame"] = int(goal_steps[np.argmax(hit)]) if hit.any() else None
         out["goals"] = int(hit.sum())
         out["goal_rate_last"] = float(hit[goal_steps > frames - window_frames].mean())
-    if "explore/rooms_total" in tags:
-        out["rooms_total"] = _first_last(run, "explore/rooms_total", tags)[1]
-    out["intrinsic_reward_first"], out["intrinsic_reward_last"] = _first_last(
-        run, "explore/intrinsic_reward_mean", tags)
-    out["pseudo_count_first"], out["pseudo_count_last"] = _first_last(run, "explore/pseudo_count_mean", tags)
-    out["intrinsic_return_std_last"] = _first_last(run, "explore/intrinsic_return_std", tags)[1]
+    if "explore/rooms_total" in logged:
+        out["rooms_total"] = first_last("explore/rooms_total")[1]
+    out["intrinsic_reward_first"], out["intrinsic_reward_last"] = first_last("explore/intrinsic_reward_mean")
+    out["pseudo_count_first"], out["pseudo_count_last"] = first_last("explore/pseudo_count_mean")
+    out["intrinsic_return_std_last"] = first_last("explore/intrinsic_return_std")[1]
     return out
 
 

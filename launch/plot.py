@@ -30,6 +30,7 @@ __all__ = [
     "RETURN_TAG",
     "plot_learning_curve",
     "plot_runs",
+    "read_many",
     "read_scalars",
     "scalar_tags",
     "smooth_trailing",
@@ -113,6 +114,14 @@ def scalar_tags(run_dir: Path | str) -> list[str]:
     :raises FileNotFoundError: if ``run_dir`` is missing or has no event files directly inside it.
     """
     return _tags(_load(run_dir))
+
+
+def read_many(run_dir: Path | str, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The points of each of ``tags`` the run logged (:func:`read_scalars`' arrays), reading its event files once;
+    tags it never logged are left out."""
+    acc = _load(run_dir)
+    logged = set(_tags(acc))
+    return {tag: _scalars(acc, run_dir, tag) for tag in tags if tag in logged}
 
 
 def read_scalars(run_dir: Path | str, tag: str) -> tuple[np.ndarray, np.ndarray]:
