@@ -56,6 +56,8 @@ class SplitVector:
         self.single_observation_space = first.single_observation_space
         self.single_action_space = first.single_action_space
         self.observation_space = _batched(first.single_observation_space, self.num_envs)
+        # A vector env's batched action space, as gymnasium's have: random play (RND's input statistics) samples it.
+        self.action_space = _batched(first.single_action_space, self.num_envs)
         self.frame_skip = first.frame_skip
         self.stack = first.stack
         self.frame_shape = first.frame_shape

@@ -118,3 +118,23 @@ def test_envs_that_step_in_python_are_one_vector_env_whatever_splits_says(overri
         assert not isinstance(env, SplitVector) and env.num_envs == 4
     finally:
         env.close()
+
+
+def test_rnd_input_statistics_come_from_random_play_on_a_split_env() -> None:
+    # RND's observation statistics are taken from random play before training; a split env is sampled through its
+    # batched action space like any vector env (ppo_rnd_freeway uses splits: 2 and once failed here).
+    cfg = ac_config("env.splits=2", "exploration.bonus=rnd", "exploration.streams=two", "exploration.rnd_init_steps=8")
+    env = make_actor_env(cfg.env, seed=3)
+    try:
+        assert env.action_space.shape == (4,) and env.action_space.sample().shape == (4,)
+    finally:
+        env.close()
+    outputs, actor = collect(cfg, chunks=1)
+    try:
+        assert actor._pipelined
+        source = actor.adder.scorer.source
+        # 9 random-play observations (the reset and 8 steps) of all four envs, then the first unroll's frames.
+        assert source.normalizer.count >= 9 * 4
+        assert outputs[0].payload.int_rewards.shape == (5, 4)
+    finally:
+        actor.close()
