@@ -383,10 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=cmd_sb3)
 
-    from launch import gvae_cli, imagine_cli, iterations, vae_cli, video_cli
+    from launch import gvae_cli, imagine_cli, iterations, key_quality_cli, vae_cli, video_cli
 
     vae_cli.register(sub)
     gvae_cli.register(sub)
+    key_quality_cli.register(sub)
     video_cli.register(sub)
     imagine_cli.register(sub)
     iterations.register(sub)
@@ -445,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     # SIGTERM (a scheduler's or Kubernetes' stop) ends every command as Ctrl-C does: a trainer's run scaffold
     # takes both signals over for its run (a last checkpoint), collect keeps its finished episodes.
-    from worldmodels.common.scaffold import RunFailed, raise_interrupted, stop_signal
+    from worldmodels.common.scaffold import RunFailed, clear_stop_signal, raise_interrupted, stop_signal
 
+    clear_stop_signal()  # a signal an earlier command in this process received is not this one's
     previous = signal.signal(signal.SIGTERM, raise_interrupted) \
         if threading.current_thread() is threading.main_thread() else None
     try:

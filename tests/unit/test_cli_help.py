@@ -59,3 +59,22 @@ def test_ctrl_c_in_collect_says_what_was_kept(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert "checkpoint" not in err and "--resume RUN_DIR" not in err  # collect has no checkpoints
     assert "kept" in err and "--resume" in err
+
+
+def test_an_earlier_commands_sigterm_is_not_this_ones_exit_status(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # main() runs many commands in one test process: a SIGTERM recorded by an earlier one must not turn this
+    # command's Ctrl-C (130) into 143 (once an order-dependent failure of the test above).
+    import signal
+
+    import launch.collect
+    from launch.cli import main
+    from worldmodels.common import scaffold
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    scaffold._record_stop(signal.SIGTERM)
+    monkeypatch.setattr(launch.collect, "collect", interrupted)
+    assert main(["collect", "toy/catch", "--frames", "100", "--out", "unused", "--actors", "0"]) == 130
+    assert scaffold.stop_signal() is None

@@ -78,6 +78,13 @@ def stop_signal() -> int | None:
     return _stop_signal
 
 
+def clear_stop_signal() -> None:
+    """Forget the recorded stop signal: a new command in the same process (tests call ``main`` many times) must not
+    report an earlier command's SIGTERM as its own exit status."""
+    global _stop_signal
+    _stop_signal = None
+
+
 def _record_stop(signum: int) -> None:
     global _stop_signal
     _stop_signal = int(signum)
