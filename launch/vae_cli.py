@@ -50,14 +50,42 @@ def cmd_fit_vae(args: argparse.Namespace) -> int:
     return run_fit(VAEFitConfig, args, RESUME_SAFE_KEYS, fit_vae)
 
 
+def usage_lines(report: dict) -> list[str]:
+    """The latent-usage lines of an evaluate-vae report (active units, the largest KLs, a collapse warning)."""
+    if "active_units" not in report:
+        return []
+    kls = ", ".join(f"{v:.2f}" for v in report["kl_per_dim_sorted"][:8])
+    lines = [f"active units: {report['active_units']} of {report['latents']} (posterior-mean variance over frames > "
+             f"{report['active_threshold']:g}); KL {report['kl_total']:.2f} nats, largest per latent: {kls}"]
+    if report.get("collapse_warning"):
+        lines.append(f"warning: {report['collapse_warning']}")
+    return lines
+
+
 def cmd_evaluate_vae(args: argparse.Namespace) -> int:
-    from worldmodels.common.runrecord import check_run_command
+    from worldmodels.common.runrecord import check_run_command, run_kind
+
+    kind = run_kind(args.run)
+    if kind is not None and kind[0] == "fit-gvae":
+        from worldmodels.representations.train_gvae import evaluate_gvae
+
+        report = evaluate_gvae(args.run, args.data, frames=args.frames or 0, seed=args.seed,
+                               skip_corrupt=args.skip_corrupt, active_threshold=args.active_threshold)
+        if args.json:
+            print(json.dumps(report))
+            return 0
+        print(f"Gaussian VAE, {report['heldout_frames']} held-out frames, {report['steps_trained']} updates trained")
+        print(f"negative ELBO {report['elbo_nats']:.1f} nats per frame ({report['nats_per_pixel']:.4f} per pixel), "
+              f"KL {report['kl']:.2f}; posterior spread {report['posterior_spread']:.4f} against its std "
+              f"{report['posterior_std']:.4f}")
+        print("\n".join([*usage_lines(report), f"images: {report['reconstructions_png']}"]))
+        return 0
     from worldmodels.vae.evaluate import evaluate_vae
 
     check_run_command(args.run, "fit-vae", usage="reverie evaluate-vae")
     ks = tuple(int(k) for k in args.ks.split(","))
     report = evaluate_vae(args.run, args.data, ks=ks, frames=args.frames, seed=args.seed,
-                          skip_corrupt=args.skip_corrupt)
+                          skip_corrupt=args.skip_corrupt, active_threshold=args.active_threshold)
     if args.json:
         print(json.dumps(report))
     else:
@@ -68,6 +96,7 @@ def cmd_evaluate_vae(args: argparse.Namespace) -> int:
         for k, v in report["iwae_nats"].items():
             name = "ELBO" if k == "1" else f"IWAE {k}"
             print(f"{name:>10} {v:15.2f} {report['iwae_bits_per_pixel'][k]:11.4f}")
+        print("\n".join(usage_lines(report)))
         print(f"images: {report['prior_samples_png']}, {report['reconstructions_png']}")
     return 0
 
@@ -108,11 +137,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p)
     p.set_defaults(func=cmd_fit_vae)
 
-    p = sub.add_parser("evaluate-vae", help="held-out ELBO and IWAE bounds, samples and reconstructions",
+    p = sub.add_parser("evaluate-vae", help="held-out ELBO and IWAE bounds, active units, samples and "
+                                            "reconstructions",
                        description="Score held-out frames of DIR with the newest checkpoint of RUN_DIR: negative "
                                    "log-likelihood bounds (ELBO and importance-weighted, K samples) in nats per "
-                                   "frame and bits per pixel; PNG grids of prior samples and reconstructions.")
-    p.add_argument("run", metavar="RUN_DIR", help="fit-vae run directory or checkpoint file")
+                                   "frame and bits per pixel; active units and KL per latent, with a warning if "
+                                   "fewer than half are active (collapse); PNG grids of prior samples and "
+                                   "reconstructions. A fit-gvae run (MFEC's Gaussian VAE) gets its ELBO, active "
+                                   "units and reconstructions.")
+    p.add_argument("run", metavar="RUN_DIR", help="fit-vae or fit-gvae run directory or checkpoint file")
+    p.add_argument("--active-threshold", type=float, default=0.01,
+                   help="a latent is active when its posterior mean's variance over frames exceeds this (Burda et "
+                        "al. 2015)")
     p.add_argument("--data", required=True, help="dataset folder (its held-out split is scored)")
     p.add_argument("--ks", default="1,10,100,1000", help="sample counts K, each dividing the next")
     p.add_argument("--frames", type=int, default=200, help="held-out frames scored (evenly spaced; 0: all)")

@@ -338,7 +338,12 @@ class EpisodicMemory:
         """Restore :meth:`state_dict`'s output; later estimates are identical. The settings ``k``, ``index``,
         ``eviction`` are this object's and may differ from the saved memory's (a saved IVF memory loads into a
         flat one and back)."""
-        for name in ("num_actions", "key_dim", "capacity"):
+        if int(state["key_dim"]) != self.key_dim:
+            raise ValueError(f"the saved memory's keys have {int(state['key_dim'])} entries, this memory's "
+                             f"representation gives {self.key_dim}: its keys cannot be compared with the saved "
+                             f"ones. Use the representation the memory was built with (representation.kind, .dim "
+                             f"and .path in its run's config.yaml).")
+        for name in ("num_actions", "capacity"):
             if int(state[name]) != getattr(self, name):
                 raise ValueError(f"the saved memory has {name}={int(state[name])}, this one {getattr(self, name)}: "
                                  f"build the memory with the saved settings")

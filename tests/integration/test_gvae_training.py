@@ -155,3 +155,69 @@ def test_fit_gvae_checks_every_shard_before_it_starts(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=rf"{shard.name}.*truncated or corrupt.*data.skip_corrupt=true"):
         fit_gvae(cfg, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before the run directory (or a checkpoint) exists
+
+
+def test_free_bits_floor_each_latents_kl_in_the_objective(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from worldmodels.representations.train_gvae import free_bits_kl
+
+    kl = torch.tensor([[0.1, 2.0, 0.0], [0.3, 4.0, 0.0]])  # per-latent means 0.2, 3.0, 0.0
+    assert float(free_bits_kl(kl, 0.0)) == pytest.approx(3.2)
+    assert float(free_bits_kl(kl, 0.5)) == pytest.approx(0.5 + 3.0 + 0.5)
+    data, run = write_dataset(tmp_path / "data"), tmp_path / "run"
+    fit = fit_gvae_cli(["gvae_cpu", f"data.path={data}", *TINY, "run.total_steps=8", "optim.free_bits=0.25",
+                        "--run-dir", str(run)], capsys)
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    # 32 latents, each floored at 0.25 nats: the objective's KL is never below 8; the reported ELBO stays the true one.
+    assert min(e.value for e in acc.Scalars("losses/kl_objective")) >= 8.0 - 1e-4
+    assert fit["elbo_nats"] == pytest.approx(fit["nll_nats"] + fit["kl"])
+    with pytest.raises(ValueError, match="optim.free_bits"):
+        fit_gvae_cli(["gvae_cpu", f"data.path={data}", *TINY, "optim.free_bits=-1", "--run-dir",
+                      str(tmp_path / "bad")], capsys)
+
+
+def write_constant(root: Path, episodes: int = 4, length: int = 40) -> Path:
+    """Every frame the same: nothing for a latent to carry, so any VAE fitted on it collapses."""
+    w = DatasetWriter(root, {"game": "constant"}, heldout_fraction=0.25, shard_frames=100)
+    for _ in range(episodes):
+        actions = np.zeros(length, np.int64)
+        actions[-1] = -1
+        w.add_episode(np.full((length, 84, 84), 90, np.uint8), actions, np.zeros(length, np.float32), terminal=True)
+    w.close(num_actions=1)
+    return root
+
+
+def test_a_collapsed_fit_warns_and_so_does_its_representation(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from launch.cli import main
+
+    data, run = write_constant(tmp_path / "data"), tmp_path / "run"
+    fit = fit_gvae_cli(["gvae_cpu", f"data.path={data}", *TINY, "run.total_steps=4", "--run-dir", str(run)], capsys)
+    assert fit["active_units"] == 0 and fit["latents"] == 32 and fit["collapsed"]
+    assert "0 of its 32 latents are active" in fit["collapse_warning"] and "optim.free_bits" in fit["collapse_warning"]
+    assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1])["usage"]["active_units"] == 0
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("eval/active_units")] == [0.0]
+    with pytest.warns(UserWarning, match="0 of its 32 latents are active"):
+        make_representation("gaussian_vae", (84, 84), 64, path=str(run))
+    # evaluate-vae opens a fit-gvae run too: held-out ELBO, active units, the warning.
+    assert main(["evaluate-vae", str(run), "--data", str(data), "--frames", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "active units: 0 of 32" in out and "warning: The Gaussian VAE" in out and "negative ELBO" in out
+
+
+def test_key_quality_scores_a_fitted_vae_beside_random_projections(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from worldmodels.representations.quality import key_quality
+
+    data, run = write_dataset(tmp_path / "data", episodes=8), tmp_path / "run"
+    fit_gvae_cli(["gvae_cpu", f"data.path={data}", *TINY, "run.total_steps=4", "--run-dir", str(run)], capsys)
+    report = key_quality(data, [f"gaussian_vae={run}"], k=3, projection_seeds=2)
+    kinds = [r["kind"] for r in report["rows"]]
+    assert kinds == ["gaussian_vae", "random_projection", "random_projection"]
+    vae = report["rows"][0]
+    assert vae["dim"] == 64 and vae["latents"] == 32 and 0 <= vae["active_units"] <= 32
+    assert all(r["dim"] == 64 and r["queries"] == report["queries"] > 0 for r in report["rows"])

@@ -50,7 +50,11 @@ def test_collect_fit_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"worldmodel/elbo_nats", "worldmodel/kl", "losses/grad_var", "charts/frames_per_s", "eval/elbo_nats"} <= tags
+    assert {"worldmodel/elbo_nats", "worldmodel/kl", "losses/grad_var", "charts/frames_per_s", "eval/elbo_nats",
+            "eval/active_units"} <= tags
+    # Latent usage is measured at every checkpoint and kept with the weights (the representation warns from it).
+    assert 0 <= fit["active_units"] <= fit["latents"] == ckpt["usage"]["latents"]
+    assert ckpt["usage"]["active_units"] == fit["active_units"] and "kl_per_dim_sorted" in fit
 
     # Resume continues the counters.
     assert main(["fit-vae", "vae_tiny", f"data.path={data}", "run.total_frames=192", "estimator.name=vimco",
@@ -66,6 +70,12 @@ def test_collect_fit_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     for key in ("prior_samples_png", "reconstructions_png"):
         img = iio.imread(report[key])
         assert img.ndim == 2 and img.dtype == np.uint8 and img.max() == 255
+    # Active units and KL per latent over the 6 held-out frames: the per-latent KLs sum to the total, all >= 0.
+    kls = report["kl_per_dim_sorted"]
+    assert report["usage_frames"] == 6 and len(kls) == report["latents"] and min(kls) >= 0
+    assert sum(kls) == pytest.approx(report["kl_total"], abs=1e-3) and kls == sorted(kls, reverse=True)
+    assert main(["evaluate-vae", str(run), "--data", str(data), "--ks", "1", "--frames", "6"]) == 0
+    assert f"active units: {report['active_units']} of {report['latents']}" in capsys.readouterr().out
 
     # A corrupt shard is refused by name, or skipped when asked to.
     shard = data / "heldout" / "shard_00000.npz"

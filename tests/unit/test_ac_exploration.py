@@ -68,7 +68,8 @@ def test_two_streams_by_hand_non_episodic_and_episodic() -> None:
     torch.testing.assert_close(targets_i, torch.tensor([[1.625], [2.25]]))
     assert mask_e.tolist() == [[1.0], [0.0]] and mask_i.tolist() == [[1.0], [1.0]]  # V_I learns the reset step too
 
-    episodic = _learner("exploration.bonus=rnd", "exploration.intrinsic_gamma=0.5", "exploration.intrinsic_episodic=true")
+    episodic = _learner("exploration.bonus=rnd", "exploration.intrinsic_gamma=0.5",
+                        "exploration.intrinsic_episodic=true")
     adv, streams = episodic._streams(batch, values, "a2c")
     torch.testing.assert_close(streams[1][0], torch.tensor([[0.5], [0.25]]))  # cut like the extrinsic stream
     torch.testing.assert_close(adv, torch.tensor([[2 * 0.9 + (0.5 - 1.0)], [2 * -0.2 + (0.25 - 2.0)]]))

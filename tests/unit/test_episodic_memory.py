@@ -326,8 +326,10 @@ def test_a_saved_ivf_memory_loads_into_a_flat_one() -> None:
     flat.load_state_dict(ivf.state_dict())
     queries = ivf.state_dict()["keys"][:10]
     assert flat.estimate(queries).values[:, 0].tolist() == list(range(10))
-    with pytest.raises(ValueError, match="key_dim=4"):
+    # A representation of another key size: named with both sizes and where the memory's own settings are.
+    with pytest.raises(ValueError, match="keys have 4 entries, this memory's representation gives 5") as err:
         EpisodicMemory(num_actions=1, key_dim=5, capacity=300).load_state_dict(ivf.state_dict())
+    assert "config.yaml" in str(err.value)
 
 
 # ---- errors --------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ OPENERS: dict[str, tuple[str, ...]] = {
     "train": ("reverie train --resume {run}", "reverie evaluate {run}"),
     "sb3": ("reverie sb3 --resume {run}",),
     "fit-vae": ("reverie fit-vae --resume {run}", "reverie evaluate-vae {run} --data DATA"),
-    "fit-gvae": ("reverie fit-gvae --resume {run}",),
+    "fit-gvae": ("reverie fit-gvae --resume {run}", "reverie evaluate-vae {run} --data DATA"),
     "fit-world-model": ("reverie fit-world-model --resume {run}", "reverie imagine {run} --data DATA"),
 }
 

@@ -29,8 +29,8 @@ How we call it (this module's choices, not the paper's):
 - Grid observations (MinAtar ``[C, 10, 10]``, the maze ``[3, n, n]``) are too small for the 8x8 stride-4 convolution:
   for inputs under 36 pixels on a side the convolutions are three padded 3x3 layers (32, 64, 64 channels; the second
   of stride 2 on grids of 8 cells or more, the third on grids of 15 or more; ``conv="small"``, chosen automatically by
-  ``conv="auto"``), which flatten to fewer features than the paper's 3136 on every grid up to 28x28. The rest (feature size, predictor head, optimiser) is the
-  paper's.
+  ``conv="auto"``), which flatten to fewer features than the paper's 3136 on every grid up to 28x28. The rest
+  (feature size, predictor head, optimiser) is the paper's.
 - ``beta`` scales the error into the returned bonus (1 by default: the raw error).
 - Without :meth:`RND.init_normalizer` the statistics start from the first batch scored.
 

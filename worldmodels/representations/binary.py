@@ -83,6 +83,9 @@ class BinaryVAERepresentation:
                      if "gvae" in ckpt else "")
             raise ValueError(f"{ckpt_path} is not a `reverie fit-vae` checkpoint{other}; train a binary VAE with "
                              f"`reverie fit-vae vae_atari data.path=DATA` and give its run directory.")
+        from worldmodels.representations.usage import warn_if_collapsed
+
+        warn_if_collapsed(ckpt, f"The binary VAE at {ckpt_path}")
         return cls(BinaryVAE.from_state_dict(ckpt["vae"]), str(ckpt_path))  # the file: a run may write newer ones
 
     def state_dict(self) -> dict[str, Any]:

@@ -193,7 +193,8 @@ class GaussianVAE(nn.Module):
         :param x: float32 ``[B, 1, 84, 84]`` in [0, 1].
         :param generator: draws eps (None: the global RNG); a fixed one makes the estimate repeatable.
         :return: float32 ``[B]`` tensors in nats per frame: ``neg_elbo`` (= ``nll + kl``), ``nll``
-            (-log p(x | z)) and ``kl`` (KL(q(z | x) || p(z))); and ``std``, each frame's mean decoder std.
+            (-log p(x | z)) and ``kl`` (KL(q(z | x) || p(z))); ``std``, each frame's mean decoder std; and
+            ``kl_per_dim``, float32 ``[B, latents]``, each latent's KL (``kl`` is its sum; free bits need it).
         """
         mean, log_std = self.encode(x)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device) if generator is not None \
@@ -201,8 +202,10 @@ class GaussianVAE(nn.Module):
         z = mean + torch.exp(log_std) * eps
         x_mean, x_log_std = self.decode(z)
         nll = gaussian_nll(x, x_mean, x_log_std).flatten(1).sum(1)
-        kl = kl_standard_normal(mean, log_std).sum(1)
-        return {"neg_elbo": nll + kl, "nll": nll, "kl": kl, "std": torch.exp(x_log_std).flatten(1).mean(1)}
+        kl_per_dim = kl_standard_normal(mean, log_std)
+        kl = kl_per_dim.sum(1)
+        return {"neg_elbo": nll + kl, "nll": nll, "kl": kl, "std": torch.exp(x_log_std).flatten(1).mean(1),
+                "kl_per_dim": kl_per_dim}
 
     @torch.no_grad()
     def embed(self, frames: np.ndarray) -> np.ndarray:
@@ -299,6 +302,9 @@ class GaussianVAERepresentation:
             other = " (a `reverie fit-vae` binary VAE: use the binary_vae representation)" if "vae" in ckpt else ""
             raise ValueError(f"{ckpt_path} is not a `reverie fit-gvae` checkpoint{other}; train a Gaussian VAE with "
                              f"`reverie fit-gvae gvae_cpu data.path=DATA` and give its run directory.")
+        from worldmodels.representations.usage import warn_if_collapsed
+
+        warn_if_collapsed(ckpt, f"The Gaussian VAE at {ckpt_path}")
         return cls(GaussianVAE.from_export(ckpt["gvae"]), str(ckpt_path))  # the file: a run may write newer ones
 
     def state_dict(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from worldmodels.common.fit import start_fit
 from worldmodels.common.resume import ResumePoint
 from worldmodels.common.scaffold import Rates, RunScaffold
 from worldmodels.representations.gaussian_vae import IMAGE_SIZE, GaussianVAE, GaussianVAEConfig, validate_model
+from worldmodels.representations.usage import ACTIVE_THRESHOLD, collapse_message, gaussian_usage, usage_of
 
 if TYPE_CHECKING:
     from worldmodels.data.reader import OnCorrupt
@@ -77,6 +78,12 @@ class GVAEOptimConfig:
     ELBO). Ours: a common remedy for posterior collapse (see ``posterior_spread``), which the 30-minute CPU fits
     show on Ms. Pac-Man and Q*bert, where frames differ in a few sprites. Measured there, 2000 warm-up updates did
     not prevent it (README, MFEC section). Scores and checkpoints report the true ELBO either way."""
+    free_bits: float = 0.0
+    """Nats per latent below which its KL is not penalised: the objective's KL is ``sum_j max(free_bits,
+    mean_batch KL_j)`` (Kingma et al. 2016, "Improved Variational Inference with Inverse Autoregressive Flow",
+    App. C, with one group per latent). 0: the paper's ELBO. Ours, against posterior collapse: a latent may carry
+    up to ``free_bits`` nats about the frame at no cost, so the encoder is not pushed to the prior before the
+    decoder has learned to use it. Scores and checkpoints report the true ELBO either way."""
 
 
 @dataclass
@@ -113,6 +120,10 @@ class GVAERunConfig:
     twice over, in ``samples.png``); 0: no images."""
     torch_threads: int = 1
     """Torch threads (one per process on a shared machine)."""
+    active_threshold: float = 0.01
+    """A latent is active when the variance over held-out frames of its posterior mean exceeds this (Burda et al.
+    2015, Sec. 5.2); ``eval/active_units`` counts them at every checkpoint, and a fit that ends with fewer than half
+    of its latents active warns that it has collapsed (:mod:`worldmodels.representations.usage`)."""
     progress: bool = True
     """Show a progress bar with frames/s."""
     device: DeviceChoice = DeviceChoice.auto
@@ -131,12 +142,13 @@ class GVAEFitConfig:
 
 #: What a resumed run may change: how long it trains, how often it logs, checkpoints and evaluates.
 RESUME_SAFE_KEYS = ("run.total_steps", "run.max_seconds", "run.checkpoint_every_steps", "run.keep_checkpoints",
-                    "run.log_every_steps", "run.eval_frames", "run.image_frames", "run.progress", "run.name",
+                    "run.log_every_steps", "run.eval_frames", "run.image_frames", "run.active_threshold",
+                    "run.progress", "run.name",
                     "run.runs_dir", "data.skip_corrupt")
 
 TB = {"neg_elbo": "worldmodel/elbo_nats", "nll": "worldmodel/nll_nats", "kl": "worldmodel/kl",
       "std": "worldmodel/decoder_std", "loss": "losses/loss", "grad_norm": "losses/grad_norm",
-      "kl_weight": "losses/kl_weight"}
+      "kl_weight": "losses/kl_weight", "kl_objective": "losses/kl_objective"}
 
 
 def validate(cfg: GVAEFitConfig) -> None:
@@ -154,6 +166,7 @@ def validate(cfg: GVAEFitConfig) -> None:
                       "run.keep_checkpoints": r.keep_checkpoints, "run.log_every_steps": r.log_every_steps,
                       "run.torch_threads": r.torch_threads})
     require_nonnegative({"optim.max_grad_norm": o.max_grad_norm, "optim.kl_warmup_steps": o.kl_warmup_steps,
+                         "optim.free_bits": o.free_bits, "run.active_threshold": r.active_threshold,
                          "run.max_seconds": r.max_seconds,
                          "run.eval_frames": r.eval_frames, "run.image_frames": r.image_frames})
     require_range("optim.rmsprop_alpha", o.rmsprop_alpha, 0.0, 1.0, high_open=True)
@@ -167,7 +180,8 @@ def make_optimizer(model: torch.nn.Module, o: GVAEOptimConfig) -> torch.optim.Op
 
 
 @torch.no_grad()
-def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: int = 100) -> dict[str, float]:
+def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: int = 100,
+                 active_threshold: float = ACTIVE_THRESHOLD) -> dict[str, Any]:
     """Mean negative ELBO, reconstruction NLL and KL of uint8 ``[N, 84, 84]`` frames, nats per frame (and the ELBO
     per pixel), with one posterior sample per frame from a generator seeded with ``seed``: repeatable, so scores
     at successive checkpoints differ by the weights only.
@@ -175,7 +189,10 @@ def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: i
     Also ``posterior_spread``: the standard deviation across the frames of each latent's posterior mean, averaged
     over latents, beside ``posterior_std``, the posterior's own std averaged likewise. A spread far below the
     posterior's std means the encoder gives every frame nearly the same key (posterior collapse): MFEC's
-    nearest neighbours are then noise."""
+    nearest neighbours are then noise.
+
+    And, with two frames or more, the latent usage of :func:`worldmodels.representations.usage.gaussian_usage`:
+    ``active_units`` of ``latents``, ``collapsed``, ``kl_per_dim_sorted`` and the rest of its summary."""
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
     was_training = model.training
@@ -195,10 +212,26 @@ def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: i
     n = max(1, len(frames))
     spread = float(torch.cat(means).std(0).mean()) if len(frames) > 1 else 0.0
     posterior_std = float(torch.cat(stds).mean()) if len(frames) else 0.0
-    return {"elbo_nats": sums["neg_elbo"] / n, "nats_per_pixel": sums["neg_elbo"] / (n * PIXELS),
-            "nll_nats": sums["nll"] / n, "kl": sums["kl"] / n, "posterior_spread": spread,
-            "posterior_std": posterior_std}
+    scores: dict[str, Any] = {"elbo_nats": sums["neg_elbo"] / n, "nats_per_pixel": sums["neg_elbo"] / (n * PIXELS),
+                              "nll_nats": sums["nll"] / n, "kl": sums["kl"] / n, "posterior_spread": spread,
+                              "posterior_std": posterior_std}
+    if len(frames) > 1:
+        scores.update(gaussian_usage(model, frames, batch, active_threshold).summary())
+    return scores
 
+
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The objective's KL under free bits: ``sum_j max(free_bits, mean_b KL_bj)`` (a scalar), from float32
+    ``[B, latents]`` per-frame, per-latent KLs; with ``free_bits`` 0 it is the batch mean of the summed KL."""
+    per_dim = kl_per_dim.mean(0)
+    if free_bits > 0:
+        per_dim = torch.clamp(per_dim, min=free_bits)
+    return per_dim.sum()
+
+
+COLLAPSE_FIX = ("Refit with a remedy: optim.free_bits=0.5 (nats per latent), optim.kl_warmup_steps, or a longer "
+                "run.max_seconds; `reverie key-quality DATA --key gaussian_vae=RUN` scores the keys against random "
+                "projections.")
 
 def grey_grid(frames: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
     """uint8 ``[n, H, W]`` grey frames -> one uint8 image ``[rows (H + pad), columns (W + pad)]`` on mid grey."""
@@ -283,17 +316,22 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
         shown = heldout[:images] if heldout is not None else None  # set from the first batch if there is no split
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
+            # The latest held-out latent usage travels with the weights: the gaussian_vae representation warns
+            # when a collapsed model is named as MFEC's key source.
             payload = {"gvae": model.export(), "optimizer": optimizer.state_dict(), "steps": steps,
                        "frames": frames, "train_seconds": elapsed, "config": config_yaml, "rng": rng_state(),
-                       "data": str(cfg.data.path)}
+                       "data": str(cfg.data.path), "usage": usage_of(last_eval)}
             return save_checkpoint(path / "checkpoints", steps, payload, keep=keep)
 
         def evaluate() -> dict[str, Any]:
             out: dict[str, Any] = {}
             if heldout is not None:
-                out = heldout_elbo(model, heldout, seed=cfg.run.seed)
-                for k in ("elbo_nats", "nats_per_pixel", "kl", "posterior_spread", "posterior_std"):
-                    writer.add_scalar(f"eval/{k}", out[k], steps)
+                out = heldout_elbo(model, heldout, seed=cfg.run.seed, active_threshold=cfg.run.active_threshold)
+                for k in ("elbo_nats", "nats_per_pixel", "kl", "posterior_spread", "posterior_std", "active_units"):
+                    if k in out:
+                        writer.add_scalar(f"eval/{k}", out[k], steps)
+                if "kl_per_dim_sorted" in out:
+                    writer.add_histogram("eval/kl_per_dim", np.asarray(out["kl_per_dim_sorted"]), steps)
             if images and shown is not None and len(shown):
                 model.eval()
                 recon = grey_grid(np.concatenate([shown, model.reconstruct(shown)]), columns=len(shown))
@@ -327,7 +365,9 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
             out = model.loss(to_device(batch, device).to(torch.float32).unsqueeze(1) / 255.0)
             warmup = cfg.optim.kl_warmup_steps
             kl_weight = min(1.0, steps / warmup) if warmup else 1.0
-            loss = (out["nll"] + kl_weight * out["kl"]).mean()
+            kl_objective = free_bits_kl(out.pop("kl_per_dim"), cfg.optim.free_bits)
+            out["kl_objective"] = kl_objective
+            loss = out["nll"].mean() + kl_weight * kl_objective
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the negative ELBO is {loss.item()} at step {steps}: lower optim.lr "
                                          f"(now {cfg.optim.lr:g}) or set optim.max_grad_norm; the last checkpoint "
@@ -368,10 +408,49 @@ def fit_gvae(cfg: GVAEFitConfig, run_dir: str | Path | None = None, resume: bool
             last_eval = evaluate() or last_eval
             ckpt_path = checkpoint()
     if "elbo_nats" in last_eval:
-        log.info("fit-gvae: held-out negative ELBO %.1f nats per frame (%.4f per pixel) after %d steps",
-                 last_eval["elbo_nats"], last_eval["nats_per_pixel"], steps)
+        log.info("fit-gvae: held-out negative ELBO %.1f nats per frame (%.4f per pixel) after %d steps; %s of %s "
+                 "latents active", last_eval["elbo_nats"], last_eval["nats_per_pixel"], steps,
+                 last_eval.get("active_units", "?"), last_eval.get("latents", "?"))
+    warning = collapse_message(usage_of(last_eval), f"The Gaussian VAE of {path}", COLLAPSE_FIX)
+    if warning:
+        log.warning("fit-gvae: %s", warning)
+        last_eval["collapse_warning"] = warning
     return {"run_dir": str(path), "checkpoint": str(ckpt_path), "steps": steps, "frames": frames,
             "train_seconds": round(elapsed, 1),
             "frames_per_s": round((frames - start_frames) / max(wall, 1e-9), 1),
             "cpu_frames_per_s": round(frames / max(elapsed, 1e-9), 1) if frames else 0.0,
             "steps_per_cpu_s": round(steps / max(elapsed, 1e-9), 2) if steps else 0.0, **last_eval}
+
+
+def evaluate_gvae(run: str | Path, data: str | Path, frames: int = 256, seed: int = 0,
+                  skip_corrupt: bool = False, active_threshold: float = ACTIVE_THRESHOLD,
+                  out_dir: str | Path | None = None) -> dict[str, Any]:
+    """`reverie evaluate-vae` on a fit-gvae run: the held-out ELBO, posterior spread and latent usage (active units,
+    KL per dimension) of its newest checkpoint on ``frames`` evenly spaced held-out frames of ``data``, and
+    ``reconstructions.png`` (held-out frames above their reconstructions) in ``out_dir`` (default: the run's).
+
+    :raises CheckpointError: no readable checkpoint. :raises ValueError: a checkpoint of another kind.
+    :raises DatasetError: no usable held-out frames.
+    """
+    from worldmodels.common.checkpoint import load_latest
+    from worldmodels.vae.evaluate import heldout_frames
+
+    ckpt_path, ckpt = load_latest(run)
+    if "gvae" not in ckpt:
+        raise ValueError(f"{ckpt_path} is not a fit-gvae checkpoint (no 'gvae' state): give a fit-gvae run directory.")
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    out = Path(out_dir) if out_dir else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    model = GaussianVAE.from_export(ckpt["gvae"])
+    x = heldout_frames(data, frames, skip_corrupt, skip_hint="--skip-corrupt")
+    report: dict[str, Any] = {"checkpoint": str(ckpt_path), "data": str(data), "model": "gaussian_vae",
+                              "steps_trained": int(ckpt["steps"]), "heldout_frames": len(x),
+                              **heldout_elbo(model, x, seed=seed, active_threshold=active_threshold)}
+    shown = x[:8]
+    report["reconstructions_png"] = str(out / "reconstructions.png")
+    write_png(out / "reconstructions.png", grey_grid(np.concatenate([shown, model.reconstruct(shown)]),
+                                                     columns=max(1, len(shown))))
+    warning = collapse_message(usage_of(report), f"The Gaussian VAE of {run_dir}", COLLAPSE_FIX)
+    if warning:
+        report["collapse_warning"] = warning
+    return report

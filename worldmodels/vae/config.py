@@ -124,7 +124,7 @@ class DataConfig:
 #: evaluates, and whether corrupt shards are skipped (see :mod:`worldmodels.common.resume`).
 RESUME_SAFE_KEYS = ("run.total_frames", "run.max_seconds", "run.checkpoint_every_frames", "run.keep_checkpoints",
                     "run.log_every_frames", "run.grad_var_every_frames", "run.grad_var_repeats", "run.eval_frames",
-                    "run.progress", "run.name", "run.runs_dir", "data.skip_corrupt")
+                    "run.active_threshold", "run.progress", "run.name", "run.runs_dir", "data.skip_corrupt")
 
 
 @dataclass
@@ -153,6 +153,10 @@ class RunConfig:
     """Independent gradient estimates on one batch used to measure the variance."""
     eval_frames: int = 256
     """Held-out frames for the ELBO and IWAE bounds logged at each checkpoint (0: none)."""
+    active_threshold: float = 0.01
+    """A latent is active when the variance over held-out frames of its posterior mean (along the greedy code, the
+    ``binary_vae`` key) exceeds this (Burda et al. 2015, Sec. 5.2): ``eval/active_units`` at every checkpoint, and
+    a warning at the end of a fit with fewer than half of its latents active."""
     torch_threads: int = 1
     """Torch threads (one per process on a shared machine)."""
     progress: bool = True
@@ -204,7 +208,8 @@ def validate(cfg: VAEFitConfig) -> None:
         "run.log_every_frames": cfg.run.log_every_frames, "run.keep_checkpoints": cfg.run.keep_checkpoints,
         "run.torch_threads": cfg.run.torch_threads, "run.grad_var_repeats": cfg.run.grad_var_repeats})
     require_nonnegative({"model.decoder_layers": m.decoder_layers, "estimator.anneal_rate": e.anneal_rate,
-                         "optim.kl_warmup_steps": o.kl_warmup_steps, "optim.free_bits": o.free_bits})
+                         "optim.kl_warmup_steps": o.kl_warmup_steps, "optim.free_bits": o.free_bits,
+                         "run.active_threshold": cfg.run.active_threshold})
     if e.relaxed_kl == "concrete" and e.straight_through:
         raise ValueError("estimator.relaxed_kl=concrete needs the relaxed sample: "
                          "set estimator.straight_through=false.")

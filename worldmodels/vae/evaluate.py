@@ -66,8 +66,10 @@ def nll_report(bounds: dict[int, np.ndarray], pixels: int) -> dict[str, Any]:
 
 def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10, 100, 1000), frames: int = 200,
                  samples: int = 64, seed: int = 0, skip_corrupt: bool = False,
-                 out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Held-out bounds, prior samples and reconstructions of a fit-vae run; returns the report.
+                 out_dir: str | Path | None = None, active_threshold: float = 0.01) -> dict[str, Any]:
+    """Held-out bounds, latent usage (active units, KL per latent: :func:`~worldmodels.representations.usage.
+    binary_usage`, with a ``collapse_warning`` when fewer than half the latents are active), prior samples and
+    reconstructions of a fit-vae run; returns the report.
 
     Writes ``prior_samples.png`` and ``reconstructions.png`` (rows of held-out frames above their
     reconstructions) into ``out_dir`` (default: the run directory) and the same, with the bounds, to
@@ -84,7 +86,9 @@ def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10
 
     from worldmodels.common.checkpoint import load_latest
     from worldmodels.data import read_manifest
+    from worldmodels.representations.usage import binary_usage, collapse_message, usage_of
     from worldmodels.vae.model import BinaryVAE
+    from worldmodels.vae.train import COLLAPSE_FIX
 
     ckpt_path, ckpt = load_latest(run)  # a corrupt newest checkpoint is skipped, with a warning naming it
     if "vae" not in ckpt:
@@ -106,6 +110,11 @@ def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10
               "decoder": str(vae.model_cfg.decoder), "heldout_frames": len(x), "image_size": vae.size,
               "latent_dim": vae.dim, **nll_report(bounds, pixels), "bound_seconds": round(seconds, 1),
               "units": "negative log-likelihood upper bounds (smaller is better): nats per frame; bits per pixel"}
+    if len(x) > 1:  # active units and KL per latent (worldmodels.representations.usage)
+        report.update(binary_usage(vae, x, seed=seed, threshold=active_threshold).summary())
+        warning = collapse_message(usage_of(report), f"The binary VAE of {run_dir}", COLLAPSE_FIX)
+        if warning:
+            report["collapse_warning"] = warning
     prior = vae.sample_prior(samples, seed=seed)
     shown = x[: min(len(x), samples // 2)]
     recon = vae.reconstruct(shown, seed=seed)

@@ -30,6 +30,7 @@ from worldmodels.common.checkpoint import rng_state, save_checkpoint, set_rng_st
 from worldmodels.common.fit import start_fit
 from worldmodels.common.resume import ResumePoint, refuse_shorter_total
 from worldmodels.common.scaffold import Rates, RunScaffold
+from worldmodels.representations.usage import binary_usage, collapse_message, usage_of
 from worldmodels.vae.config import RESUME_SAFE_KEYS, VAEFitConfig, validate
 from worldmodels.vae.evaluate import heldout_frames
 from worldmodels.vae.model import BinaryVAE
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from worldmodels.data.reader import OnCorrupt
 
 log = logging.getLogger(__name__)
+
+COLLAPSE_FIX = ("Refit with a remedy: optim.free_bits (nats per group of optim.free_bits_group latents) or "
+                "optim.kl_warmup_steps; `reverie key-quality DATA --key binary_vae=RUN` scores the keys against "
+                "random projections.")
 
 TB = {"elbo": "worldmodel/elbo_nats", "kl": "worldmodel/kl", "log_lik": "worldmodel/log_lik",
       "bound": "worldmodel/multi_sample_nats", "loss": "losses/surrogate", "grad_norm": "losses/grad_norm",
@@ -102,17 +107,24 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
         writer = run.writer
 
         def checkpoint(keep: int = cfg.run.keep_checkpoints) -> Path:
+            # The latest held-out latent usage travels with the weights: the binary_vae representation warns when
+            # a collapsed model is named as MFEC's key source.
             payload = {"vae": vae.state_dict(), "frames": frames, "train_seconds": elapsed, "config": config_yaml,
-                       "rng": rng_state(), "data": str(cfg.data.path)}
+                       "rng": rng_state(), "data": str(cfg.data.path), "usage": usage_of(last_eval)}
             return save_checkpoint(path / "checkpoints", frames, payload, keep=keep)
 
-        def evaluate() -> dict[str, float]:
+        def evaluate() -> dict[str, Any]:
             if heldout is None:
                 return {}
             b = vae.bounds(heldout, (1, 10), seed=cfg.run.seed)
-            out = {"elbo_nats": float(-b[1].mean()), "iwae10_nats": float(-b[10].mean())}
-            for k, v in out.items():
-                writer.add_scalar(f"eval/{k}", v, frames)
+            out: dict[str, Any] = {"elbo_nats": float(-b[1].mean()), "iwae10_nats": float(-b[10].mean())}
+            if len(heldout) > 1:
+                usage = binary_usage(vae, heldout, seed=cfg.run.seed, threshold=cfg.run.active_threshold)
+                out.update(usage.summary())
+                writer.add_scalar("eval/active_units", usage.active, frames)
+                writer.add_histogram("eval/kl_per_dim", usage.kl_per_dim, frames)
+            for k in ("elbo_nats", "iwae10_nats"):
+                writer.add_scalar(f"eval/{k}", out[k], frames)
             return out
 
         run.on_interrupt(checkpoint)  # Ctrl-C / SIGTERM: a last checkpoint, then the interrupt goes on
@@ -124,7 +136,7 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
         window: dict[str, list[float]] = {}
         log_frames, log_time = frames, elapsed
         start_frames, started, rates = frames, time.perf_counter(), Rates(frames)
-        last_eval: dict[str, float] = {}
+        last_eval: dict[str, Any] = {}
         while frames < cfg.run.total_frames and not (cfg.run.max_seconds and elapsed >= cfg.run.max_seconds):
             run.check_interrupt()  # a SIGINT / SIGTERM stops the run here, between updates
             t0 = time.process_time()
@@ -160,8 +172,12 @@ def fit_vae(cfg: VAEFitConfig, run_dir: str | Path | None = None, resume: bool =
                 checkpoint()
                 next_ckpt = frames + cfg.run.checkpoint_every_frames
         wall = time.perf_counter() - started
+        last_eval = evaluate() or last_eval  # first, so the last checkpoint holds the final latent usage
         ckpt_path = checkpoint()
-        last_eval = evaluate() or last_eval
+    warning = collapse_message(usage_of(last_eval), f"The binary VAE of {path}", COLLAPSE_FIX)
+    if warning:
+        log.warning("fit-vae: %s", warning)
+        last_eval["collapse_warning"] = warning
     return {"run_dir": str(path), "checkpoint": str(ckpt_path), "frames": frames, "updates": vae.steps,
             "train_seconds": round(elapsed, 1), "estimator": str(cfg.estimator.name),
             "frames_per_s": round((frames - start_frames) / max(wall, 1e-9), 1),
