@@ -108,6 +108,25 @@ def test_gaussian_nll_and_kl_by_hand() -> None:
     assert float(kl_standard_normal(torch.tensor(0.0), torch.tensor(0.0))) == 0.0
 
 
+def test_a_fixed_decoder_std_makes_the_likelihood_a_scaled_squared_error() -> None:
+    from dataclasses import replace
+
+    model = GaussianVAE(replace(SMALL, learn_std=False), seed=0)
+    x = GaussianVAE.scale(frames(2))
+    z = torch.randn(2, SMALL.latents, generator=torch.Generator().manual_seed(1))
+    x_mean, x_log_std = model.decode(z)
+    assert torch.equal(x_log_std, torch.full_like(x_log_std, model.log_floor))  # every pixel at the floor
+    nll = gaussian_nll(x, x_mean, x_log_std).flatten(1).sum(1)
+    by_hand = (0.5 * math.log(2 * math.pi) + math.log(0.05)) * 84 * 84 \
+        + 0.5 * ((x - x_mean) / 0.05).pow(2).flatten(1).sum(1)
+    torch.testing.assert_close(nll, by_hand, rtol=1e-4, atol=1e-2)
+    # The setting travels with the export; an export from before it existed loads with the paper's learned std.
+    assert GaussianVAE.from_export(model.export()).cfg.learn_std is False
+    old = GaussianVAE(SMALL).export()
+    del old["config"]["learn_std"]
+    assert GaussianVAE.from_export(old).cfg.learn_std is True
+
+
 def test_loss_is_the_negative_elbo_of_the_direct_formula() -> None:
     torch.manual_seed(0)
     model = GaussianVAE(SMALL)

@@ -21,6 +21,10 @@ The loss is the negative ELBO in nats per frame, ``-E_q[log p(x | z)] + KL(q(z |
 reparameterised sample z = mu + sigma eps (Kingma & Welling 2014); ``/ 7056`` gives nats per pixel. The
 likelihood is a density over [0, 1]-scaled pixels, so the nats can be negative (a sharp density exceeds 1).
 
+``model.learn_std=false`` (ours, a remedy for posterior collapse) fixes every pixel's std at the floor: the
+likelihood becomes a scaled squared error, which a decoder cannot lower by widening the std of pixels that change
+between frames; it must take them from z. The paper's learned std is the default.
+
 The std floor is soft: ``log sigma = log 0.05 + softplus(raw - log 0.05)``, that is ``sigma = 0.05 + exp(raw)``
 (computed in log space, which stays finite for any raw value): never below 0.05, and ~ exp(raw) well above it. A
 hard clamp would give a pixel pinned at the floor no gradient to widen its std again when its mean is wrong,
@@ -64,6 +68,11 @@ class GaussianVAEConfig:
     """Width of the fully connected ReLU layer between the convolutions and the latents (both ways)."""
     std_floor: float = 0.05
     """Lower bound of the decoder's per-pixel standard deviation, on the [0, 1] pixel scale."""
+    learn_std: bool = True
+    """True (the paper's): the decoder predicts each pixel's std (>= ``std_floor``). False (ours, against posterior
+    collapse): every pixel's std is ``std_floor``, so the likelihood is a scaled squared error and the decoder cannot
+    explain the pixels that change between frames (sprites) as noise by widening their std: it must take them from
+    z. The decoder keeps its std plane (same weights, same checkpoints) and ignores it."""
 
 
 def validate_model(cfg: GaussianVAEConfig, prefix: str = "model.") -> None:
@@ -180,6 +189,8 @@ class GaussianVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """p(x | z): per-pixel (means, log-stds), each float32 ``[B, 1, 84, 84]``; every std >= ``std_floor``."""
         out = self.decoder(z)
+        if not self.cfg.learn_std:
+            return out[:, :1], torch.full_like(out[:, 1:], self.log_floor)
         return out[:, :1], self.floor_log_std(out[:, 1:])
 
     def floor_log_std(self, raw: torch.Tensor) -> torch.Tensor:
@@ -250,7 +261,8 @@ class GaussianVAE(nn.Module):
         cfg = state["config"]
         model = cls(GaussianVAEConfig(latents=int(cfg["latents"]), channels=[int(c) for c in cfg["channels"]],
                                       kernels=[int(k) for k in cfg["kernels"]], hidden=int(cfg["hidden"]),
-                                      std_floor=float(cfg["std_floor"])))
+                                      std_floor=float(cfg["std_floor"]),
+                                      learn_std=bool(cfg.get("learn_std", True))))  # older exports: learned
         model.load_state_dict(state["weights"])
         return model.eval()
 
