@@ -432,15 +432,9 @@ def evaluate_gvae(run: str | Path, data: str | Path, frames: int = 256, seed: in
     :raises CheckpointError: no readable checkpoint. :raises ValueError: a checkpoint of another kind.
     :raises DatasetError: no usable held-out frames.
     """
-    from worldmodels.common.checkpoint import load_latest
-    from worldmodels.vae.evaluate import heldout_frames
+    from worldmodels.vae.evaluate import heldout_frames, open_for_evaluation
 
-    ckpt_path, ckpt = load_latest(run)
-    if "gvae" not in ckpt:
-        raise ValueError(f"{ckpt_path} is not a fit-gvae checkpoint (no 'gvae' state): give a fit-gvae run directory.")
-    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-    out = Path(out_dir) if out_dir else run_dir
-    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, ckpt, run_dir, out = open_for_evaluation(run, "gvae", "fit-gvae", out_dir)
     model = GaussianVAE.from_export(ckpt["gvae"])
     x = heldout_frames(data, frames, skip_corrupt, skip_hint="--skip-corrupt")
     report: dict[str, Any] = {"checkpoint": str(ckpt_path), "data": str(data), "model": "gaussian_vae",

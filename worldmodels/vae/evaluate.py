@@ -42,6 +42,26 @@ def heldout_frames(path: str | Path, count: int, skip_corrupt: bool, *, skip_hin
     return frames
 
 
+def open_for_evaluation(run: str | Path, key: str, command: str,
+                        out_dir: str | Path | None) -> tuple[Path, dict[str, Any], Path, Path]:
+    """The newest valid checkpoint of a run made by ``command`` (a corrupt newest one is skipped, with a warning
+    naming it): ``(checkpoint path, checkpoint, run directory, output folder)``; the output folder is ``out_dir``,
+    default the run directory, and is created.
+
+    :raises CheckpointError: no readable checkpoint. :raises ValueError: a checkpoint without the ``key`` state.
+    """
+    from worldmodels.common.checkpoint import load_latest
+
+    ckpt_path, ckpt = load_latest(run)
+    if key not in ckpt:
+        raise ValueError(f"{ckpt_path} is not a {command} checkpoint (no {key!r} state): give a {command} run "
+                         f"directory.")
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    out = Path(out_dir) if out_dir else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    return ckpt_path, ckpt, run_dir, out
+
+
 def grid(frames: np.ndarray, columns: int = 8, scale: int = 2) -> np.ndarray:
     """uint8 {0,1} ``[n, S, S]`` -> one uint8 grey image ``[rows * (S + 2), columns * (S + 2)]`` (0/255)."""
     n, s = len(frames), frames.shape[-1]
@@ -84,18 +104,12 @@ def evaluate_vae(run: str | Path, data: str | Path, ks: tuple[int, ...] = (1, 10
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from worldmodels.common.checkpoint import load_latest
     from worldmodels.data import read_manifest
     from worldmodels.representations.usage import binary_usage, collapse_message, usage_of
     from worldmodels.vae.model import BinaryVAE
     from worldmodels.vae.train import COLLAPSE_FIX
 
-    ckpt_path, ckpt = load_latest(run)  # a corrupt newest checkpoint is skipped, with a warning naming it
-    if "vae" not in ckpt:
-        raise ValueError(f"{ckpt_path} is not a fit-vae checkpoint (no 'vae' state): give a fit-vae run directory.")
-    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-    out = Path(out_dir) if out_dir else run_dir
-    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, ckpt, run_dir, out = open_for_evaluation(run, "vae", "fit-vae", out_dir)
     vae = BinaryVAE.from_state_dict(ckpt["vae"])
     assert vae.binarizer is not None
     manifest = read_manifest(data)
