@@ -14,8 +14,15 @@ How a step is made (all N envs in one batched ``model.step``):
 
 - observation: the stack shifted by one frame, with the model's predicted frame (uint8 [H, W]) appended as the
   newest; the model keeps its own state (its last frames, or a recurrent state) between steps.
+- grid frames: a model whose ``frame_shape`` is channels-first ``(C, H, W)`` (MinAtar's 0/1 object channels, e.g.
+  :class:`worldmodels.grid.GridWorldModel`) predicts uint8 ``[C, H, W]`` frames, and an observation is ``stack``
+  of them with their channels concatenated, oldest first: ``[S * C, H, W]``, so ``stack=1`` gives MinAtar's own
+  ``[C, H, W]`` (as :func:`envs.make_env`'s MinAtar envs, whose ``stack`` is 1). Start windows are then
+  ``[M, c, C, H, W]``, and the observation space's upper bound is the model's ``obs_high`` (1 for 0/1 channels;
+  255, pixels, when the model has none).
 - reward: ``state.reward`` of that step, the model's predicted *clipped* reward in [-1, 1] (float32). The model
-  never saw unclipped scores, so ``info["raw_reward"]`` holds the same predicted value (float64).
+  never saw unclipped scores, so ``info["raw_reward"]`` holds the same predicted value (float64). (A grid model
+  predicts MinAtar's raw rewards, which MinAtar never clips: both hold that.)
 - terminated: ``state.terminal > terminal_threshold`` (the predicted probability that the game ended at that
   step; default threshold 0.5). ``info["game_over"]`` equals ``terminated | truncated`` (the model predicts game
   ends, not life losses).
@@ -154,8 +161,10 @@ class ImaginedEnv(VectorEnv):
 
     :param world_model: satisfies the ``worldmodels.video`` API: ``context``, ``num_actions``, ``frame_shape``,
         ``initial(frames uint8 [B, k, H, W])``, ``step(state, actions int64 [B]) -> (state, uint8 [B, H, W])``
-        with ``state.reward`` and ``state.terminal`` float32 [B].
-    :param context: start windows: an array uint8 [M, c, H, W], a TrajectoryDataset, or a sampler callable.
+        with ``state.reward`` and ``state.terminal`` float32 [B]; or the same with grid frames ``(C, H, W)``
+        (``frame_shape`` of length 3, see the module docstring) and optionally ``obs_high``.
+    :param context: start windows: an array uint8 [M, c, H, W] (``[M, c, C, H, W]`` for grid frames), a
+        TrajectoryDataset, or a sampler callable.
     :param num_envs: N; ``None`` only with an array context (then N = M, env i starts from window i).
     :param stack: frames per observation S (4, as :func:`envs.make_env`'s Atari envs).
     :param max_episode_steps: imagined steps after which an episode is truncated.
@@ -183,7 +192,10 @@ class ImaginedEnv(VectorEnv):
     ) -> None:
         self.model = world_model
         self.k = int(world_model.context)
-        height, width = (int(s) for s in world_model.frame_shape)
+        frame_shape = tuple(int(s) for s in world_model.frame_shape)
+        if len(frame_shape) not in (2, 3):
+            raise ValueError(f"the model's frame_shape {frame_shape} must be (H, W) or channels-first (C, H, W)")
+        self.frame_shape: tuple[int, ...] = frame_shape  # before the start windows are checked against it
         for name, value in (("stack", stack), ("max_episode_steps", max_episode_steps), ("max_starts", max_starts)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -221,16 +233,19 @@ class ImaginedEnv(VectorEnv):
         self.frame_skip = frame_skip
         self.max_episode_steps = max_episode_steps
         self.terminal_threshold = float(terminal_threshold)
-        self.frame_shape = (height, width)
         self.game = getattr(world_model, "game", None)
-        self.single_observation_space = gym.spaces.Box(0, 255, (stack, height, width), np.uint8)
+        # Stacked frames: (S, H, W) for luminance frames, (S * C, H, W) for grid frames (channels oldest first), the
+        # layout of the real envs (agents.replay.buffer.stacked_shape).
+        obs_shape = (stack, *frame_shape) if len(frame_shape) == 2 else (stack * frame_shape[0], *frame_shape[1:])
+        high = int(getattr(world_model, "obs_high", 255))
+        self.single_observation_space = gym.spaces.Box(0, high, obs_shape, np.uint8)
         self.single_action_space = gym.spaces.Discrete(int(world_model.num_actions))
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
         # The last max(stack, k) frames of each env: the observation is the tail of length stack; a state rebuilt
         # with model.initial uses the tail of length k.
-        self._frames = np.zeros((num_envs, max(stack, self.k), height, width), np.uint8)
+        self._frames = np.zeros((num_envs, max(stack, self.k), *frame_shape), np.uint8)
         self._state: Any = None
         self._needs_reset = np.ones(num_envs, bool)
         self._episode_steps = np.zeros(num_envs, np.int64)
@@ -239,11 +254,12 @@ class ImaginedEnv(VectorEnv):
 
     def _check_frames(self, frames: np.ndarray, what: str) -> np.ndarray:
         frames = np.asarray(frames)
-        if frames.dtype != np.uint8 or frames.ndim != 4:
-            raise ValueError(f"{what} must be uint8 [M, c, H, W], got {frames.dtype} {frames.shape}")
+        if frames.dtype != np.uint8 or frames.ndim != 2 + len(self.frame_shape):
+            layout = "[M, c, H, W]" if len(self.frame_shape) == 2 else "[M, c, C, H, W]"
+            raise ValueError(f"{what} must be uint8 {layout}, got {frames.dtype} {frames.shape}")
         if frames.shape[1] < self.k:
             raise ValueError(f"{what} hold {frames.shape[1]} frames per window; the model needs {self.k}")
-        if tuple(frames.shape[2:]) != tuple(self.model.frame_shape):
+        if tuple(frames.shape[2:]) != self.frame_shape:
             raise ValueError(f"{what} have frames of shape {frames.shape[2:]}; the model predicts "
                              f"{tuple(self.model.frame_shape)}")
         return frames
@@ -293,7 +309,7 @@ class ImaginedEnv(VectorEnv):
         if mask.any():
             self._restart(mask)
         zeros = np.zeros(self.num_envs)
-        return self._frames[:, -self.stack:].copy(), self._info(zeros, np.zeros(self.num_envs, bool))
+        return self._observe(), self._info(zeros, np.zeros(self.num_envs, bool))
 
     def step(
         self, actions: np.ndarray
@@ -327,8 +343,13 @@ class ImaginedEnv(VectorEnv):
             terminated &= ~resetting
             truncated &= ~resetting
         self._needs_reset = terminated | truncated
-        return (self._frames[:, -self.stack:].copy(), reward, terminated, truncated,
+        return (self._observe(), reward, terminated, truncated,
                 self._info(reward, terminated | truncated))
+
+    def _observe(self) -> np.ndarray:
+        """A fresh array of the observations, uint8 ``[N, *single_observation_space.shape]``: the last ``stack``
+        frames of each env (grid frames' channels concatenated, oldest first)."""
+        return self._frames[:, -self.stack:].reshape(self.num_envs, *self.single_observation_space.shape).copy()
 
     def _info(self, reward: np.ndarray, game_over: np.ndarray) -> dict[str, Any]:
         return {

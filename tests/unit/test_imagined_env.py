@@ -266,3 +266,58 @@ def test_unsplittable_state_falls_back_to_rebuilding_from_frames(caplog: pytest.
     np.testing.assert_array_equal(obs[1, -1], pixel_frame(6))   # env 1 still played its action
     obs, *_ = env.step(np.array([RIGHT, RIGHT]))
     np.testing.assert_array_equal(obs[:, -1], np.stack([pixel_frame(2), pixel_frame(7)]))
+
+
+class GridModel:
+    """Test double of a grid world model (frames ``(C, H, W)`` of 0/1 channels, ``obs_high`` 1): channel 0 holds
+    the pixel that the action moves (as :class:`PixelModel`); channel 1 marks the cell it left (a trail)."""
+
+    obs_high = 1
+
+    def __init__(self, k: int = 1) -> None:
+        self.pixels = PixelModel(k=1)
+        self.context, self.frame_shape, self.num_actions, self.game = k, (2, 6, 8), 3, "toy/grid"
+
+    def initial(self, frames: np.ndarray) -> PixelState:
+        assert frames.dtype == np.uint8 and frames.shape[1:] == (self.context, 2, 6, 8)
+        b = len(frames)
+        return PixelState(frames.copy(), np.zeros(b, np.float32), np.zeros(b, np.float32))
+
+    def step(self, state: PixelState, actions: np.ndarray) -> tuple[PixelState, np.ndarray]:
+        pixel = state.frames[:, -1, 0] * 255
+        moved, frame = self.pixels.step(PixelState(pixel[:, None], state.reward, state.terminal), actions)
+        grid = np.stack([frame // 255, pixel // 255], axis=1).astype(np.uint8)  # [B, 2, H, W]
+        frames = np.concatenate([state.frames[:, 1:], grid[:, None]], axis=1)
+        return PixelState(frames, moved.reward, moved.terminal), grid
+
+
+def grid_frame(col: int, trail: int | None = None) -> np.ndarray:
+    frame = np.zeros((2, 6, 8), np.uint8)
+    frame[0] = pixel_frame(col) // 255
+    if trail is not None:
+        frame[1] = pixel_frame(trail) // 255
+    return frame
+
+
+def test_grid_frames_make_channel_stacked_observations() -> None:
+    starts = np.stack([grid_frame(3)[None], grid_frame(5)[None]])  # [M=2, c=1, C=2, H, W]
+    env = ImaginedEnv(GridModel(), starts, stack=1, frame_skip=1)
+    assert env.frame_shape == (2, 6, 8) and env.single_observation_space.shape == (2, 6, 8)
+    assert env.single_observation_space.high.max() == 1  # 0/1 channels, not pixels
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs, starts[:, 0])
+    obs, reward, terminated, _, _ = env.step(np.array([RIGHT, LEFT]))
+    np.testing.assert_array_equal(obs, np.stack([grid_frame(4, trail=3), grid_frame(4, trail=5)]))
+    assert obs in env.observation_space
+
+    # stack=2: the frames' channels concatenated, oldest first ([S * C, H, W]), the layout of the real envs.
+    env = ImaginedEnv(GridModel(), starts, stack=2, frame_skip=1)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, 4, 6, 8) and not obs[:, :2].any()  # zero-padded in front, as the pixel stacks
+    obs, *_ = env.step(np.array([RIGHT, RIGHT]))
+    np.testing.assert_array_equal(obs[0], np.concatenate([grid_frame(3), grid_frame(4, trail=3)]))
+
+    with pytest.raises(ValueError, match=r"must be uint8 \[M, c, C, H, W\]"):
+        ImaginedEnv(GridModel(), starts[:, 0])
+    with pytest.raises(ValueError, match="frames of shape"):
+        ImaginedEnv(GridModel(), np.zeros((2, 1, 3, 6, 8), np.uint8))

@@ -1,0 +1,182 @@
+"""How well a grid world model predicts held-out real transitions, beside two baselines.
+
+The scores (all fractions in [0, 1]; ``nan`` where a denominator is empty, e.g. recall of a channel that is never
+on):
+
+- ``cell_error``: fraction of the cells (every channel of every cell) of the next observation predicted wrong, the
+  prediction being each cell's more likely value (probability > 0.5). Mostly background: a model that copies the
+  last frame scores well on it, so also
+- ``changed_cell_error``: the same among the cells that changed between the observation and the next one (where
+  something moved, appeared or vanished; copy-last gets every one wrong, 1.0 by construction);
+- ``frame_exact``: fraction of transitions whose whole next observation is predicted exactly;
+- ``object_recall`` / ``object_precision``: of the cells that are 1 in the real next observation, the fraction
+  predicted 1; of the cells predicted 1, the fraction that are 1 (pooled over channels and transitions), and the
+  same per channel (``recall_per_channel``, ``precision_per_channel``, lists of C);
+- ``reward_accuracy``: the most likely reward equals the real one (rounded and clipped to ``0..max_reward`` as
+  in training); ``reward_recall``: that accuracy among the transitions with a non-zero reward (rare: a model that
+  always says 0 is accurate and useless);
+- ``terminal_accuracy``: ``game-over probability > 0.5`` equals the real flag; ``terminal_recall``: the fraction of
+  real game overs predicted.
+
+The baselines, for the same transitions (ours, as :mod:`worldmodels.video.evaluate` does for the video models):
+
+- ``copy_last``: the next observation is the current one, the reward 0 and no game over;
+- ``shuffled_actions``: the model itself, with the actions permuted across the batch. A model that ignores the
+  action scores as well shuffled as not; the gap shows how much the action informs the prediction (a permutation
+  leaves about 1/A of the actions unchanged, so the gap understates it slightly).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodels.grid.model import GridWorldModel
+
+__all__ = ["frame_scores", "one_step_metrics", "open_loop_errors"]
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den > 0 else math.nan
+
+
+def frame_scores(pred: np.ndarray, truth: np.ndarray, previous: np.ndarray) -> dict[str, Any]:
+    """Frame scores of predictions (see the module docstring).
+
+    :param pred: predicted next observations, 0/1 (bool or uint8) ``[N, C, H, W]``.
+    :param truth: the real next observations, the same shape.
+    :param previous: the real observations before them (to find the cells that changed), the same shape.
+    :return: floats ``cell_error``, ``changed_cell_error``, ``frame_exact``, ``object_recall``,
+        ``object_precision`` and lists of C floats ``recall_per_channel``, ``precision_per_channel``.
+    """
+    p, t, prev = (np.asarray(x).astype(bool) for x in (pred, truth, previous))
+    if p.shape != t.shape or p.shape != prev.shape or p.ndim != 4:
+        raise ValueError(f"pred, truth and previous must share a shape [N, C, H, W]; got {p.shape}, {t.shape}, "
+                         f"{prev.shape}.")
+    wrong = p != t
+    changed = t != prev
+    tp = (p & t).sum(axis=(0, 2, 3)).astype(np.float64)
+    positives = t.sum(axis=(0, 2, 3)).astype(np.float64)
+    predicted = p.sum(axis=(0, 2, 3)).astype(np.float64)
+    return {
+        "cell_error": float(wrong.mean()) if wrong.size else math.nan,
+        "changed_cell_error": _ratio(float((wrong & changed).sum()), float(changed.sum())),
+        "frame_exact": float((~wrong).reshape(len(p), -1).all(axis=1).mean()) if len(p) else math.nan,
+        "object_recall": _ratio(tp.sum(), positives.sum()),
+        "object_precision": _ratio(tp.sum(), predicted.sum()),
+        "recall_per_channel": [_ratio(a, b) for a, b in zip(tp, positives)],
+        "precision_per_channel": [_ratio(a, b) for a, b in zip(tp, predicted)],
+    }
+
+
+def _head_scores(reward_pred: np.ndarray, rewards: np.ndarray, terminal_pred: np.ndarray,
+                 terminals: np.ndarray, max_reward: int) -> dict[str, float]:
+    """Reward and game-over accuracies (see the module docstring): ``reward_pred`` and ``terminal_pred`` are the
+    predicted reward values and bools ``[N]``."""
+    truth = np.clip(np.round(np.asarray(rewards, np.float64)), 0, max_reward)
+    hit = np.asarray(reward_pred, np.float64) == truth
+    nonzero = truth != 0
+    over = np.asarray(terminals).astype(bool)
+    said = np.asarray(terminal_pred).astype(bool)
+    return {
+        "reward_accuracy": float(hit.mean()) if len(hit) else math.nan,
+        "reward_recall": _ratio(float((hit & nonzero).sum()), float(nonzero.sum())),
+        "terminal_accuracy": float((said == over).mean()) if len(over) else math.nan,
+        "terminal_recall": _ratio(float((said & over).sum()), float(over.sum())),
+    }
+
+
+def _model_outputs(model: GridWorldModel, obs: np.ndarray, actions: np.ndarray,
+                   batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Most likely next observation (bool ``[N, C, H, W]``), most likely reward (float ``[N]``), game-over
+    decision (bool ``[N]``) and per-cell probabilities (float ``[N, C, H, W]``), in chunks of ``batch_size``."""
+    frames, rewards, overs, probs = [], [], [], []
+    for i in range(0, len(obs), batch_size):
+        out = model.predict(obs[i: i + batch_size], actions[i: i + batch_size])
+        prob = out["cell_prob"].cpu().numpy()
+        probs.append(prob)
+        frames.append(prob > 0.5)
+        rewards.append(model.reward_values[out["reward_prob"].argmax(dim=1)].cpu().numpy())
+        overs.append(out["terminal_prob"].cpu().numpy() > 0.5)
+    return np.concatenate(frames), np.concatenate(rewards), np.concatenate(overs), np.concatenate(probs)
+
+
+def _bernoulli_nats(prob: np.ndarray, truth: np.ndarray) -> float:
+    """Binary cross-entropy in nats per cell, summed over channels and averaged over cells and transitions (the
+    training loss's ``obs_nats``)."""
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    t = truth.astype(np.float64)
+    nats = -(t * np.log(p) + (1 - t) * np.log1p(-p))
+    return float(nats.sum(axis=1).mean())
+
+
+def one_step_metrics(model: GridWorldModel, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+                     next_obs: np.ndarray, terminals: np.ndarray, *, seed: int = 0,
+                     batch_size: int = 1024) -> dict[str, dict[str, Any]]:
+    """One-step scores of the model on real transitions, beside copy-last and shuffled actions.
+
+    :param obs: uint8 ``[N, C, H, W]`` (0/1), real observations. :param actions: int64 ``[N]``.
+    :param rewards: float ``[N]``, the real rewards (game points). :param next_obs: uint8 ``[N, C, H, W]``.
+    :param terminals: bool ``[N]``: ``next_obs`` ended the game.
+    :param seed: seeds the permutation of the shuffled-actions baseline.
+    :param batch_size: transitions per forward pass (memory only).
+    :return: ``{"model": scores, "copy_last": scores, "shuffled_actions": scores}``, each the keys of
+        :func:`frame_scores` plus ``reward_accuracy``, ``reward_recall``, ``terminal_accuracy``,
+        ``terminal_recall`` and ``n`` (transitions); ``model`` and ``shuffled_actions`` also ``obs_nats``.
+    """
+    obs, next_obs = np.asarray(obs), np.asarray(next_obs)
+    actions = np.asarray(actions, np.int64)
+    n = len(obs)
+    if not (len(actions) == len(rewards) == len(next_obs) == len(terminals) == n):
+        raise ValueError(f"obs, actions, rewards, next_obs and terminals need the same length; got {n}, "
+                         f"{len(actions)}, {len(rewards)}, {len(next_obs)}, {len(terminals)}.")
+    max_reward = model.cfg.max_reward
+    was_training = model.training
+    model.eval()
+    try:
+        out: dict[str, dict[str, Any]] = {}
+        perm = np.random.default_rng(seed).permutation(n)
+        for name, acts in (("model", actions), ("shuffled_actions", actions[perm])):
+            frame, reward, over, prob = _model_outputs(model, obs, acts, batch_size)
+            out[name] = {**frame_scores(frame, next_obs, obs), **_head_scores(reward, rewards, over, terminals,
+                                                                               max_reward),
+                         "obs_nats": _bernoulli_nats(prob, next_obs), "n": n}
+        out["copy_last"] = {**frame_scores(obs, next_obs, obs),
+                            **_head_scores(np.zeros(n), rewards, np.zeros(n, bool), terminals, max_reward), "n": n}
+    finally:
+        model.train(was_training)
+    return {key: out[key] for key in ("model", "copy_last", "shuffled_actions")}
+
+
+def open_loop_errors(model: GridWorldModel, frames: np.ndarray, actions: np.ndarray) -> dict[str, list[float]]:
+    """Cell errors of k-step open-loop predictions (each prediction is the next step's input; never the truth).
+
+    :param frames: uint8 ``[B, K + 1, C, H, W]``: real windows within one episode each (no game over before the
+        last frame).
+    :param actions: int64 ``[B, K + 1]`` or ``[B, K]``: ``actions[:, t]`` leads from frame t to frame t + 1.
+    :return: lists of K floats: ``model`` and ``copy_last`` (the first frame held) cell errors, and
+        ``model_changed``, the model's error among the cells that differ from the first frame (where the game moved
+        since the rollout began; copy-last gets all of them wrong), at each step 1..K.
+    """
+    frames = np.asarray(frames)
+    steps = frames.shape[1] - 1
+    acts = np.asarray(actions, np.int64)[:, :steps]
+    if frames.ndim != 5 or steps < 1 or acts.shape != (len(frames), steps):
+        raise ValueError(f"frames must be [B, K + 1, C, H, W] with K >= 1 and actions [B, K]; got {frames.shape} "
+                         f"and {np.shape(actions)}.")
+    first = frames[:, 0].astype(bool)
+    current = torch.as_tensor(frames[:, 0])
+    out: dict[str, list[float]] = {"model": [], "copy_last": [], "model_changed": []}
+    for t in range(steps):
+        prob = model.predict(current, acts[:, t])["cell_prob"]
+        pred = (prob > 0.5).cpu().numpy()
+        truth = frames[:, t + 1].astype(bool)
+        changed = truth != first
+        out["model"].append(float((pred != truth).mean()))
+        out["copy_last"].append(float((first != truth).mean()))
+        out["model_changed"].append(_ratio(float(((pred != truth) & changed).sum()), float(changed.sum())))
+        current = torch.as_tensor(pred.astype(np.uint8))
+    return out
