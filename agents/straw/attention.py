@@ -29,6 +29,16 @@ Ours:
   Column ``a = 1`` is the plan's column 0, the current step.
 - **K = 1**: eq. 24 divides by K - 1. With one filter its centre is ``mu_1 = g`` whatever the stride, so we set
   ``delta = 0`` and ignore ``log delta~`` (it receives no gradient). STRAW's commitment write is the one K = 1 user.
+- **The bounded centre** (``window=W``, ``straw.attention_centre=bounded``; ours, not DRAW's or STRAW's): the grid's
+  centre ``g = 0.5 + W sigmoid(g~)`` lies in ``(0.5, W + 0.5)``, inside the plan's first W columns (0-based
+  ``(-0.5, W - 0.5)``), for any input, and the stride ``delta = S sigmoid(log delta~ - log(S - 1))`` with
+  ``S = max(2, (T - 1) / (K - 1))`` lies in ``(0, S)``: 1 column at ``log delta~ = 0`` (scaled to the K filters, not
+  to the T columns) and never wider than DRAW's whole-plan grid. Why: with DRAW's ``g``, one unit of g~ moves the
+  centre ``(T + 1) / 2`` columns; under RMSProp the grid drifts off the plan's start, and once every filter is a few
+  widths from the columns an unroll reads, the gradient that could bring it back is exactly 0 (measured; README's
+  STRAW section). Bounded, the grid always covers columns that the current step or the next few steps read, so its
+  writes (and the gradient to f_psi) can never vanish for good; only the sigmoid's saturation slows it, at a place
+  that still writes the first columns. Raw zeros give the grid of ``attention_init=near``: filter i on column i.
 - **Numerics**: ``Z_i`` gets ``+ 1e-8`` (a filter centred far outside the plan with a narrow width would otherwise
   divide 0 by 0; such a filter reads and writes about nothing, as in DRAW) and ``sigma^2`` is floored at ``1e-4``
   (``exp`` of a very negative ``log sigma^2`` underflows to 0, and 0 / 0 at ``a = mu_i``); neither bites in the
@@ -37,6 +47,7 @@ Ours:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -60,23 +71,43 @@ class Attention(NamedTuple):
     gamma: torch.Tensor
 
 
-def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int) -> Attention:
-    """DRAW's eqs. 22 and 24 in 1-D: the parameters of the output ``[B, 4]`` of a linear map.
+def bounded_stride_scale(plan_len: int, num_filters: int) -> float:
+    """S, the bounded stride's upper limit in columns (see the module docstring): ``max(2, (T - 1) / (K - 1))``, so a
+    grid never spans more than DRAW's whole-plan grid, and 1 (at ``log delta~ = 0``) is always inside ``(0, S)``."""
+    return max(2.0, (plan_len - 1.0) / max(num_filters - 1.0, 1.0))
+
+
+def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int, window: int | None = None) -> Attention:
+    """DRAW's eqs. 22 and 24 in 1-D (``window`` None), or our bounded centre and stride (``window`` W >= 1): the
+    parameters of the output ``[B, 4]`` of a linear map.
 
     :param raw: ``[B, 4]``: ``(g~, log sigma^2, log delta~, log gamma)`` per row.
     :param plan_len: T, the plan's width (columns). :param num_filters: K >= 1.
-    :raises ValueError: ``raw`` is not ``[B, 4]``, or T or K is below 1.
+    :param window: None: DRAW's ``g = (T + 1) / 2 (g~ + 1)`` and ``delta = (T - 1) / (K - 1) delta~``. W: ours,
+        ``g = 0.5 + W sigmoid(g~)`` in ``[0.5, W + 0.5]`` and ``delta = S sigmoid(log delta~ - log(S - 1))`` in
+        ``[0, S]`` (:func:`bounded_stride_scale`; the closed ends only where float32's sigmoid saturates).
+    :raises ValueError: ``raw`` is not ``[B, 4]``, or T, K or W is below 1.
     """
     if raw.dim() != 2 or raw.shape[1] != NUM_PARAMS:
         raise ValueError(f"attention parameters must be [B, {NUM_PARAMS}] (g~, log sigma^2, log delta~, log gamma), "
                          f"got {tuple(raw.shape)}: map the features with nn.Linear(in, {NUM_PARAMS})")
     if plan_len < 1 or num_filters < 1:
         raise ValueError(f"the plan width T ({plan_len}) and the number of filters K ({num_filters}) must be >= 1")
+    if window is not None and window < 1:
+        raise ValueError(f"the bounded centre's window W ({window}) must be >= 1 column")
     g_tilde, log_sigma2, log_delta_tilde, log_gamma = raw.unbind(dim=1)
-    centre = (plan_len + 1) / 2.0 * (g_tilde + 1.0)
+    if window is None:
+        centre = (plan_len + 1) / 2.0 * (g_tilde + 1.0)
+    else:
+        # Ours: squashed into the first W columns, so it can never leave the columns the next steps read.
+        centre = 0.5 + window * torch.sigmoid(g_tilde)
     sigma2 = torch.exp(log_sigma2).clamp(min=_MIN_SIGMA2)
-    if num_filters > 1:
+    if num_filters > 1 and window is None:
         stride = (plan_len - 1) / (num_filters - 1) * torch.exp(log_delta_tilde)
+    elif num_filters > 1:
+        # Ours: bounded by S (the whole plan), and 1 column at log delta~ = 0 (S sigmoid(-log(S - 1)) = 1).
+        scale = bounded_stride_scale(plan_len, num_filters)
+        stride = scale * torch.sigmoid(log_delta_tilde - math.log(scale - 1.0))
     else:
         # Ours: one filter sits at the centre whatever the stride (eq. 19 with K = 1 gives mu_1 = g).
         stride = torch.zeros_like(g_tilde)

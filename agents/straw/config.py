@@ -29,6 +29,23 @@ class AttentionInit(Choice):
     near = "near"
 
 
+class Centre(Choice):
+    """Where an attention's centre may go: ``paper`` (DRAW's eq. 22, anywhere on the real line) or ``bounded``
+    (ours: squashed into the plan's first K columns, :mod:`agents.straw.attention`)."""
+
+    paper = "paper"
+    bounded = "bounded"
+
+
+class ValueHead(Choice):
+    """Where the critic's value comes from: ``plan`` (the paper's value row), ``features`` (ours: a linear head on the
+    features, every step) or ``both`` (their sum)."""
+
+    plan = "plan"
+    features = "features"
+    both = "both"
+
+
 @dataclass
 class StrawSettings:
     plan_len: int = 500
@@ -63,7 +80,27 @@ class StrawSettings:
     filter writes nothing into the first columns, the only ones the gate reads while macro-actions are short, so
     the commitment module's linear map gets exactly zero gradient and only the bias b learns (measured; see
     README's STRAW section). m > 0 starts the filter m columns ahead (``g~ = 2 (m + 1) / (T + 1) - 1``, in the bias of
-    f_c), so that re-planning markers start a few steps ahead and the module learns where to put them."""
+    f_c), so that re-planning markers start a few steps ahead and the module learns where to put them. With
+    ``commit_centre: bounded``, 0 leaves the filter at PyTorch's start, about the middle of the first K columns, and
+    m must lie below K - 0.5."""
+    attention_centre: Centre = Centre.paper
+    """Where the action plan's read/write grid may go. "paper": DRAW's centre ``(T + 1) / 2 (g~ + 1)`` and stride
+    ``(T - 1) / (K - 1) delta~``, which can drift off the plan's first columns, after which the gradient that could
+    bring it back is exactly 0 (measured on MinAtar Breakout: README's STRAW section). "bounded" (ours): the centre
+    squashed by a sigmoid into the first K columns and the stride into (0, max(2, (T - 1) / (K - 1))), 1 column at a
+    zero input, so the writes always reach the columns the next steps read (:mod:`agents.straw.attention`)."""
+    commit_centre: Centre = Centre.paper
+    """Where the commitment write's filter may go. "paper": DRAW's centre; it starts in the plan's middle, where its
+    write never reaches the columns the gate reads, so f_c gets exactly zero gradient and the committed fraction
+    moves as one number for every state (measured). "bounded" (ours): the centre squashed into the first K columns,
+    so f_c learns per state from the first update; the filter still marks where to re-plan and the bias b the
+    hazard elsewhere."""
+    value_head: ValueHead = ValueHead.plan
+    """Where the critic's value comes from. "plan": the paper's value row, read from the plan's first column; on a
+    committed step it was written at the last re-plan without the current observation (its error there was 3x that
+    on re-planning steps, and the value term dominated the gradient: measured). "features" (ours): a linear head on
+    the feature vector, computed at every step, so the feature network runs on committed steps too (the planning
+    module does not). "both" (ours): the plan's value row plus the feature head."""
 
 
 @dataclass
@@ -98,6 +135,16 @@ def validate(cfg: StrawConfig) -> None:
                       "straw.latent_dim": s.latent_dim})
     require_nonnegative({"straw.kl_weight": s.kl_weight, "straw.commitment_cost": s.commitment_cost,
                          "straw.commit_init_centre": s.commit_init_centre})
+    for key, value, kind in (("straw.attention_centre", s.attention_centre, Centre),
+                             ("straw.commit_centre", s.commit_centre, Centre),
+                             ("straw.value_head", s.value_head, ValueHead),
+                             ("straw.attention_init", s.attention_init, AttentionInit)):
+        if str(value) not in {m.value for m in kind}:
+            raise ValueError(f"{key}={value}: choose one of {', '.join(m.value for m in kind)}.")
+    if str(s.commit_centre) == "bounded" and s.commit_init_centre > 0 and s.commit_init_centre + 0.5 >= s.num_filters:
+        raise ValueError(f"straw.commit_init_centre={s.commit_init_centre} lies outside the first straw.num_filters="
+                         f"{s.num_filters} columns, where straw.commit_centre=bounded keeps the commitment filter; "
+                         f"choose 0 or a column below {s.num_filters - 0.5}, or straw.commit_centre=paper.")
     if s.commit_init_centre > s.plan_len:
         raise ValueError(f"straw.commit_init_centre={s.commit_init_centre} lies past the plan's {s.plan_len} columns; "
                          "choose 0 (DRAW's middle) or a column in 1..plan_len.")

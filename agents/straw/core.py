@@ -51,6 +51,23 @@ Gradients in training (:meth:`STRAWCore.unroll`):
   commitment plan the gate of step t is drawn from), which :meth:`STRAWCore.unroll` returns as ``replan_prob``.
   The noise of the reparameterisation is the actor's, replayed by the learner (``info["noise"]``, zeros on
   committed steps, where the learner's would-be re-plan then uses z = mu).
+
+Three settings that depart from the paper, each off by default (the paper's form), each for one measured reason
+STRAW does not learn here (README's STRAW section, ``launch/results/straw/fixes.md``):
+
+- ``attention_centre="bounded"`` (ours): the action plan's grid centre squashed into the first K columns and its
+  stride bounded (:func:`~agents.straw.attention.attention_params` with ``window=K``), so the attention cannot drift
+  off the columns that the next steps read, where DRAW's centre can, for good.
+- ``commit_centre="bounded"`` (ours): the commitment filter's centre squashed the same way into the first K columns,
+  so its write always reaches the columns the gate reads and ``f_c`` gets gradient from the first update (under
+  DRAW's centre it starts in the plan's middle and gets exactly 0). The paper's filter, patch, bias and sigmoid are
+  kept: the filter still says per state where to re-plan, and the bias b the hazard elsewhere.
+- ``value_head="features"`` or ``"both"`` (ours): a linear value head on the feature vector, computed at every step,
+  instead of (``features``) or added to (``both``) the plan's value row. The plan's value row is written at the
+  last re-plan, without the current observation; on committed steps that is a stale guess, and its error
+  dominated the gradient (measured). The price: the feature network then runs on every step in the actor, not only
+  on re-planning steps (h, f_psi, f_p and f_c still run only on re-planning steps). The value row is still
+  written with the plan (``features``: read by nothing but the next re-plan's attentive read).
 """
 
 from __future__ import annotations
@@ -72,6 +89,10 @@ DEFAULT_HIDDEN = 64
 DEFAULT_LATENT = 128
 #: The commitment write's fixed patch value (Sec. 3.2).
 COMMIT_PATCH = 40.0
+#: Where the attention's centre may go: DRAW's (the paper's) or bounded to the first K columns (ours).
+CENTRES = ("paper", "bounded")
+#: Where the value comes from: the plan's value row (the paper's), a linear head on the features, or their sum (ours).
+VALUE_HEADS = ("plan", "features", "both")
 
 
 class STRAWUnroll(NamedTuple):
@@ -105,15 +126,23 @@ class STRAWCore(nn.Module):
     :param commit_patch: the commitment write's fixed patch value (paper: 40).
     :param attention_init: "draw" (f_psi as PyTorch initialises it, around DRAW's grid) or "near" (the K filters
         start on the next K columns, unit stride; ours, see :class:`agents.straw.config.StrawSettings`).
-    :param commit_init_centre: 0 (DRAW's initialisation: the commitment filter at the plan's middle), or m > 0:
-        the filter starts m columns ahead (ours; see :class:`agents.straw.config.StrawSettings`).
+    :param commit_init_centre: 0 (PyTorch's initialisation of f_c: the commitment filter at the middle of its
+        range, the plan's for DRAW's centre, the first K columns' for the bounded one), or m > 0: the filter starts m
+        columns ahead (ours; see :class:`agents.straw.config.StrawSettings`).
+    :param attention_centre: "paper" (DRAW's centre and stride) or "bounded" (ours: centre in the first K columns,
+        stride at most the whole plan's; see the module docstring).
+    :param commit_centre: "paper" (DRAW's centre for the commitment filter) or "bounded" (ours: in the first K
+        columns).
+    :param value_head: "plan" (the paper's: the value row of A's first column), "features" (ours: a linear map of
+        the features, every step) or "both" (their sum).
     """
 
     def __init__(self, features: nn.Module, feature_dim: int, num_actions: int, *,
                  plan_len: int = DEFAULT_PLAN_LEN, num_filters: int = DEFAULT_NUM_FILTERS,
                  hidden: int = DEFAULT_HIDDEN, noisy: bool = False, latent_dim: int = DEFAULT_LATENT,
                  commit_patch: float = COMMIT_PATCH, attention_init: str = "draw",
-                 commit_init_centre: float = 0.0) -> None:
+                 commit_init_centre: float = 0.0, attention_centre: str = "paper", commit_centre: str = "paper",
+                 value_head: str = "plan") -> None:
         super().__init__()
         if num_actions < 1 or feature_dim < 1:
             raise ValueError(f"STRAW needs num_actions >= 1 and feature_dim >= 1, got {num_actions}, {feature_dim}")
@@ -140,7 +169,33 @@ class STRAWCore(nn.Module):
         self.f_c = nn.Linear(NUM_PARAMS + hidden, NUM_PARAMS)
         if attention_init not in ("draw", "near"):
             raise ValueError(f"attention_init={attention_init!r}: choose 'draw' or 'near'")
-        if attention_init == "near" and num_filters > 1:
+        for key, value, choices in (("attention_centre", attention_centre, CENTRES),
+                                    ("commit_centre", commit_centre, CENTRES),
+                                    ("value_head", value_head, VALUE_HEADS)):
+            if value not in choices:
+                raise ValueError(f"{key}={value!r}: choose one of {', '.join(repr(c) for c in choices)}")
+        #: W of the bounded centres (None: DRAW's centre): the action plan's K filters and the commitment filter both
+        #: stay within the first K columns, where the action plan's bounded grid writes.
+        self.attention_window = num_filters if attention_centre == "bounded" else None
+        self.commit_window = num_filters if commit_centre == "bounded" else None
+        self.value_head_kind = value_head
+        if commit_init_centre > 0 and self.commit_window is not None and commit_init_centre + 0.5 >= num_filters:
+            raise ValueError(f"commit_init_centre={commit_init_centre} lies outside the bounded commitment filter's "
+                             f"first {num_filters} columns: choose 0 < m < {num_filters - 0.5}")
+        if value_head != "plan":
+            # Ours: created only when chosen, so checkpoints of the paper's network (no such parameter) still load.
+            # Zero weights: the head starts at 0, like the empty plan's value row.
+            self.value_head = nn.Linear(feature_dim, 1)
+            with torch.no_grad():
+                self.value_head.weight.zero_()
+                self.value_head.bias.zero_()
+        if attention_init == "near" and num_filters > 1 and self.attention_window is not None:
+            # The bounded centre and stride put filter i on column i at raw zeros (attention.py); zero weights so
+            # that every observation starts there.
+            with torch.no_grad():
+                self.f_psi.weight.zero_()
+                self.f_psi.bias.zero_()
+        elif attention_init == "near" and num_filters > 1:
             # Filter i (1-based) on column i: centre g = (K + 1) / 2, so g~ = (K + 1) / (T + 1) - 1 (eq. 22), and
             # stride 1, so delta~ = (K - 1) / (T - 1) (eq. 24); sigma^2 = gamma = 1. Zero weights: every observation
             # starts from that grid (the centre moves (T + 1) / 2 columns per unit of g~, so even small random weights
@@ -149,11 +204,16 @@ class STRAWCore(nn.Module):
                 self.f_psi.weight.zero_()
                 self.f_psi.bias.copy_(torch.tensor([(num_filters + 1.0) / (plan_len + 1.0) - 1.0, 0.0,
                                                     math.log((num_filters - 1.0) / (plan_len - 1.0)), 0.0]))
-        if commit_init_centre > 0:
+        if commit_init_centre > 0 and self.commit_window is None:
             # Centre g = (T + 1) / 2 (g~ + 1) on 1-based column m + 1 (m steps ahead of the current column 1):
             # g~ = 2 (m + 1) / (T + 1) - 1, the bias of g~'s output; the weights stay small and random.
             with torch.no_grad():
                 self.f_c.bias[0] = 2.0 * (commit_init_centre + 1.0) / (plan_len + 1.0) - 1.0
+        elif commit_init_centre > 0:
+            # Bounded: m + 1 = 0.5 + W sigmoid(g~), so g~ = logit((m + 0.5) / W).
+            frac = (commit_init_centre + 0.5) / num_filters
+            with torch.no_grad():
+                self.f_c.bias[0] = math.log(frac / (1.0 - frac))
         self.commit_bias = nn.Parameter(torch.zeros(()))
 
     # ----------------------------------------------------------------------------------------------- state
@@ -209,7 +269,7 @@ class STRAWCore(nn.Module):
         """
         n = z.shape[0]
         raw = self.f_psi(z)
-        att = attention_params(raw, self.plan_len, self.num_filters)
+        att = attention_params(raw, self.plan_len, self.num_filters, self.attention_window)
         fb = filterbank(att, self.plan_len, self.num_filters)  # one filterbank for the read and the write
         beta = read(plan_prev, att, self.num_filters, fb)  # [n, |A| + 1, K]
         xi = self.h(torch.cat([beta.flatten(1), z], dim=1))
@@ -217,7 +277,7 @@ class STRAWCore(nn.Module):
         plan_write = write(patch, att, self.plan_len, fb)
         # Sec. 5.1: no gradient from the commitment module into the planning module through psi^A and xi.
         raw_c = self.f_c(torch.cat([raw.detach(), xi.detach()], dim=1))
-        att_c = attention_params(raw_c, self.plan_len, 1)
+        att_c = attention_params(raw_c, self.plan_len, 1, self.commit_window)
         e = z.new_full((n, 1, 1), self.commit_patch)
         new_commit = torch.sigmoid(self.commit_bias + write(e, att_c, self.plan_len).squeeze(1))
         return plan_write, new_commit
@@ -237,9 +297,19 @@ class STRAWCore(nn.Module):
         commit = g_st[:, None] * new_commit + (1.0 - g_st[:, None]) * shift(commit_prev)
         return plan, commit, c0
 
-    def _heads(self, plan: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, |A|]`` and values ``[B]``: the first column of A_t, the value row split off (Sec. 4)."""
-        return plan[:, : self.num_actions, 0], plan[:, self.num_actions, 0]
+    def _heads(self, plan: torch.Tensor, x: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, |A|]`` and values ``[B]``: the first column of A_t, the value row split off (Sec. 4); with
+        a feature value head (ours), its output on the step's features ``x`` ``[B, F]`` instead or added.
+
+        :param x: the features of every row (required unless ``value_head`` is "plan"; ignored then).
+        """
+        logits, plan_value = plan[:, : self.num_actions, 0], plan[:, self.num_actions, 0]
+        if self.value_head_kind == "plan":
+            return logits, plan_value
+        if x is None:
+            raise ValueError(f"value_head={self.value_head_kind!r} needs the features of every step")
+        feature_value = self.value_head(x).squeeze(1)
+        return logits, feature_value if self.value_head_kind == "features" else plan_value + feature_value
 
     # ------------------------------------------------------------------------------------------ public API
 
@@ -268,17 +338,19 @@ class STRAWCore(nn.Module):
         kl = commit_prev.new_zeros(batch)
         noise_used = commit_prev.new_zeros(batch, self.latent_dim)
         rows = gates.nonzero().squeeze(1)
+        # A feature value head needs every row's features (ours); the paper's runs the network on re-planning rows.
+        x_all = self.features(obs) if self.value_head_kind != "plan" else None
         if rows.numel() > 0:
-            # Only the re-planning rows run the network (the paper's "economic computation").
-            z, kl_rows, noise_rows = self._encode(self.features(obs[rows]),
-                                                  None if noise is None else noise[rows])
+            # Only the re-planning rows run the planning network (the paper's "economic computation").
+            x_rows = self.features(obs[rows]) if x_all is None else x_all[rows]
+            z, kl_rows, noise_rows = self._encode(x_rows, None if noise is None else noise[rows])
             write_rows, commit_rows = self._replan(plan_prev[rows], z)
             plan_write = plan_write.index_copy(0, rows, write_rows)
             new_commit = new_commit.index_copy(0, rows, commit_rows)
             kl = kl.index_copy(0, rows, kl_rows)
             noise_used = noise_used.index_copy(0, rows, noise_rows.to(noise_used.dtype))
         plan, commit, c0 = self._advance(plan_prev, commit_prev, gates, plan_write, new_commit)
-        logits, values = self._heads(plan)
+        logits, values = self._heads(plan, x_all)
         info = {"replan_prob": c0, "gates": gates, "kl": kl, "noise": noise_used}
         return logits, values, {"plan": plan, "commit": commit}, info
 
@@ -307,15 +379,17 @@ class STRAWCore(nn.Module):
         starts = starts.to(torch.bool)
         gates = gates.to(torch.bool) | starts
         flat_noise = None if noise is None else noise.reshape(steps * batch, -1)
-        z, kl_all, _ = self._encode(self.features(obs.reshape(steps * batch, *obs.shape[2:])), flat_noise)
+        x_flat = self.features(obs.reshape(steps * batch, *obs.shape[2:]))
+        z, kl_all, _ = self._encode(x_flat, flat_noise)
         z, kl_all = z.reshape(steps, batch, -1), kl_all.reshape(steps, batch)
+        x = x_flat.reshape(steps, batch, -1)
         current = state
         logits, values, replan_prob, kl = [], [], [], []
         for t in range(steps):
             plan_prev, commit_prev = self._reset(current, starts[t])
             plan_write, new_commit = self._replan(plan_prev, z[t])
             plan, commit, c0 = self._advance(plan_prev, commit_prev, gates[t], plan_write, new_commit)
-            step_logits, step_values = self._heads(plan)
+            step_logits, step_values = self._heads(plan, x[t])
             logits.append(step_logits)
             values.append(step_values)
             replan_prob.append(c0)

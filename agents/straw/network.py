@@ -58,7 +58,9 @@ class STRAWNetwork(nn.Module):
                               num_filters=straw.num_filters, hidden=straw.hidden, noisy=straw.noisy,
                               latent_dim=straw.latent_dim, commit_patch=straw.commit_patch,
                               attention_init=str(straw.attention_init),
-                              commit_init_centre=straw.commit_init_centre)
+                              commit_init_centre=straw.commit_init_centre,
+                              attention_centre=str(straw.attention_centre), commit_centre=str(straw.commit_centre),
+                              value_head=str(straw.value_head))
         self.kl_weight = float(straw.kl_weight)
         self.commitment_cost = float(straw.commitment_cost)
 
