@@ -44,7 +44,9 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
     :param cfg: the run's :class:`agents.straw.config.StrawConfig`.
     :param unrolls: unrolls of ``agent.unroll_length`` steps x ``env.num_envs`` envs to average over.
     :returns: ``{"grad_norm": {term: {part: norm}}, "value_sq_error": {"replan": x, "committed": y},
-        "steps": {"replan": n, "committed": m}, "attention": {"centre", "first_filter", "stride",
+        "steps": {"replan": n, "committed": m}, "committed_fraction": m / (n + m),
+        "macro_action_length": (n + m) / n, "replan_prob": {"mean", "std", "p10", "p90"} (c_{t-1}[0] on the steps
+        that are not game starts), "attention": {"centre", "first_filter", "stride",
         "column0_weight"}}`` (means); a term's ``"all"`` part is its norm over every parameter.
     """
     from agents.actor_critic.actor import make_ac_parts
@@ -69,6 +71,7 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
     sums: dict[tuple[str, str], float] = defaultdict(float)
     errors: dict[str, list[np.ndarray]] = {"replan": [], "committed": []}
     attention: dict[str, list[float]] = defaultdict(list)
+    probs: list[np.ndarray] = []
     core = net.core
     for _ in range(unrolls):
         unroll = actor.run(agent.unroll_length, 0, None, 0).payload
@@ -95,12 +98,18 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
             sums[(term, "all")] += total ** 0.5
         with torch.no_grad():
             x = core.features(b.obs[:-1].reshape(-1, *b.obs.shape[2:]))
-            att = attention_params(core.f_psi(core.z_mu(x) if core.noisy else x), core.plan_len, core.num_filters)
+            att = attention_params(core.f_psi(core.z_mu(x) if core.noisy else x), core.plan_len, core.num_filters,
+                                   core.attention_window)
             first = att.centre - (core.num_filters - 1) / 2.0 * att.stride  # filter 1 (eq. 19, 1-based)
             weight = filterbank(att, core.plan_len, core.num_filters)[:, :, 0].sum(1) / att.gamma
         for name, value in (("centre", att.centre), ("first_filter", first), ("stride", att.stride),
                             ("column0_weight", weight)):
             attention[name].append(float(value.mean()))
+        if out.per_step is not None and "replan_prob" in out.per_step:
+            # c_{t-1}[0] on steps that are not game starts (forced to 1 there): its spread says whether the
+            # commitment module re-plans per state or as one number for all.
+            free = ~b.starts[:-1].bool() & mask.bool()
+            probs.append(out.per_step["replan_prob"][:-1][free].numpy())
         if out.per_step is not None and "gates" in out.per_step:
             replan = out.per_step["gates"][:-1].bool() & mask.bool()
             sq_err = (targets - values_d[:-1]) ** 2
@@ -110,10 +119,24 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
     grad = {term: {part: sums[(term, part)] / unrolls for part in ("all", *groups)}
             for term in TERMS if (term, "all") in sums}
     flat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in errors.items()}
+    steps = {k: int(len(v)) for k, v in flat.items()}
+    total = steps["replan"] + steps["committed"]
     return {"grad_norm": grad,
             "value_sq_error": {k: float(v.mean()) if len(v) else float("nan") for k, v in flat.items()},
-            "steps": {k: int(len(v)) for k, v in flat.items()},
+            "steps": steps,
+            # The same figures as the charts/ tags of a run, over these unrolls' steps.
+            "committed_fraction": steps["committed"] / max(total, 1),
+            "macro_action_length": total / max(steps["replan"], 1),
+            "replan_prob": _spread(np.concatenate(probs) if probs else np.zeros(0)),
             "attention": {k: float(np.mean(v)) for k, v in attention.items()}}
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    """Mean, standard deviation and the 10th and 90th percentiles of ``values`` (NaN when empty)."""
+    if len(values) == 0:
+        return {"mean": float("nan"), "std": float("nan"), "p10": float("nan"), "p90": float("nan")}
+    return {"mean": float(values.mean()), "std": float(values.std()), "p10": float(np.percentile(values, 10)),
+            "p90": float(np.percentile(values, 90))}
 
 
 def format_breakdown(result: dict[str, Any]) -> str:
@@ -125,6 +148,11 @@ def format_breakdown(result: dict[str, Any]) -> str:
     lines.append("value error^2 against the A2C target:")
     for kind, err in result["value_sq_error"].items():
         lines.append(f"  {kind:<10} steps: {err:.3g} (n = {result['steps'][kind]})")
+    lines.append(f"committed fraction {result['committed_fraction']:.3f}, macro-action length "
+                 f"{result['macro_action_length']:.2f} steps per re-plan")
+    p = result["replan_prob"]
+    lines.append(f"re-planning probability c_(t-1)[0] over the states (game starts left out): mean {p['mean']:.3f}, "
+                 f"std {p['std']:.3f}, 10-90% {p['p10']:.3f}-{p['p90']:.3f}")
     a = result["attention"]
     lines.append(f"attention of the action plan (columns, 1-based): centre {a['centre']:.1f}, first filter "
                  f"{a['first_filter']:.1f}, stride {a['stride']:.2f}; a unit patch writes {a['column0_weight']:.3g} "
