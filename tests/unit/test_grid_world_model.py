@@ -285,3 +285,57 @@ def test_trainer_state_restores_exactly(breakout: dict[str, np.ndarray]) -> None
     assert again["loss"] == after["loss"] and again["updates"] == 2.0
     with pytest.raises(ValueError, match="3 actions"):
         GridModelTrainer(GridWorldModel(small(), SHAPE, 3)).load_state_dict(saved)
+
+
+def test_histories_are_collected_chained_and_zero_before_a_game() -> None:
+    env = make_env("minatar/breakout", num_envs=2, seed=0)
+    plain = collect_random_transitions(env, 300, seed=1)
+    hist = collect_random_transitions(env, 300, seed=1, history=3)
+    assert hist["obs"].shape == (300, 3, *SHAPE)
+    np.testing.assert_array_equal(hist["obs"][:, -1], plain["obs"])  # same games, newest frame last
+    starts = 0
+    for env_id in range(2):
+        idx = np.flatnonzero(hist["env_ids"] == env_id)
+        for a, b in zip(idx[:-1], idx[1:]):
+            if hist["episode_ids"][a] == hist["episode_ids"][b]:
+                np.testing.assert_array_equal(hist["obs"][b, :-1], hist["obs"][a, 1:])
+            else:  # a new game: nothing before its first frame
+                assert not hist["obs"][b, :-1].any()
+                starts += 1
+    assert starts >= 1
+
+
+def test_a_model_with_context_reads_histories() -> None:
+    model = GridWorldModel(small(context=3), SHAPE, 6)
+    assert model.context == 3
+    rng = np.random.default_rng(0)
+    frames = (rng.random((2, 6, *SHAPE)) < 0.1).astype(np.uint8)
+    actions = rng.integers(6, size=(2, 6))
+    rewards = rng.integers(2, size=(2, 6)).astype(np.float32)
+    # Windows give transitions t = 2..4, each with its 3 real frames.
+    history = np.stack([frames[:, t - 2: t + 1] for t in range(2, 5)], axis=1).reshape(-1, 3, *SHAPE)
+    pairs = {"obs": history, "actions": actions[:, 2:5].reshape(-1), "next_obs": frames[:, 3:6].reshape(-1, *SHAPE),
+             "rewards": rewards[:, 2:5].reshape(-1)}
+    with torch.no_grad():
+        assert float(model.loss({"frames": frames, "actions": actions, "rewards": rewards})["loss"]) == \
+            pytest.approx(float(model.loss(pairs)["loss"]), rel=1e-6)
+    # Fewer frames than the context: zeros in front, as before a game's first frame; single frames are refused.
+    short = model.history_in(frames[:, :1])
+    assert short.shape == (2, 3, *SHAPE) and not short[:, :2].any()
+    with pytest.raises(ValueError, match=r"reading the last 3: give \[B, T, C, H, W\]"):
+        model.initial(frames[:, 0])
+    state = model.initial(frames[:, :4])
+    state, frame = model.step(state, np.array([1, 2]))
+    np.testing.assert_array_equal(state.frames[:, :2].numpy(), frames[:, 2:4])  # the history shifted by one
+    np.testing.assert_array_equal(state.frames[:, 2].numpy(), frame)
+    # Branched rollouts from histories: the policy sees the newest frame.
+    batch = branched_rollouts(model, frames[:, :4], lambda o: np.zeros(len(o), np.int64), k=2)
+    np.testing.assert_array_equal(batch.obs[0], frames[:, 3])
+    out = open_loop_errors(model, np.repeat(frames[:, :1], 5, axis=1), np.zeros((2, 2), np.int64))
+    assert out["copy_last"] == [0.0, 0.0]  # still frames: copy-last is exact
+    # ImaginedEnv keeps the last 3 frames of each env and hands them to the model.
+    env = ImaginedEnv(model, frames[:, :3], stack=1, frame_skip=1)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs, frames[:, 2])
+    obs, *_ = env.step(np.array([0, 1]))
+    assert obs.shape == (2, *SHAPE)

@@ -2,7 +2,8 @@
 
 - :class:`GridWorldModel` (:mod:`worldmodels.grid.model`): action-conditional prediction of the next observation
   (Oh et al. 2015) as per-cell, per-channel Bernoullis, with reward and game-over heads (Kaiser et al. 2019,
-  SimPLe); a :class:`worldmodels.protocols.WorldModel` that drives :class:`envs.ImaginedEnv`.
+  SimPLe), from the current frame or, with ``context > 1``, the last few (MinAtar hides some timers); a
+  :class:`worldmodels.protocols.WorldModel` that drives :class:`envs.ImaginedEnv`.
   :class:`GridModelTrainer` fits it to real transitions; :func:`save_grid_world_model` /
   :func:`load_grid_world_model` store it, and loading refuses a model made for another observation shape or action
   count.

@@ -23,6 +23,12 @@ class SamplingChoice(Choice):
 class GridWorldModelConfig:
     """Sizes, optimiser and imagination settings of the grid world model (MinAtar-style 0/1 channel grids)."""
 
+    context: int = 1
+    """Real frames the model reads: the newest and the ``context - 1`` before it, stacked as input channels (oldest
+    first; zeros before an episode's first frame). 1: the model is Markov in MinAtar's observation. MinAtar hides
+    timers (Freeway's cars move every 1-5 steps on a hidden counter, the chicken every 3; Space Invaders' aliens
+    on a timer), so one frame does not fix the next; ``context`` frames reveal the phase of timers up to that long.
+    With ``context > 1`` training batches and rollout starts carry histories ``[B, T, C, H, W]``."""
     hidden_channels: int = 32
     """Feature maps of the convolutional body (every 3x3 convolution keeps the grid size, padding "same"). 32 trains
     at a few thousand updates per CPU-minute on 10x10 grids."""
@@ -63,11 +69,11 @@ def validate(cfg: GridWorldModelConfig) -> None:
     """
     if str(cfg.sampling) not in SamplingChoice.__members__:
         raise ValueError(f"sampling={cfg.sampling!r}: choose one of {', '.join(SamplingChoice.__members__)}.")
-    for key in ("hidden_channels", "head_hidden", "res_blocks", "max_reward", "seed"):
+    for key in ("context", "hidden_channels", "head_hidden", "res_blocks", "max_reward", "seed"):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{key}={value!r} must be an int.")
-    require_positive({"hidden_channels": cfg.hidden_channels, "head_hidden": cfg.head_hidden,
+    require_positive({"context": cfg.context, "hidden_channels": cfg.hidden_channels, "head_hidden": cfg.head_hidden,
                       "max_reward": cfg.max_reward, "lr": cfg.lr, "adam_eps": cfg.adam_eps})
     require_nonnegative({"res_blocks": cfg.res_blocks, "max_grad_norm": cfg.max_grad_norm,
                          "reward_loss_weight": cfg.reward_loss_weight,

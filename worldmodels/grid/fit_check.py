@@ -26,22 +26,26 @@ from worldmodels.grid.model import GridModelTrainer, GridWorldModel
 __all__ = ["collect_random_transitions", "fit_check", "open_loop_windows"]
 
 
-def collect_random_transitions(env: Any, num_transitions: int, seed: int) -> dict[str, np.ndarray]:
+def collect_random_transitions(env: Any, num_transitions: int, seed: int, history: int = 1) -> dict[str, np.ndarray]:
     """Real transitions of a uniformly random policy in a NextStep-autoreset vector env.
 
     The step that follows a game over (which ignores the action and returns a new game's first observation) is
     not a transition of the game and is left out.
 
     :param env: a vector env (``reset``, ``step``, ``num_envs``, ``single_action_space.n``), reset here with ``seed``.
-    :param num_transitions: how many to keep (at least; the last batch of steps is cut to size).
+    :param num_transitions: how many to keep (the last batch of steps is cut to size).
     :param seed: seeds the env's reset and the random actions.
-    :return: ``obs`` uint8 ``[N, C, H, W]``, ``actions`` int64 ``[N]``, ``rewards`` float32 ``[N]``, ``next_obs``
-        uint8 ``[N, C, H, W]``, ``terminals`` bool ``[N]``, and for finding consecutive steps ``env_ids`` int64
-        ``[N]`` and ``episode_ids`` int64 ``[N]`` (per env, counting its games).
+    :param history: frames of each ``obs`` (a world model's ``context``): 1 gives ``[N, C, H, W]``; more gives
+        ``[N, history, C, H, W]``, the newest last, zeros before the game's first frame.
+    :return: ``obs`` uint8 ``[N, C, H, W]`` (or histories, above), ``actions`` int64 ``[N]``, ``rewards`` float32
+        ``[N]``, ``next_obs`` uint8 ``[N, C, H, W]``, ``terminals`` bool ``[N]``, and for finding consecutive steps
+        ``env_ids`` int64 ``[N]`` and ``episode_ids`` int64 ``[N]`` (per env, counting its games).
     """
     rng = np.random.default_rng(seed)
     n_envs, num_actions = int(env.num_envs), int(env.single_action_space.n)
     obs, _ = env.reset(seed=seed)
+    past = np.zeros((n_envs, history, *obs.shape[1:]), np.uint8)  # each env's last frames, newest last
+    past[:, -1] = obs
     just_ended = np.zeros(n_envs, bool)
     episode = np.zeros(n_envs, np.int64)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals",
@@ -51,11 +55,14 @@ def collect_random_transitions(env: Any, num_transitions: int, seed: int) -> dic
         actions = rng.integers(num_actions, size=n_envs).astype(np.int64)
         next_obs, reward, terminated, truncated, _ = env.step(actions)
         real = ~just_ended
-        for key, value in (("obs", obs), ("actions", actions), ("rewards", reward), ("next_obs", next_obs),
-                           ("terminals", terminated), ("env_ids", np.arange(n_envs)), ("episode_ids", episode)):
+        for key, value in (("obs", past if history > 1 else obs), ("actions", actions), ("rewards", reward),
+                           ("next_obs", next_obs), ("terminals", terminated), ("env_ids", np.arange(n_envs)),
+                           ("episode_ids", episode)):
             parts[key].append(np.asarray(value)[real].copy())
         kept += int(real.sum())
         episode = episode + just_ended  # a new game began at this step in the envs that had ended
+        past = np.concatenate([past[:, 1:], np.asarray(next_obs, np.uint8)[:, None]], axis=1)
+        past[just_ended, :-1] = 0  # these envs' next_obs is a new game's first frame: no history before it
         just_ended = np.asarray(terminated | truncated, bool)
         obs = next_obs
     out = {key: np.concatenate(value)[:num_transitions] for key, value in parts.items()}
@@ -74,6 +81,7 @@ def open_loop_windows(data: dict[str, np.ndarray], horizon: int, max_windows: in
 
     :return: ``(frames uint8 [W, horizon + 1, C, H, W], actions int64 [W, horizon])``, at most ``max_windows``
         windows drawn uniformly from all that exist (none crosses a game over: a terminal may only be the last step).
+        With histories in ``data["obs"]``, the newest frame of each is used.
     """
     starts = []
     env_ids, episode_ids, terminals = data["env_ids"], data["episode_ids"], data["terminals"]
@@ -84,10 +92,11 @@ def open_loop_windows(data: dict[str, np.ndarray], horizon: int, max_windows: in
             if episode_ids[window[0]] == episode_ids[window[-1]] and not terminals[window[:-1]].any():
                 starts.append(window)
     if not starts:
-        shape = data["obs"].shape[1:]
+        shape = data["obs"].shape[-3:]
         return np.zeros((0, horizon + 1, *shape), np.uint8), np.zeros((0, horizon), np.int64)
     chosen = [starts[i] for i in rng.choice(len(starts), size=min(max_windows, len(starts)), replace=False)]
-    frames = np.stack([np.concatenate([data["obs"][w[:1]], data["next_obs"][w]]) for w in chosen])
+    newest = data["obs"] if data["obs"].ndim == 4 else data["obs"][:, -1]
+    frames = np.stack([np.concatenate([newest[w[:1]], data["next_obs"][w]]) for w in chosen])
     actions = np.stack([data["actions"][w] for w in chosen])
     return frames, actions
 
@@ -116,10 +125,10 @@ def fit_check(env: Any, *, train_transitions: int = 50_000, heldout_transitions:
     """
     cfg = cfg or GridWorldModelConfig(seed=seed)
     start = time.perf_counter()
-    train = collect_random_transitions(env, train_transitions, seed)
-    heldout = collect_random_transitions(env, heldout_transitions, seed + 10_000)
+    train = collect_random_transitions(env, train_transitions, seed, cfg.context)
+    heldout = collect_random_transitions(env, heldout_transitions, seed + 10_000, cfg.context)
     collect_seconds = time.perf_counter() - start
-    model = GridWorldModel(cfg, tuple(train["obs"].shape[1:]), int(env.single_action_space.n),
+    model = GridWorldModel(cfg, tuple(train["obs"].shape[-3:]), int(env.single_action_space.n),
                            game=str(getattr(env, "game", "")))
     trainer = GridModelTrainer(model)
     rng = np.random.default_rng(seed)
@@ -141,10 +150,12 @@ def fit_check(env: Any, *, train_transitions: int = 50_000, heldout_transitions:
     model.eval()
     one_step = one_step_metrics(model, heldout["obs"], heldout["actions"], heldout["rewards"], heldout["next_obs"],
                                 heldout["terminals"], seed=seed)
-    frames, actions = open_loop_windows(heldout, horizon, 512, np.random.default_rng(seed))
+    # context - 1 real steps before the rollout, then horizon imagined ones.
+    c = cfg.context
+    frames, actions = open_loop_windows(heldout, c - 1 + horizon, 512, np.random.default_rng(seed))
     open_loop: dict[str, Any] = {"windows": len(frames)}
     if len(frames):
-        open_loop |= open_loop_errors(model, frames, actions)
+        open_loop |= open_loop_errors(model, frames, actions[:, c - 1:])
 
     def clean(x: Any) -> Any:  # strict JSON has no NaN
         if isinstance(x, float):

@@ -118,7 +118,8 @@ def one_step_metrics(model: GridWorldModel, obs: np.ndarray, actions: np.ndarray
                      batch_size: int = 1024) -> dict[str, dict[str, Any]]:
     """One-step scores of the model on real transitions, beside copy-last and shuffled actions.
 
-    :param obs: uint8 ``[N, C, H, W]`` (0/1), real observations. :param actions: int64 ``[N]``.
+    :param obs: uint8 ``[N, C, H, W]`` (0/1), real observations, or histories ``[N, T, C, H, W]`` (newest last)
+        for a model with ``context > 1``. :param actions: int64 ``[N]``.
     :param rewards: float ``[N]``, the real rewards (game points). :param next_obs: uint8 ``[N, C, H, W]``.
     :param terminals: bool ``[N]``: ``next_obs`` ended the game.
     :param seed: seeds the permutation of the shuffled-actions baseline.
@@ -134,6 +135,7 @@ def one_step_metrics(model: GridWorldModel, obs: np.ndarray, actions: np.ndarray
         raise ValueError(f"obs, actions, rewards, next_obs and terminals need the same length; got {n}, "
                          f"{len(actions)}, {len(rewards)}, {len(next_obs)}, {len(terminals)}.")
     max_reward = model.cfg.max_reward
+    newest = obs if obs.ndim == 4 else obs[:, -1]
     was_training = model.training
     model.eval()
     try:
@@ -141,10 +143,10 @@ def one_step_metrics(model: GridWorldModel, obs: np.ndarray, actions: np.ndarray
         perm = np.random.default_rng(seed).permutation(n)
         for name, acts in (("model", actions), ("shuffled_actions", actions[perm])):
             frame, reward, over, prob = _model_outputs(model, obs, acts, batch_size)
-            out[name] = {**frame_scores(frame, next_obs, obs), **_head_scores(reward, rewards, over, terminals,
+            out[name] = {**frame_scores(frame, next_obs, newest), **_head_scores(reward, rewards, over, terminals,
                                                                                max_reward),
                          "obs_nats": _bernoulli_nats(prob, next_obs), "n": n}
-        out["copy_last"] = {**frame_scores(obs, next_obs, obs),
+        out["copy_last"] = {**frame_scores(newest, next_obs, newest),
                             **_head_scores(np.zeros(n), rewards, np.zeros(n, bool), terminals, max_reward), "n": n}
     finally:
         model.train(was_training)
@@ -152,31 +154,33 @@ def one_step_metrics(model: GridWorldModel, obs: np.ndarray, actions: np.ndarray
 
 
 def open_loop_errors(model: GridWorldModel, frames: np.ndarray, actions: np.ndarray) -> dict[str, list[float]]:
-    """Cell errors of k-step open-loop predictions (each prediction is the next step's input; never the truth).
+    """Cell errors of K-step open-loop predictions (each prediction is the next step's input; never the truth).
 
-    :param frames: uint8 ``[B, K + 1, C, H, W]``: real windows within one episode each (no game over before the
-        last frame).
-    :param actions: int64 ``[B, K + 1]`` or ``[B, K]``: ``actions[:, t]`` leads from frame t to frame t + 1.
-    :return: lists of K floats: ``model`` and ``copy_last`` (the first frame held) cell errors, and
-        ``model_changed``, the model's error among the cells that differ from the first frame (where the game moved
+    :param frames: uint8 ``[B, c + K, C, H, W]`` with ``c = model.context``: real windows within one episode each
+        (no game over before the last frame); the first ``c`` frames are the real context the rollout starts from.
+    :param actions: int64 ``[B, K]`` (further columns are ignored): ``actions[:, t]`` leads from frame ``c - 1 + t``
+        to frame ``c + t``.
+    :return: lists of K floats: ``model`` and ``copy_last`` (frame ``c - 1`` held) cell errors, and
+        ``model_changed``, the model's error among the cells that differ from frame ``c - 1`` (where the game moved
         since the rollout began; copy-last gets all of them wrong), at each step 1..K.
     """
     frames = np.asarray(frames)
-    steps = frames.shape[1] - 1
-    acts = np.asarray(actions, np.int64)[:, :steps]
+    c = model.context
+    steps = frames.shape[1] - c
+    acts = np.asarray(actions, np.int64)[:, :max(steps, 0)]
     if frames.ndim != 5 or steps < 1 or acts.shape != (len(frames), steps):
-        raise ValueError(f"frames must be [B, K + 1, C, H, W] with K >= 1 and actions [B, K]; got {frames.shape} "
-                         f"and {np.shape(actions)}.")
-    first = frames[:, 0].astype(bool)
-    current = torch.as_tensor(frames[:, 0])
+        raise ValueError(f"frames must be [B, context + K, C, H, W] with context = {c}, K >= 1, and actions "
+                         f"[B, K]; got {frames.shape} and {np.shape(actions)}.")
+    first = frames[:, c - 1].astype(bool)
+    history = torch.as_tensor(frames[:, :c])
     out: dict[str, list[float]] = {"model": [], "copy_last": [], "model_changed": []}
     for t in range(steps):
-        prob = model.predict(current, acts[:, t])["cell_prob"]
+        prob = model.predict(history, acts[:, t])["cell_prob"]
         pred = (prob > 0.5).cpu().numpy()
-        truth = frames[:, t + 1].astype(bool)
+        truth = frames[:, c + t].astype(bool)
         changed = truth != first
         out["model"].append(float((pred != truth).mean()))
         out["copy_last"].append(float((first != truth).mean()))
         out["model_changed"].append(_ratio(float(((pred != truth) & changed).sum()), float(changed.sum())))
-        current = torch.as_tensor(pred.astype(np.uint8))
+        history = torch.cat([history[:, 1:], torch.as_tensor(pred.astype(np.uint8))[:, None]], dim=1)
     return out

@@ -26,9 +26,11 @@ What each part follows, and what is ours:
   a classification (of the clipped reward into three classes). The game over is one Bernoulli logit. Both heads read
   the flattened features of the whole grid (a game over depends on distant cells: the ball and the paddle).
 
-A rollout's state is the current frame (the model is Markov in MinAtar's observation: the trail channels already
-show motion, which is why MinAtar stacks no frames), so ``context = 1`` and :class:`envs.ImaginedEnv` can restart
-any env by splicing in its new frame.
+A rollout's state is the last ``cfg.context`` frames (real at the start, imagined after), so
+:class:`envs.ImaginedEnv` can restart any env by splicing in its new frames. With ``context = 1`` (the default) the
+model is Markov in MinAtar's observation, whose trail channels already show motion (which is why MinAtar stacks no
+frames); but MinAtar hides some timers (Freeway's cars and chicken, Space Invaders' aliens), and a few past frames,
+stacked as input channels (ours, as Oh et al.'s feedforward model stacks its k frames), reveal their phase.
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ CHECKPOINT_KEY = "grid_world_model"
 
 @dataclass
 class GridState:
-    """What an imagined rollout carries between steps (callers treat ``obs`` as opaque; the arrays are the step's
+    """What an imagined rollout carries between steps (callers treat ``frames`` as opaque; the arrays are the step's
     outcome, as :class:`envs.ImaginedEnv` reads them).
 
-    :ivar obs: float ``[B, C, H, W]`` of 0/1 values: the current frame (real at the start, imagined after).
+    :ivar frames: float ``[B, context, C, H, W]`` of 0/1 values: the last ``context`` frames, oldest first, the
+        newest being the current observation (real at the start, imagined after).
     :ivar reward: float32 ``[B]``: the reward of the last step, in game points: the expectation under the predicted
         categorical ("mode" sampling) or a sample from it ("sample"); 0 before any step.
     :ivar terminal: float32 ``[B]``: the game-over probability of the last step ("mode") or a 0/1 sample of it
@@ -67,7 +70,7 @@ class GridState:
     :ivar terminal_prob: float32 ``[B]``: the predicted game-over probability, whatever the sampling.
     """
 
-    obs: torch.Tensor
+    frames: torch.Tensor
     reward: np.ndarray
     terminal: np.ndarray
     reward_mean: np.ndarray
@@ -106,8 +109,8 @@ class GridWorldModel(nn.Module):
     satisfies :class:`worldmodels.protocols.WorldModel` and drives :class:`envs.ImaginedEnv` (see the module
     docstring for the design).
 
-    Attributes read by :class:`envs.ImaginedEnv`: ``context`` (1), ``frame_shape`` (``(C, H, W)``), ``num_actions``,
-    ``obs_high`` (1: observations are 0/1 channels, not pixels) and ``game``.
+    Attributes read by :class:`envs.ImaginedEnv`: ``context`` (``cfg.context``), ``frame_shape`` (``(C, H, W)``),
+    ``num_actions``, ``obs_high`` (1: observations are 0/1 channels, not pixels) and ``game``.
 
     :param cfg: sizes, optimiser and sampling settings (validated here).
     :param obs_shape: ``(C, H, W)`` of the env's observations (MinAtar: ``(C, 10, 10)``).
@@ -115,7 +118,6 @@ class GridWorldModel(nn.Module):
     :param game: the env the model is for, e.g. ``"minatar/breakout"`` (recorded to name it in errors).
     """
 
-    context = 1
     obs_high = 1
     reward_values: torch.Tensor  # buffer float [max_reward + 1]: the reward of each class, 0..max_reward
 
@@ -133,12 +135,13 @@ class GridWorldModel(nn.Module):
         self.frame_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
         self.channels = shape[0]
         self.num_actions = int(num_actions)
+        self.context = cfg.context
         c, h, w = self.frame_shape
         k = cfg.hidden_channels
         # Weights drawn from cfg.seed without disturbing torch's global generator (the caller's other randomness).
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.stem = nn.Conv2d(c + self.num_actions, k, 3, padding=1)
+            self.stem = nn.Conv2d(c * cfg.context + self.num_actions, k, 3, padding=1)
             self.blocks = nn.ModuleList(FiLMBlock(k, self.num_actions) for _ in range(cfg.res_blocks))
             self.frame_head = nn.Conv2d(k + c, c, 1)
             self._start_as_copy_last()
@@ -150,7 +153,7 @@ class GridWorldModel(nn.Module):
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def _start_as_copy_last(self) -> None:
-        """Start the frame head near copy-last: each channel's logit reads its own input cell with weight
+        """Start the frame head near copy-last: each channel's logit reads its own cell of the newest frame with weight
         ``COPY_WEIGHT`` and a bias of ``EMPTY_LOGIT`` (an occupied cell stays on with probability 0.73, an empty one
         turns on with 0.047), the features' weights kept small. Ours: MinAtar grids are sparse and mostly still, so
         this is where a trained model ends up for most cells; starting there spares the first hundreds of updates
@@ -167,22 +170,44 @@ class GridWorldModel(nn.Module):
     def device(self) -> torch.device:
         return self.stem.weight.device
 
-    def obs_in(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (or float) ``[B, C, H, W]``, or ``[B, T, C, H, W]`` (the last frame is used) -> float ``[B, C, H, W]``
-        of 0/1 values on the model's device.
-
-        :raises ValueError: a shape this model was not built for, or values above 1 (pixels, not 0/1 channels).
-        """
+    def _tensor(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
-        if x.ndim == 5:
-            x = x[:, -1]
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.frame_shape:
-            raise ValueError(f"observations of shape {tuple(x.shape)} do not fit this world model, built for "
-                             f"[B, {', '.join(map(str, self.frame_shape))}] ({self.game or 'its env'}): give "
-                             f"[B, C, H, W] (or [B, T, C, H, W]) observations of the env it was trained on.")
-        if x.numel() and float(x.max()) > 1:
+        if x.ndim in (4, 5) and tuple(x.shape[-3:]) == self.frame_shape and x.numel() and float(x.max()) > 1:
             raise ValueError(f"observations hold values up to {float(x.max()):g}; a grid world model reads 0/1 "
                              f"object channels (MinAtar's), not pixels.")
+        return x
+
+    def history_in(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The model's input history: float ``[B, context, C, H, W]`` of 0/1 values on the model's device.
+
+        :param frames: uint8 (or float) ``[B, T, C, H, W]``, the last T frames, oldest first (the last ``context``
+            are used; with ``T < context`` zeros are put in front, as before an episode's first frame); or
+            ``[B, C, H, W]`` for a model with ``context = 1``.
+        :raises ValueError: a shape this model was not built for, or values above 1 (pixels, not 0/1 channels).
+        """
+        x = self._tensor(frames)
+        if x.ndim == 4 and self.context == 1:
+            x = x[:, None]
+        if x.ndim != 5 or tuple(x.shape[2:]) != self.frame_shape or x.shape[1] < 1:
+            want = "[B, C, H, W] or [B, T, C, H, W]" if self.context == 1 else "[B, T, C, H, W] (T >= 1 frames)"
+            raise ValueError(f"observations of shape {tuple(x.shape)} do not fit this world model, built for frames "
+                             f"({', '.join(map(str, self.frame_shape))}) of {self.game or 'its env'} and reading the "
+                             f"last {self.context}: give {want} of the env it was trained on.")
+        x = x[:, -self.context:].to(self.device, torch.float32)
+        if x.shape[1] < self.context:
+            pad = x.new_zeros(x.shape[0], self.context - x.shape[1], *self.frame_shape)
+            x = torch.cat([pad, x], dim=1)
+        return x
+
+    def frame_in(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (or float) ``[B, C, H, W]`` -> float ``[B, C, H, W]`` of 0/1 values on the model's device.
+
+        :raises ValueError: a shape this model was not built for, or values above 1.
+        """
+        x = self._tensor(frames)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.frame_shape:
+            raise ValueError(f"frames of shape {tuple(x.shape)} do not fit this world model, built for "
+                             f"[B, {', '.join(map(str, self.frame_shape))}] ({self.game or 'its env'}).")
         return x.to(self.device, torch.float32)
 
     def one_hot(self, action: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -197,21 +222,22 @@ class GridWorldModel(nn.Module):
         return F.one_hot(a, self.num_actions).float().to(self.device)
 
     # ------------------------------------------------------------------------------------------- network
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, history: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One prediction, differentiable.
 
-        :param obs: float ``[B, C, H, W]`` of 0/1 values, the current observation.
+        :param history: float ``[B, context, C, H, W]`` of 0/1 values, the last frames, the newest being the current
+            observation.
         :param action: float ``[B, A]``, one-hot.
         :return: ``(frame_logits [B, C, H, W], reward_logits [B, max_reward + 1], terminal_logit [B])``: the
             Bernoulli logits of every cell of the next observation, the logits of the reward's categorical over
             ``0..max_reward`` and the game-over logit.
         """
-        b, _, h, w = obs.shape
+        b, _, _, h, w = history.shape
         planes = action[:, :, None, None].expand(b, self.num_actions, h, w)
-        x = F.relu(self.stem(torch.cat([obs, planes], dim=1)))
+        x = F.relu(self.stem(torch.cat([history.flatten(1, 2), planes], dim=1)))
         for block in self.blocks:
             x = block(x, action)
-        frame_logits = self.frame_head(torch.cat([x, obs], dim=1))
+        frame_logits = self.frame_head(torch.cat([x, history[:, -1]], dim=1))
         z = self.trunk(x)
         return frame_logits, self.reward_head(z), self.terminal_head(z)[:, 0]
 
@@ -219,12 +245,13 @@ class GridWorldModel(nn.Module):
     def predict(self, obs: np.ndarray | torch.Tensor, action: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """The predicted distributions of one step, without gradients.
 
-        :param obs: uint8 ``[B, C, H, W]`` (0/1). :param action: int ``[B]``.
+        :param obs: uint8 ``[B, C, H, W]`` (0/1), or histories ``[B, T, C, H, W]`` (see :meth:`history_in`).
+        :param action: int ``[B]``.
         :return: ``cell_prob`` float ``[B, C, H, W]`` (probability that each cell of the next observation is 1),
             ``reward_prob`` float ``[B, max_reward + 1]``, ``reward_mean`` float ``[B]`` (game points),
             ``terminal_prob`` float ``[B]``.
         """
-        frame_logits, reward_logits, terminal_logit = self(self.obs_in(obs), self.one_hot(action))
+        frame_logits, reward_logits, terminal_logit = self(self.history_in(obs), self.one_hot(action))
         reward_prob = reward_logits.softmax(dim=1)
         return {"cell_prob": torch.sigmoid(frame_logits), "reward_prob": reward_prob,
                 "reward_mean": reward_prob @ self.reward_values, "terminal_prob": torch.sigmoid(terminal_logit)}
@@ -233,12 +260,13 @@ class GridWorldModel(nn.Module):
     def initial(self, frames: np.ndarray, actions: np.ndarray | None = None) -> GridState:
         """The rollout state of real observations.
 
-        :param frames: uint8 ``[B, T, C, H, W]`` (the last frame is used: the model is Markov in the observation) or
-            ``[B, C, H, W]``. :param actions: unused.
+        :param frames: uint8 ``[B, T, C, H, W]``, the last real frames (see :meth:`history_in`: the last ``context``
+            are used, zero-padded in front if fewer), or ``[B, C, H, W]`` for a model with ``context = 1``.
+        :param actions: unused (the frames alone are the model's state).
         """
-        obs = self.obs_in(frames)
-        zeros = np.zeros(obs.shape[0], np.float32)
-        return GridState(obs, zeros, zeros.copy(), zeros.copy(), zeros.copy())
+        history = self.history_in(frames)
+        zeros = np.zeros(history.shape[0], np.float32)
+        return GridState(history, zeros, zeros.copy(), zeros.copy(), zeros.copy())
 
     @torch.no_grad()
     def step(self, state: GridState, action: np.ndarray,
@@ -252,9 +280,9 @@ class GridWorldModel(nn.Module):
             ("mode": probability > 0.5) or a Bernoulli sample ("sample"); ``next_state.reward`` and
             ``next_state.terminal`` describe this step (see :class:`GridState`).
         """
-        if len(action) != state.batch_size:
+        if len(action) != state.batch_size:  # before torch's concatenation error
             raise ValueError(f"{len(action)} actions for {state.batch_size} rollouts: give one action per rollout.")
-        frame_logits, reward_logits, terminal_logit = self(state.obs, self.one_hot(action))
+        frame_logits, reward_logits, terminal_logit = self(state.frames, self.one_hot(action))
         cell_prob = torch.sigmoid(frame_logits)
         reward_prob = reward_logits.softmax(dim=1)
         reward_mean = reward_prob @ self.reward_values
@@ -267,18 +295,19 @@ class GridWorldModel(nn.Module):
             terminal = (torch.rand(terminal_prob.shape, generator=g).to(self.device) < terminal_prob).float()
         else:
             frame, reward, terminal = cell_prob > 0.5, reward_mean, terminal_prob
-        obs = frame.float()
+        frames = torch.cat([state.frames[:, 1:], frame.float()[:, None]], dim=1)
 
         def host(t: torch.Tensor) -> np.ndarray:
             return t.float().cpu().numpy().astype(np.float32)
 
-        new = GridState(obs, host(reward), host(terminal), host(reward_mean), host(terminal_prob))
+        new = GridState(frames, host(reward), host(terminal), host(reward_mean), host(terminal_prob))
         return new, frame.to(torch.uint8).cpu().numpy()
 
     def imagine(self, context_frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Open-loop rollout under a given action sequence (each prediction is the next step's input).
 
-        :param context_frames: uint8 ``[B, T0, C, H, W]`` (the last frame starts the rollout) or ``[B, C, H, W]``.
+        :param context_frames: uint8 ``[B, T0, C, H, W]`` (the last frame starts the rollout; see :meth:`initial`) or
+            ``[B, C, H, W]`` for a model with ``context = 1``.
         :param actions: int64 ``[B, T]``; ``actions[:, t]`` leads to the frame ``[:, t]`` of the result.
         :return: uint8 ``[B, T, C, H, W]``, drawn as ``cfg.sampling`` says.
         """
@@ -297,12 +326,13 @@ class GridWorldModel(nn.Module):
     def loss(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Training losses on real transitions, teacher-forced (one step from each real observation).
 
-        :param batch: either transitions: ``obs`` uint8 ``[B, C, H, W]``, ``actions`` int64 ``[B]``, ``next_obs``
-            uint8 ``[B, C, H, W]``, and optionally ``rewards`` float ``[B]`` (game points) and ``terminals`` bool
-            ``[B]`` (``next_obs`` ended the game); or windows, as :mod:`worldmodels.data` stores them: ``frames``
-            uint8 ``[B, T, C, H, W]``, ``actions`` int64 ``[B, T]`` (the action at frame t leads to frame t + 1),
-            optionally ``rewards`` ``[B, T]`` (of that action) and ``terminals`` ``[B, T]`` (frame t ended the game),
-            giving ``B * (T - 1)`` transitions.
+        :param batch: either transitions: ``obs`` uint8 ``[B, C, H, W]`` (with ``context > 1``: histories
+            ``[B, T, C, H, W]``, the newest frame last, see :meth:`history_in`), ``actions`` int64 ``[B]``,
+            ``next_obs`` uint8 ``[B, C, H, W]``, and optionally ``rewards`` float ``[B]`` (game points) and
+            ``terminals`` bool ``[B]`` (``next_obs`` ended the game); or windows, as :mod:`worldmodels.data` stores
+            them: ``frames`` uint8 ``[B, T, C, H, W]``, ``actions`` int64 ``[B, T]`` (the action at frame t leads to
+            frame t + 1), optionally ``rewards`` ``[B, T]`` (of that action) and ``terminals`` ``[B, T]`` (frame t
+            ended the game), giving ``B * (T - context)`` transitions (each with its ``context`` real frames).
         :return: tensors ``loss`` (what to minimise: ``obs_nats + reward_loss_weight * reward_nats +
             terminal_loss_weight * terminal_nats``), ``obs_nats`` (binary cross-entropy of the next observation in
             nats per cell, summed over channels, averaged over cells and transitions), ``reward_nats`` and
@@ -310,9 +340,9 @@ class GridWorldModel(nn.Module):
             and the float ``reward_clipped`` (fraction of rewards that were not an integer in ``0..max_reward``,
             rounded and clipped into it).
         """
-        obs, actions, next_obs, rewards, terminals = self._transitions(batch)
-        frame_logits, reward_logits, terminal_logit = self(self.obs_in(obs), self.one_hot(actions))
-        target = self.obs_in(next_obs)
+        obs, actions, next_obs, rewards, terminals = self._transitions(batch, self.context)
+        frame_logits, reward_logits, terminal_logit = self(self.history_in(obs), self.one_hot(actions))
+        target = self.frame_in(next_obs)
         obs_nats = F.binary_cross_entropy_with_logits(frame_logits, target, reduction="none").sum(1).mean()
         zero = obs_nats.new_zeros(())
         reward_nats, terminal_nats, clipped = zero, zero, 0.0
@@ -329,25 +359,28 @@ class GridWorldModel(nn.Module):
                 "reward_clipped": clipped}
 
     @staticmethod
-    def _transitions(batch: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
-        """``(obs, actions, next_obs, rewards | None, terminals | None)`` of a transition or window batch."""
+    def _transitions(batch: dict[str, Any], context: int) -> tuple[Any, Any, Any, Any, Any]:
+        """``(obs, actions, next_obs, rewards | None, terminals | None)`` of a transition or window batch; from
+        windows, ``obs`` are histories ``[N, context, C, H, W]`` (transitions from frame ``context - 1`` on)."""
         if "next_obs" in batch:
             return batch["obs"], batch["actions"], batch["next_obs"], batch.get("rewards"), batch.get("terminals")
         if "frames" not in batch:
             raise ValueError(f"a world-model batch needs obs/actions/next_obs (transitions) or frames/actions "
                              f"(windows); got keys {sorted(batch)}.")
         frames = np.asarray(batch["frames"])
-        if frames.ndim != 5 or frames.shape[1] < 2:
-            raise ValueError(f"frames must be [B, T, C, H, W] with T >= 2, got shape {frames.shape}.")
+        if frames.ndim != 5 or frames.shape[1] <= context:
+            raise ValueError(f"frames must be [B, T, C, H, W] with T > context = {context}, got shape {frames.shape}.")
+        first, steps = context - 1, frames.shape[1] - context  # transitions t = first .. first + steps - 1
 
-        def pairs(x: Any, first: bool) -> np.ndarray:
-            a = np.asarray(x)
-            a = a[:, :-1] if first else a[:, 1:]
+        def flat(x: Any, offset: int) -> np.ndarray:
+            a = np.asarray(x)[:, first + offset: first + offset + steps]
             return a.reshape(-1, *a.shape[2:])
 
-        rewards = None if batch.get("rewards") is None else pairs(batch["rewards"], True)
-        terminals = None if batch.get("terminals") is None else pairs(batch["terminals"], False)
-        return (pairs(frames, True), pairs(batch["actions"], True), pairs(frames, False), rewards, terminals)
+        history = np.stack([frames[:, first - j: first - j + steps] for j in reversed(range(context))], axis=2)
+        rewards = None if batch.get("rewards") is None else flat(batch["rewards"], 0)
+        terminals = None if batch.get("terminals") is None else flat(batch["terminals"], 1)
+        return (history.reshape(-1, *history.shape[2:]), flat(batch["actions"], 0), flat(frames, 1), rewards,
+                terminals)
 
     # ------------------------------------------------------------------------------------------- persistence
     def export(self) -> dict[str, Any]:
@@ -452,8 +485,9 @@ class GridModelTrainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One Adam update on a batch of real transitions (or windows; see :meth:`GridWorldModel.loss`).
 
-        :param batch: ``obs`` uint8 ``[B, C, H, W]``, ``actions`` int64 ``[B]``, ``rewards`` float32 ``[B]``,
-            ``next_obs`` uint8 ``[B, C, H, W]``, ``terminals`` bool ``[B]``.
+        :param batch: ``obs`` uint8 ``[B, C, H, W]`` (histories ``[B, T, C, H, W]`` with ``context > 1``),
+            ``actions`` int64 ``[B]``, ``rewards`` float32 ``[B]``, ``next_obs`` uint8 ``[B, C, H, W]``,
+            ``terminals`` bool ``[B]``.
         :return: floats ``loss``, ``obs_nats``, ``reward_nats``, ``terminal_nats`` (nats, before the update),
             ``reward_clipped`` (fraction), ``grad_norm`` (before clipping) and ``updates`` (count after this one).
         """

@@ -29,7 +29,8 @@ Policy = Callable[[np.ndarray], np.ndarray]
 class ImaginedBatch:
     """``k`` imagined steps of ``B`` rollouts, time first.
 
-    :ivar obs: uint8 ``[k, B, C, H, W]``: the observation each action was chosen at (``obs[0]`` the real start).
+    :ivar obs: uint8 ``[k, B, C, H, W]``: the observation each action was chosen at (``obs[0]`` the real start's
+        newest frame).
     :ivar actions: int64 ``[k, B]``.
     :ivar rewards: float32 ``[k, B]``: the model's reward of each step (game points; see
         :class:`worldmodels.grid.model.GridState` for expectation vs sample).
@@ -66,7 +67,9 @@ def branched_rollouts(model: GridWorldModel, start_obs: np.ndarray, policy: Poli
     """Roll the model ``k`` steps under ``policy`` from each of ``B`` real observations (MBPO's branched rollouts).
 
     :param model: the world model (its ``cfg.sampling`` decides most-likely or sampled steps).
-    :param start_obs: uint8 ``[B, C, H, W]`` (0/1): real observations to branch from, e.g. sampled from replay.
+    :param start_obs: uint8 ``[B, C, H, W]`` (0/1): real observations to branch from, e.g. sampled from replay; for
+        a model with ``context > 1``, their histories ``[B, T, C, H, W]``, newest last (zero-padded in front when
+        ``T < context``, as before an episode's first frame).
     :param policy: observations uint8 ``[B, C, H, W]`` -> actions int ``[B]`` in ``[0, model.num_actions)``; called
         once per step on every rollout (also those already ended, whose actions are then ignored).
     :param k: imagined steps per rollout (>= 1).
@@ -81,9 +84,10 @@ def branched_rollouts(model: GridWorldModel, start_obs: np.ndarray, policy: Poli
                          f"rollout length; 1 to 5 is typical on MinAtar-sized models).")
     if not 0.0 <= float(terminal_threshold) < 1.0:
         raise ValueError(f"terminal_threshold={terminal_threshold} must lie in [0, 1) (a probability).")
-    state = model.initial(np.asarray(start_obs))
+    start = np.asarray(start_obs)
+    state = model.initial(start)
     b = state.batch_size
-    current = np.asarray(start_obs, dtype=np.uint8)
+    current = (start if start.ndim == 4 else start[:, -1]).astype(np.uint8)  # the policy sees the newest frame
     obs = np.empty((k, *current.shape), np.uint8)
     next_obs = np.empty_like(obs)
     actions = np.empty((k, b), np.int64)
