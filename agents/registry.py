@@ -13,6 +13,7 @@ from typing import Any
 _ALGORITHMS: dict[str, str] = {
     "actor_critic": "agents.actor_critic.builder",
     "dqn": "agents.dqn.builder",
+    "dyna": "agents.dyna.builder",
     "mfec": "agents.episodic.builder",
     "straw": "agents.straw.builder",
 }

@@ -1,0 +1,149 @@
+"""Every setting of a Dyna run: DQN's tree (:class:`agents.dqn.config.DQNConfig`: env, network, agent, replay,
+exploration, runtime, run) plus a ``world_model`` section (:class:`worldmodels.grid.GridWorldModelConfig`) and a
+``dyna`` section for imagination, selected by ``algo: dyna``.
+
+Dyna (Sutton 1991): the agent learns from real experience and from experience its own model imagines. The scheme
+built here is MBPO's (Janner et al. 2019, Sec. 4): short rollouts of ``dyna.rollout_k`` imagined steps, branched
+from real states sampled out of the replay, under the current Q-network's epsilon-greedy policy; the imagined
+transitions go to their own FIFO buffer and each learner batch mixes them with real ones.
+
+What the DQN settings mean here:
+
+- ``agent.batch_size`` real transitions per DQN step (sampled as DQN samples them, prioritised or not), beside
+  ``round(dyna.imagined_ratio * agent.batch_size)`` imagined ones (uniform from the imagined buffer);
+- ``agent.update_period`` real agent steps per learner update (DQN's rate limiter, unchanged); each learner update
+  trains the world model, branches rollouts, then runs ``dyna.q_updates_per_learner_update`` DQN steps;
+- ``agent.n_step`` must be 1: the world model learns one-step transitions from the same replay, and imagined
+  transitions are one-step too (each transition carries its own discount, so n = 1 everywhere is consistent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from agents.dqn.config import DQNConfig
+from agents.dqn.config import validate as validate_dqn
+from agents.runtime.config import RunConfig
+from worldmodels.common.checks import Choice, require_positive
+from worldmodels.grid import GridWorldModelConfig
+from worldmodels.grid import validate as validate_grid_model
+
+
+class SchemeChoice(Choice):
+    """How imagined experience is made: ``mbpo``, k-step rollouts branched from replayed real states (Janner et al.
+    2019). SimPLe's whole-episode rollouts in an ImaginedEnv (Kaiser et al. 2019) are not built yet."""
+
+    mbpo = "mbpo"
+
+
+@dataclass
+class DynaSettings:
+    scheme: SchemeChoice = SchemeChoice.mbpo
+    """How imagined experience is made: "mbpo" (the only scheme built so far: k-step rollouts branched from real
+    states sampled from the replay, Janner et al. 2019)."""
+    rollout_k: int = 2
+    """k: imagined steps of each branched rollout (MBPO's rollout length; >= 1). Steps after an imagined game over
+    are dropped. Longer rollouts compound the model's errors."""
+    rollouts_per_update: int = 8
+    """Real states sampled from the replay to branch a rollout from, at each learner update (after warm-up): each
+    update adds up to ``rollouts_per_update * rollout_k`` imagined transitions."""
+    imagined_ratio: float = 1.0
+    """Imagined transitions per real transition in each DQN batch: a batch holds ``agent.batch_size`` real ones and
+    ``round(imagined_ratio * agent.batch_size)`` imagined ones (>= 0; 0 trains the world model but the Q-network
+    on real data only, plain DQN). MBPO's 95 % imagined batches are ratio 19."""
+    q_updates_per_learner_update: int = 1
+    """DQN gradient steps per learner update, each on a fresh mixed batch (MBPO's G, its many policy updates per
+    real step). The target network is still copied every ``agent.target_update_frames`` real frames."""
+    model_updates_per_learner_update: int = 1
+    """World-model Adam updates per learner update, each on ``model_batch_size`` real transitions sampled from the
+    replay (the world-model update rate)."""
+    model_batch_size: int = 64
+    """Real transitions per world-model update."""
+    model_warmup_transitions: int = 100_000
+    """No imagined data until the world model has trained on this many real transitions (updates x
+    ``model_batch_size``, with repeats): until then the Q-network learns from real batches alone, exactly as DQN.
+    0: imagine from the first update."""
+    imagined_capacity: int = 50_000
+    """Imagined transitions kept (a FIFO of their own, as MBPO keeps; the oldest, imagined by an older model and
+    policy, go first). Must hold at least one update's rollouts."""
+    rollout_epsilon: float | None = None
+    """Epsilon of the imagination policy (epsilon-greedy on the current Q-network). None: the actors' schedule at
+    the run's current frames (``exploration.*``; with the "apex" schedule, actor 0's)."""
+    holdout_size: int = 256
+    """Recent real transitions (the newest of each ingested chunk, before the model trains on them) kept to score
+    the model's one-step accuracy at each log (``worldmodel/one_step_cell_error`` beside copy-last)."""
+
+
+@dataclass
+class DynaConfig(DQNConfig):
+    """DQN's settings plus the world model and imagination. The world model is seeded with ``run.seed +
+    world_model.seed``, so runs of other seeds get other models."""
+
+    algo: str = "dyna"
+    """Algorithm: selects this schema (``reverie train`` reads it first)."""
+    world_model: GridWorldModelConfig = field(default_factory=GridWorldModelConfig)
+    """The grid world model (MinAtar's 0/1 channels): sizes, optimiser, sampling (``worldmodels/grid/config.py``)."""
+    dyna: DynaSettings = field(default_factory=DynaSettings)
+    run: RunConfig = field(default_factory=lambda: RunConfig(name="dyna"))
+
+
+#: Env families with a world model the agent can learn (only ``worldmodels/grid`` exists: MinAtar's grids).
+WORLD_MODEL_FAMILIES = ("minatar/",)
+
+
+def validate(cfg: DynaConfig) -> None:
+    """DQN's checks, then the world model's and imagination's.
+
+    :raises ValueError: naming the key, the bad value and what would be valid.
+    """
+    if cfg.algo != "dyna":
+        raise ValueError(f"algo={cfg.algo!r}: this is the Dyna config; select another algorithm's schema with algo.")
+    validate_dqn(dataclasses.replace(cfg, algo="dqn"))  # DQN's own checks, on the DQN part of the tree
+    if not cfg.env.game.startswith(WORLD_MODEL_FAMILIES):
+        raise ValueError(f"env.game={cfg.env.game!r} has no world model the dyna agent can learn: only MinAtar's "
+                         f"grids have one (worldmodels/grid). Set env.game=minatar/<game> (breakout, space_invaders, "
+                         f"freeway, asterix, seaquest), or train a model-free agent (algo=dqn) on this game.")
+    if cfg.agent.n_step != 1:
+        raise ValueError(f"agent.n_step={cfg.agent.n_step}: the dyna agent needs agent.n_step=1. Its world model "
+                         f"learns one-step transitions from the replay, and its imagined transitions are one-step.")
+    if cfg.exploration.bonus != "none":
+        raise ValueError(f"exploration.bonus={cfg.exploration.bonus}: the world model's reward head predicts the "
+                         f"game's integer rewards, not a bonus added to them; set exploration.bonus=none.")
+    try:
+        validate_grid_model(cfg.world_model)
+    except ValueError as err:  # the grid model's messages begin with the bare key
+        raise ValueError(f"world_model.{err}") from err
+    if cfg.world_model.context != 1:
+        raise ValueError(f"world_model.context={cfg.world_model.context}: the dyna agent reads its world model's "
+                         f"inputs from the replay, which keeps one frame per MinAtar observation; only "
+                         f"world_model.context=1 is built (a Freeway model that needs 4 frames is not wired in yet).")
+    d = cfg.dyna
+    if str(d.scheme) not in SchemeChoice.__members__:
+        raise ValueError(f"dyna.scheme={d.scheme!r}: choose one of {', '.join(SchemeChoice.__members__)}.")
+    for key in ("rollout_k", "rollouts_per_update", "q_updates_per_learner_update",
+                "model_updates_per_learner_update", "model_batch_size", "imagined_capacity", "holdout_size",
+                "model_warmup_transitions"):
+        value = getattr(d, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"dyna.{key}={value!r} must be an int.")
+    if d.rollout_k < 1:
+        raise ValueError(f"dyna.rollout_k={d.rollout_k} must be at least 1: the imagined steps of each branched "
+                         f"rollout (MBPO's k; 1 to 5 is typical on MinAtar).")
+    if not (math.isfinite(d.imagined_ratio) and d.imagined_ratio >= 0):
+        raise ValueError(f"dyna.imagined_ratio={d.imagined_ratio} must be a finite number >= 0: imagined transitions "
+                         f"per real one in each DQN batch (0: real batches only).")
+    require_positive({"dyna.rollouts_per_update": d.rollouts_per_update,
+                      "dyna.q_updates_per_learner_update": d.q_updates_per_learner_update,
+                      "dyna.model_updates_per_learner_update": d.model_updates_per_learner_update,
+                      "dyna.model_batch_size": d.model_batch_size, "dyna.holdout_size": d.holdout_size})
+    if d.model_warmup_transitions < 0:
+        raise ValueError(f"dyna.model_warmup_transitions={d.model_warmup_transitions} must be 0 or more.")
+    per_update = d.rollouts_per_update * d.rollout_k
+    if d.imagined_capacity < per_update:
+        raise ValueError(f"dyna.imagined_capacity={d.imagined_capacity} cannot hold one update's rollouts "
+                         f"(dyna.rollouts_per_update x dyna.rollout_k = {per_update}); raise it to at least that.")
+    if d.rollout_epsilon is not None and not 0.0 <= d.rollout_epsilon <= 1.0:
+        raise ValueError(f"dyna.rollout_epsilon={d.rollout_epsilon} must lie in [0, 1], or be null for the actors' "
+                         f"schedule.")

@@ -1,0 +1,239 @@
+"""The Dyna learner: DQN's replay learner, a grid world model learned online from the same replay, and MBPO's
+branched rollouts as extra training data (Sutton 1991; Janner et al. 2019).
+
+Each learner update (due at DQN's rate: one per ``agent.update_period`` real agent steps, after
+``agent.learning_starts_frames``):
+
+1. the world model takes ``dyna.model_updates_per_learner_update`` Adam steps, each on ``dyna.model_batch_size``
+   real transitions sampled from the replay (``agent.n_step = 1``: a replay transition is ``(s, a, r, s')`` with
+   ``discount == 0`` at a game over, which is the model's ``terminal``; ``r`` is the reward DQN learns, clipped if
+   ``agent.clip_rewards``, so imagined rewards come in the same units);
+2. once the model has trained on ``dyna.model_warmup_transitions`` transitions, ``dyna.rollouts_per_update`` real
+   observations are sampled from the replay and rolled ``dyna.rollout_k`` steps through the model under the
+   current Q-network's epsilon-greedy policy (DQN's own :class:`~agents.dqn.actor.EpsilonGreedyPolicy` on a copy
+   of the online network); the valid imagined steps go into the imagined FIFO buffer;
+3. ``dyna.q_updates_per_learner_update`` DQN steps, each on ``agent.batch_size`` real transitions sampled by DQN's
+   own sampler (prioritised or not, with its importance weights) and ``round(dyna.imagined_ratio *
+   agent.batch_size)`` imagined ones drawn uniformly, concatenated into one batch for DQN's update
+   (:meth:`agents.dqn.learning.DQNLearner.step`: the Double DQN / Huber loss, the optimiser, the target copies).
+
+How DQN is reused (composition, DQN unchanged): the learner holds a :class:`~agents.dqn.learning.DQNReplayLearner`
+and delegates ingestion, the rate limiter, weights and checkpointing of the replay and networks to it. Its
+``update`` only samples its own replay, so while no imagined transition exists the Dyna update *is* that update;
+afterwards the Dyna update draws the real part with DQN's sampler, appends the imagined part and calls DQN's core
+step, then writes the real part's priorities back as DQN's update does (imagined transitions have importance weight
+1 and no priority; with ``agent.mc_mix > 0`` their Monte Carlo return is unknown, NaN, so their target is the
+plain one-step target).
+
+An imagined transition is one-step: return = the model's reward, discount = ``gamma`` (0 at an imagined game over),
+next observation = the imagined frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.dqn.actor import EpsilonGreedyPolicy
+from agents.dqn.learning import DQNReplayLearner
+from agents.dyna.config import DynaConfig
+from agents.dyna.imagined import TransitionRing
+from agents.runtime.algorithm import Scalars
+from worldmodels.grid import GridModelTrainer, GridWorldModel, branched_rollouts, one_step_metrics
+
+
+class DynaLearner:
+    """DQN's replay learner trained on real and imagined transitions (see the module docstring); a
+    :class:`agents.runtime.algorithm.Learner`.
+
+    :param num_actions: size of the action space. :param obs_shape: one observation (MinAtar: ``(C, 10, 10)``).
+    :param frame_shape: one stored frame (MinAtar: the observation). :param stack: frames per observation (1).
+    :param frame_skip: emulator frames per agent step (1 on MinAtar).
+    :param cfg: the run's :class:`agents.dyna.config.DynaConfig`. :param device: where the networks live.
+    """
+
+    def __init__(self, num_actions: int, obs_shape: tuple[int, ...], frame_shape: tuple[int, ...], stack: int,
+                 frame_skip: int, cfg: DynaConfig, device: torch.device | None = None) -> None:
+        if stack != 1 or len(frame_shape) != 3 or tuple(obs_shape) != tuple(frame_shape):
+            raise ValueError(f"the dyna agent's world model reads one channels-first frame per observation "
+                             f"(MinAtar's [C, 10, 10]); this env gives observations {tuple(obs_shape)} of {stack} "
+                             f"frame(s) {tuple(frame_shape)}. Set env.game=minatar/<game>.")
+        self.cfg = cfg
+        self.dqn = DQNReplayLearner(num_actions, obs_shape, frame_shape, stack, frame_skip, cfg, device)
+        self.device = self.dqn.device
+        d = cfg.dyna
+        # Several DQN steps per learner update: the target is still copied every agent.target_update_frames frames.
+        self.dqn.core.target_update_period *= d.q_updates_per_learner_update
+        model_cfg = replace(cfg.world_model, seed=cfg.run.seed + cfg.world_model.seed)
+        self.model = GridWorldModel(model_cfg, tuple(frame_shape), num_actions, game=cfg.env.game).to(self.device)
+        self.trainer = GridModelTrainer(self.model)
+        self.imagined = TransitionRing(d.imagined_capacity, frame_shape, seed=cfg.run.seed + 1)
+        self.holdout = TransitionRing(d.holdout_size, frame_shape, seed=cfg.run.seed + 2)
+        # DQN's epsilon-greedy rule on a CPU copy of the online network (the policy freezes the network it is given).
+        self.policy = EpsilonGreedyPolicy(copy.deepcopy(self.dqn.core.online).cpu(), cfg, actor_id=0,
+                                          seed=cfg.run.seed + 3, fixed_epsilon=d.rollout_epsilon)
+        self.num_imagined = 0
+        """Valid imagined transitions made so far (the buffer keeps the newest ``dyna.imagined_capacity``)."""
+        self.model_transitions = 0
+        """Real transitions the world model has trained on (updates x batch, with repeats)."""
+        self._rate_from = (time.perf_counter(), 0)
+
+    # --- the runtime's side, delegated to DQN -------------------------------------------------------------------
+    def ingest(self, output: Any) -> None:
+        self.dqn.ingest(output)
+        self.holdout.add(_chunk_transitions(output.payload))
+
+    def updates_due(self, counters: Any) -> int:
+        return self.dqn.updates_due(counters)
+
+    def collect_allowance(self, counters: Any) -> int:
+        return self.dqn.collect_allowance(counters)
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return self.dqn.get_weights()
+
+    @property
+    def warmed_up(self) -> bool:
+        """The world model has trained on ``dyna.model_warmup_transitions`` real transitions: imagination starts."""
+        return self.model_transitions >= self.cfg.dyna.model_warmup_transitions
+
+    # --- one update ------------------------------------------------------------------------------------------
+    def update(self, counters: Any) -> Scalars:
+        d = self.cfg.dyna
+        self.dqn.sampler.replay_idle()  # a batch sampled ahead (replay.prefetch) is done reading the replay
+        scalars: dict[str, Any] = {}
+        for _ in range(d.model_updates_per_learner_update):
+            real = self.dqn.replay.sample(d.model_batch_size, mc_returns=False)
+            stats = self.trainer.train_step({"obs": real.obs, "actions": real.actions, "rewards": real.returns,
+                                             "next_obs": real.next_obs, "terminals": real.discounts == 0})
+            self.model_transitions += d.model_batch_size
+            for key, tag in (("loss", "loss"), ("obs_nats", "obs_nats"), ("reward_nats", "reward_loss"),
+                             ("terminal_nats", "terminal_loss")):
+                scalars[f"worldmodel/{tag}"] = stats[key]
+        if self.warmed_up:
+            self._imagine(counters)
+        if len(self.imagined) == 0 or d.imagined_ratio == 0:
+            for _ in range(d.q_updates_per_learner_update):
+                scalars.update(self.dqn.update(counters))  # DQN's own update, untouched
+            return scalars
+        for _ in range(d.q_updates_per_learner_update):
+            scalars.update(self._mixed_step(counters))
+        return scalars
+
+    def _imagine(self, counters: Any) -> None:
+        """Branch ``dyna.rollouts_per_update`` rollouts of ``dyna.rollout_k`` steps from replayed real states."""
+        d = self.cfg.dyna
+        starts = self.dqn.replay.sample(d.rollouts_per_update, mc_returns=False).obs
+        self.policy.set_weights(self.dqn.core.get_weights())
+        frames = counters.frames
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            return self.policy.act(obs, frames)[0]
+
+        self.model.eval()
+        try:
+            batch = branched_rollouts(self.model, starts, act, d.rollout_k)
+        finally:
+            self.model.train()
+        self.imagined.add(batch.transitions())
+        self.num_imagined += batch.num_valid
+
+    def _mixed_step(self, counters: Any) -> Scalars:
+        """One DQN step on ``agent.batch_size`` real transitions (DQN's sampler) and the imagined share."""
+        agent, replay_cfg = self.cfg.agent, self.cfg.replay
+        beta = replay_cfg.beta_start + (1 - replay_cfg.beta_start) * min(1.0, counters.steps / max(1,
+                                                                                                  counters.total_steps))
+        real = self.dqn.sampler.take(beta)
+        n_real = len(real.actions)
+        im = self.imagined.sample(round(self.cfg.dyna.imagined_ratio * agent.batch_size))
+        dev = self.device
+
+        def cat(real_part: torch.Tensor, imagined_part: np.ndarray) -> torch.Tensor:
+            return torch.cat([real_part, torch.as_tensor(imagined_part).to(dev, real_part.dtype)])
+
+        n_im = len(im["actions"])
+        discounts = agent.gamma * (~im["terminals"]).astype(np.float32)
+        mc = None
+        if real.mc_returns is not None:
+            mc = cat(real.mc_returns, np.full(n_im, np.nan, np.float32))
+        stats = self.dqn.core.step(cat(real.obs, im["obs"]), cat(real.actions, im["actions"]),
+                                   cat(real.returns, im["rewards"]), cat(real.discounts, discounts),
+                                   cat(real.next_obs, im["next_obs"]), cat(real.weights, np.ones(n_im, np.float32)),
+                                   mc)
+        self.dqn.sampler.release(real)
+        if replay_cfg.prioritized:  # the real part's new priorities, as DQN's update writes them
+            td_abs = stats.td_abs[:n_real].double().cpu().numpy()
+            self.dqn.sampler.replay_idle()
+            self.dqn.replay.update_priorities(real.indices, td_abs, real.generations)
+        self.dqn.sampler.replay_idle()
+        return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
+
+    # --- logging -------------------------------------------------------------------------------------------------
+    def scalars(self) -> dict[str, float]:
+        """Replay and imagined-buffer sizes, imagined transitions (total and per second since the last call), and
+        the world model's one-step scores on the recent real transitions beside copy-last."""
+        now = time.perf_counter()
+        since, made = self._rate_from
+        self._rate_from = (now, self.num_imagined)
+        out = {**self.dqn.scalars(), "worldmodel/imagined_transitions": float(self.num_imagined),
+               "worldmodel/imagined_per_s": (self.num_imagined - made) / max(now - since, 1e-9),
+               "worldmodel/imagined_buffer_size": float(len(self.imagined)),
+               "worldmodel/trained_transitions": float(self.model_transitions)}
+        if len(self.holdout):
+            recent = self.holdout.contents()
+            scores = one_step_metrics(self.model, recent["obs"], recent["actions"], recent["rewards"],
+                                      recent["next_obs"], recent["terminals"], seed=0)
+            model, copy_last = scores["model"], scores["copy_last"]
+            out.update({"worldmodel/one_step_cell_error": model["cell_error"],
+                        "worldmodel/copy_last_cell_error": copy_last["cell_error"],
+                        "worldmodel/one_step_changed_cell_error": model["changed_cell_error"],
+                        "worldmodel/shuffled_actions_cell_error": scores["shuffled_actions"]["cell_error"],
+                        "worldmodel/reward_accuracy": model["reward_accuracy"],
+                        "worldmodel/terminal_accuracy": model["terminal_accuracy"]})
+        return {k: float(v) for k, v in out.items()}
+
+    # --- checkpoints -----------------------------------------------------------------------------------------
+    @staticmethod
+    def checkpoint_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The actor weights (the online Q-network) in a checkpoint of this learner."""
+        return DQNReplayLearner.checkpoint_weights(ckpt)
+
+    def state_dict(self) -> dict[str, Any]:
+        """DQN's entries (``learner``: networks and optimiser; ``replay`` with ``replay.save_in_checkpoint``), the world
+        model with its optimiser (``world_model``) and Dyna's own (``dyna``: counts, the imagination policy's
+        generator, the held-out window, and with ``replay.save_in_checkpoint`` the imagined buffer)."""
+        own: dict[str, Any] = {"num_imagined": self.num_imagined, "model_transitions": self.model_transitions,
+                               "policy_rng": self.policy.rng.bit_generator.state,
+                               "holdout": self.holdout.state_dict()}
+        if self.cfg.replay.save_in_checkpoint:
+            own["imagined"] = self.imagined.state_dict()
+        return {**self.dqn.state_dict(), "world_model": self.trainer.state_dict(), "dyna": own}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from a checkpoint: without a saved imagined buffer (``replay.save_in_checkpoint: false``) it starts
+        empty and refills from the restored model at the next updates."""
+        self.dqn.load_state_dict(state)
+        self.trainer.load_state_dict(state["world_model"])
+        own = state["dyna"]
+        self.num_imagined = int(own["num_imagined"])
+        self.model_transitions = int(own["model_transitions"])
+        self.policy.rng.bit_generator.state = own["policy_rng"]
+        self.holdout.load_state_dict(own["holdout"])
+        if "imagined" in own:
+            self.imagined.load_state_dict(own["imagined"])
+        self._rate_from = (time.perf_counter(), self.num_imagined)
+
+
+def _chunk_transitions(chunk: Any) -> dict[str, np.ndarray]:
+    """The transitions of a replay chunk (:class:`agents.replay.nstep.Chunk` of one-frame observations) whose two
+    frames both travel in it: recent real transitions, most of them not yet trained on."""
+    first, m = int(chunk.first_frame_id), len(chunk.frames)
+    obs_ids, next_ids = chunk.obs_ids[:, -1] - first, chunk.next_ids[:, -1] - first
+    keep = (obs_ids >= 0) & (obs_ids < m) & (next_ids >= 0) & (next_ids < m)
+    return {"obs": chunk.frames[obs_ids[keep]], "actions": chunk.actions[keep], "rewards": chunk.returns[keep],
+            "next_obs": chunk.frames[next_ids[keep]], "terminals": chunk.discounts[keep] == 0}

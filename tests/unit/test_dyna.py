@@ -1,0 +1,239 @@
+"""The Dyna agent's parts (agents/dyna): config errors that name the key, the transition ring, and a learner that
+trains its world model, imagines, mixes batches and resumes exactly from its checkpoint state."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from agents.dqn.actor import make_dqn_parts
+from agents.dyna.config import DynaConfig, validate
+from agents.dyna.imagined import TransitionRing
+from agents.dyna.learning import DynaLearner
+from agents.registry import get_builder
+from agents.runtime.actor import EnvActor
+from agents.runtime.algorithm import Counters
+from agents.runtime.loop import probe_env
+from launch.config import load_config
+
+torch.set_num_threads(1)
+
+#: A learner that imagines after 2 world-model updates, on 4 Breakout envs.
+TINY = ["env.num_envs=4", "network.hidden=16", "agent.batch_size=8", "agent.learning_starts_frames=64",
+        "world_model.hidden_channels=8", "world_model.res_blocks=1", "world_model.head_hidden=16",
+        "dyna.model_batch_size=16", "dyna.model_warmup_transitions=32", "dyna.rollouts_per_update=4",
+        "dyna.holdout_size=32", "replay.capacity=2048", "dyna.imagined_capacity=64", "run.progress=false"]
+
+
+def _cfg(*overrides: str) -> DynaConfig:
+    return load_config(DynaConfig, ["dyna_minatar"], [*TINY, *overrides])
+
+
+def test_the_preset_loads_validates_and_selects_dyna() -> None:
+    cfg = load_config(get_builder("dyna").config_class, ["dyna_minatar"])
+    validate(cfg)
+    assert cfg.algo == "dyna" and cfg.env.game == "minatar/breakout" and cfg.agent.n_step == 1
+    assert cfg.dyna.scheme == "mbpo" and cfg.dyna.rollout_k >= 1
+
+
+@pytest.mark.parametrize(("override", "match"), [
+    ("dyna.rollout_k=0", r"dyna\.rollout_k=0 must be at least 1"),
+    ("dyna.rollout_k=-2", r"dyna\.rollout_k=-2"),
+    ("dyna.imagined_ratio=-0.5", r"dyna\.imagined_ratio=-0\.5 must be a finite number >= 0"),
+    ("dyna.rollouts_per_update=0", r"dyna\.rollouts_per_update=0 must be positive"),
+    ("dyna.model_batch_size=0", r"dyna\.model_batch_size=0"),
+    ("dyna.q_updates_per_learner_update=0", r"dyna\.q_updates_per_learner_update=0"),
+    ("dyna.model_updates_per_learner_update=0", r"dyna\.model_updates_per_learner_update=0"),
+    ("dyna.model_warmup_transitions=-1", r"dyna\.model_warmup_transitions=-1"),
+    ("dyna.imagined_capacity=3", r"dyna\.imagined_capacity=3 cannot hold one update.s rollouts.*= 8\); raise it"),
+    ("dyna.rollout_epsilon=1.5", r"dyna\.rollout_epsilon=1\.5"),
+    ("env.game=Pong", r"env\.game='Pong' has no world model.*env\.game=minatar/<game>.*algo=dqn"),
+    ("env.game=maze/10", r"env\.game='maze/10' has no world model"),
+    ("agent.n_step=3", r"agent\.n_step=3: the dyna agent needs agent\.n_step=1"),
+    ("exploration.bonus=rnd", r"exploration\.bonus=rnd.*exploration\.bonus=none"),
+    ("world_model.context=4", r"world_model\.context=4.*only world_model\.context=1"),
+    ("world_model.hidden_channels=0", r"world_model\.hidden_channels=0 must be positive"),
+    ("world_model.lr=2.0", r"world_model\.lr=2"),
+    ("agent.batch_size=0", r"agent\.batch_size=0"),  # DQN's own checks still run
+])
+def test_bad_settings_are_refused_naming_the_key(override: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        validate(_cfg(override))
+
+
+def test_the_dqn_schema_is_not_the_dyna_one() -> None:
+    cfg = _cfg()
+    cfg.algo = "dqn"
+    with pytest.raises(ValueError, match="algo='dqn': this is the Dyna config"):
+        validate(cfg)
+
+
+def _transitions(n: int, start: int, shape: tuple[int, ...] = (2, 3, 3)) -> dict[str, np.ndarray]:
+    ids = np.arange(start, start + n)
+    frames = np.broadcast_to((ids % 2).astype(np.uint8)[:, None, None, None], (n, *shape)).copy()
+    return {"obs": frames, "actions": ids.astype(np.int64), "rewards": ids.astype(np.float32),
+            "next_obs": 1 - frames, "terminals": ids % 3 == 0}
+
+
+def test_the_ring_keeps_the_newest_and_restores_exactly() -> None:
+    ring = TransitionRing(5, (2, 3, 3), seed=0)
+    assert len(ring) == 0
+    with pytest.raises(ValueError, match="empty"):
+        ring.sample(1)
+    ring.add(_transitions(3, 0))
+    ring.add(_transitions(4, 3))  # wraps: 0 and 1 are gone
+    assert len(ring) == 5 and ring.written == 7
+    assert ring.contents()["actions"].tolist() == [2, 3, 4, 5, 6]
+    ring.add(_transitions(7, 7))  # more than the capacity at once: its last 5 only
+    assert ring.contents()["actions"].tolist() == [9, 10, 11, 12, 13]
+    state = ring.state_dict()
+    copy = TransitionRing(5, (2, 3, 3), seed=99)
+    copy.load_state_dict(state)
+    a, b = ring.sample(20), copy.sample(20)  # the same generator state: the same draws
+    assert all(np.array_equal(a[k], b[k]) for k in a) and set(a["actions"].tolist()) <= set(range(9, 14))
+    ring.add(_transitions(2, 14))
+    copy.add(_transitions(2, 14))
+    assert all(np.array_equal(ring.contents()[k], copy.contents()[k]) for k in a)
+    with pytest.raises(ValueError, match="frames"):
+        ring.add(_transitions(1, 0, shape=(3, 3, 3)))
+    with pytest.raises(ValueError, match="capacity 5 cannot be restored into one of 4"):
+        TransitionRing(4, (2, 3, 3), seed=0).load_state_dict(state)
+
+
+def _learner(cfg: DynaConfig) -> DynaLearner:
+    learner = get_builder("dyna").make_learner(cfg, probe_env(cfg), torch.device("cpu"))
+    assert isinstance(learner, DynaLearner)
+    return learner
+
+
+def _fill(learner: DynaLearner, cfg: DynaConfig, steps: int) -> Counters:
+    """Real chunks from DQN's actor into the learner, and the updates they allow."""
+    actor = EnvActor(0, make_dqn_parts, cfg, seed=1)
+    counters = Counters(frame_skip=1, total_steps=10_000)
+    try:
+        while counters.steps < steps:
+            out = actor.run(8, counters.frames)
+            learner.ingest(out)
+            counters.steps += out.env_steps
+    finally:
+        actor.close()
+    return counters
+
+
+def _run_updates(learner: DynaLearner, counters: Counters, n: int) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(n):
+        out.append({k: float(v) for k, v in learner.update(counters).items()})
+        counters.updates += 1
+    return out
+
+
+def test_the_learner_trains_the_model_imagines_and_mixes_batches() -> None:
+    cfg = _cfg()
+    learner = _learner(cfg)
+    counters = _fill(learner, cfg, 256)
+    assert learner.updates_due(counters) > 0 and len(learner.holdout) > 0
+    first = _run_updates(learner, counters, 1)[0]
+    # Before warm-up (16 of 32 transitions trained): DQN's own update on real data, no imagination.
+    assert learner.num_imagined == 0 and {"losses/td_loss", "losses/q_values", "worldmodel/obs_nats"} <= set(first)
+    scalars = _run_updates(learner, counters, 4)
+    assert learner.warmed_up and 0 < learner.num_imagined <= 4 * 4 * cfg.dyna.rollout_k
+    assert len(learner.imagined) == min(learner.num_imagined, cfg.dyna.imagined_capacity)
+    assert all(math.isfinite(v) for s in scalars for v in s.values())
+    logged = learner.scalars()
+    assert logged["worldmodel/imagined_transitions"] == learner.num_imagined
+    for tag in ("worldmodel/one_step_cell_error", "worldmodel/copy_last_cell_error", "charts/replay_size"):
+        assert 0 <= logged[tag] and math.isfinite(logged[tag]), tag
+    imagined = learner.imagined.contents()
+    assert imagined["obs"].shape[1:] == (4, 10, 10) and imagined["obs"].max() <= 1
+
+
+def test_a_batch_mixes_real_and_imagined_as_the_ratio_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg("dyna.imagined_ratio=1.5", "dyna.model_warmup_transitions=0", "dyna.q_updates_per_learner_update=2")
+    learner = _learner(cfg)
+    counters = _fill(learner, cfg, 256)
+    seen: list[tuple[int, float, float]] = []
+    step = learner.dqn.core.step
+
+    def spy(obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, discounts: torch.Tensor,
+            *rest: Any) -> Any:
+        seen.append((len(obs), float(discounts[-12:].max()), float(discounts[-12:].min())))
+        return step(obs, actions, returns, discounts, *rest)
+
+    monkeypatch.setattr(learner.dqn.core, "step", spy)
+    _run_updates(learner, counters, 1)
+    # 8 real + round(1.5 * 8) = 12 imagined per DQN step, two steps per learner update; imagined discounts are
+    # gamma or 0 (a one-step transition).
+    assert [n for n, _, _ in seen] == [20, 20]
+    assert all(hi <= cfg.agent.gamma + 1e-6 and lo >= 0.0 for _, hi, lo in seen)
+    # The target network is still copied every agent.target_update_frames frames: twice as many DQN steps apart.
+    plain = _learner(_cfg())
+    assert learner.dqn.core.target_update_period == 2 * plain.dqn.core.target_update_period
+
+
+def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_a_restored_learner_continues_exactly(prioritized: bool) -> None:
+    cfg = _cfg("replay.save_in_checkpoint=true", f"replay.prioritized={str(prioritized).lower()}")
+    learner = _learner(cfg)
+    counters = _fill(learner, cfg, 256)
+    _run_updates(learner, counters, 4)
+    assert learner.num_imagined > 0
+    state = _roundtrip(learner.state_dict())
+    assert {"learner", "replay", "world_model", "dyna"} <= set(state) and "imagined" in state["dyna"]
+    restored = _learner(cfg)
+    restored.load_state_dict(state)
+    assert _same(restored.state_dict(), learner.state_dict())  # networks, optimisers, replay, imagined buffer
+    assert restored.num_imagined == learner.num_imagined and restored.model_transitions == learner.model_transitions
+    # Both go on alike: the same model updates, rollouts, mixed batches and DQN steps.
+    twin = Counters(**{k: getattr(counters, k) for k in ("steps", "updates", "episodes", "frame_skip",
+                                                         "total_steps")})
+    a, b = _run_updates(learner, counters, 3), _run_updates(restored, twin, 3)
+    assert a == b
+    assert _same(restored.state_dict(), learner.state_dict())
+
+
+def test_without_a_saved_replay_the_imagined_buffer_refills() -> None:
+    cfg = _cfg("replay.save_in_checkpoint=false")
+    learner = _learner(cfg)
+    counters = _fill(learner, cfg, 256)
+    _run_updates(learner, counters, 4)
+    state = _roundtrip(learner.state_dict())
+    assert "replay" not in state and "imagined" not in state["dyna"]
+    restored = _learner(cfg)
+    restored.load_state_dict(state)
+    assert len(restored.imagined) == 0 and _same(restored.trainer.state_dict(), learner.trainer.state_dict())
+    assert restored.num_imagined == learner.num_imagined
+
+
+def test_checkpoint_weights_are_the_online_network() -> None:
+    from agents.runtime.algorithm import CheckpointLayout
+
+    cfg = _cfg()
+    learner = _learner(cfg)
+    ckpt = CheckpointLayout.payload("dyna", learner.state_dict(), Counters(steps=3), None, "", {}, [])
+    weights = get_builder("dyna").checkpoint_weights(ckpt)
+    assert all(torch.equal(weights[k], v) for k, v in learner.get_weights().items())
