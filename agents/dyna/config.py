@@ -3,9 +3,10 @@ exploration, runtime, run) plus a ``world_model`` section (:class:`worldmodels.g
 ``dyna`` section for imagination, selected by ``algo: dyna``.
 
 Dyna (Sutton 1991): the agent learns from real experience and from experience its own model imagines. The scheme
-built here is MBPO's (Janner et al. 2019, Sec. 4): short rollouts of ``dyna.rollout_k`` imagined steps, branched
+default is MBPO's (Janner et al. 2019, Sec. 4): short rollouts of ``dyna.rollout_k`` imagined steps, branched
 from real states sampled out of the replay, under the current Q-network's epsilon-greedy policy; the imagined
-transitions go to their own FIFO buffer and each learner batch mixes them with real ones.
+transitions go to their own FIFO buffer and each learner batch mixes them with real ones. ``dyna.scheme: simple``
+plays imagined games from real starts in an :class:`envs.ImaginedEnv` instead (Kaiser et al. 2019, SimPLe).
 
 What the DQN settings mean here:
 
@@ -33,22 +34,35 @@ from worldmodels.grid import validate as validate_grid_model
 
 class SchemeChoice(Choice):
     """How imagined experience is made: ``mbpo``, k-step rollouts branched from replayed real states (Janner et al.
-    2019). SimPLe's whole-episode rollouts in an ImaginedEnv (Kaiser et al. 2019) are not built yet."""
+    2019); ``simple``, imagined episodes from real starts in an :class:`envs.ImaginedEnv` (Kaiser et al. 2019)."""
 
     mbpo = "mbpo"
+    simple = "simple"
 
 
 @dataclass
 class DynaSettings:
     scheme: SchemeChoice = SchemeChoice.mbpo
-    """How imagined experience is made: "mbpo" (the only scheme built so far: k-step rollouts branched from real
-    states sampled from the replay, Janner et al. 2019)."""
+    """How imagined experience is made (after warm-up, at each learner update; both add up to
+    ``rollouts_per_update * rollout_k`` imagined transitions per update):
+
+    - "mbpo" (Janner et al. 2019): ``rollouts_per_update`` real states sampled from the replay, each rolled
+      ``rollout_k`` steps through the model, fresh rollouts at every update;
+    - "simple" (Kaiser et al. 2019, SimPLe): an :class:`envs.ImaginedEnv` of ``rollouts_per_update`` imagined games
+      on the model, each started from a real state sampled from the replay and played until an imagined game over
+      or ``imagined_episode_steps`` steps (then restarted from another real state); each update plays ``rollout_k``
+      more steps of every game. Ours: the games go on across updates while the model keeps learning (SimPLe
+      alternates whole phases), and a resumed run starts new imagined games (as the actors start new real ones)."""
     rollout_k: int = 2
-    """k: imagined steps of each branched rollout (MBPO's rollout length; >= 1). Steps after an imagined game over
-    are dropped. Longer rollouts compound the model's errors."""
+    """k: imagined steps per rollout ("mbpo": each branched rollout's length, MBPO's k; steps after an imagined game
+    over are dropped, and longer rollouts compound the model's errors) or per update ("simple": steps every imagined
+    game advances at each learner update). >= 1."""
     rollouts_per_update: int = 8
-    """Real states sampled from the replay to branch a rollout from, at each learner update (after warm-up): each
-    update adds up to ``rollouts_per_update * rollout_k`` imagined transitions."""
+    """"mbpo": real states sampled from the replay to branch a rollout from, at each learner update; "simple": the
+    imagined games played side by side (the ImaginedEnv's envs)."""
+    imagined_episode_steps: int = 50
+    """"simple" only: an imagined game is cut (truncated, bootstrapped) after this many steps (SimPLe: 50); an
+    imagined game over ends it sooner."""
     imagined_ratio: float = 1.0
     """Imagined transitions per real transition in each DQN batch: a batch holds ``agent.batch_size`` real ones and
     ``round(imagined_ratio * agent.batch_size)`` imagined ones (>= 0; 0 trains the world model but the Q-network
@@ -122,7 +136,7 @@ def validate(cfg: DynaConfig) -> None:
     d = cfg.dyna
     if str(d.scheme) not in SchemeChoice.__members__:
         raise ValueError(f"dyna.scheme={d.scheme!r}: choose one of {', '.join(SchemeChoice.__members__)}.")
-    for key in ("rollout_k", "rollouts_per_update", "q_updates_per_learner_update",
+    for key in ("rollout_k", "rollouts_per_update", "imagined_episode_steps", "q_updates_per_learner_update",
                 "model_updates_per_learner_update", "model_batch_size", "imagined_capacity", "holdout_size",
                 "model_warmup_transitions"):
         value = getattr(d, key)
@@ -135,6 +149,7 @@ def validate(cfg: DynaConfig) -> None:
         raise ValueError(f"dyna.imagined_ratio={d.imagined_ratio} must be a finite number >= 0: imagined transitions "
                          f"per real one in each DQN batch (0: real batches only).")
     require_positive({"dyna.rollouts_per_update": d.rollouts_per_update,
+                      "dyna.imagined_episode_steps": d.imagined_episode_steps,
                       "dyna.q_updates_per_learner_update": d.q_updates_per_learner_update,
                       "dyna.model_updates_per_learner_update": d.model_updates_per_learner_update,
                       "dyna.model_batch_size": d.model_batch_size, "dyna.holdout_size": d.holdout_size})

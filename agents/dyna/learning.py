@@ -8,10 +8,17 @@ Each learner update (due at DQN's rate: one per ``agent.update_period`` real age
    real transitions sampled from the replay (``agent.n_step = 1``: a replay transition is ``(s, a, r, s')`` with
    ``discount == 0`` at a game over, which is the model's ``terminal``; ``r`` is the reward DQN learns, clipped if
    ``agent.clip_rewards``, so imagined rewards come in the same units);
-2. once the model has trained on ``dyna.model_warmup_transitions`` transitions, ``dyna.rollouts_per_update`` real
-   observations are sampled from the replay and rolled ``dyna.rollout_k`` steps through the model under the
-   current Q-network's epsilon-greedy policy (DQN's own :class:`~agents.dqn.actor.EpsilonGreedyPolicy` on a copy
-   of the online network); the valid imagined steps go into the imagined FIFO buffer;
+2. once the model has trained on ``dyna.model_warmup_transitions`` transitions, it imagines under the current
+   Q-network's epsilon-greedy policy (DQN's own :class:`~agents.dqn.actor.EpsilonGreedyPolicy` on a copy of the
+   online network), and the imagined transitions go into the imagined FIFO buffer:
+
+   - ``dyna.scheme: mbpo``: ``dyna.rollouts_per_update`` real observations sampled from the replay, each rolled
+     ``dyna.rollout_k`` steps through the model (:func:`worldmodels.grid.branched_rollouts`; steps after an
+     imagined game over dropped);
+   - ``dyna.scheme: simple``: an :class:`envs.ImaginedEnv` of ``dyna.rollouts_per_update`` imagined games on the
+     model, started from real observations sampled from the replay, advanced ``dyna.rollout_k`` steps (its NextStep
+     autoreset steps, which start a new game, are not transitions and are dropped; a game cut at
+     ``dyna.imagined_episode_steps`` is truncated, so its last transition bootstraps);
 3. ``dyna.q_updates_per_learner_update`` DQN steps, each on ``agent.batch_size`` real transitions sampled by DQN's
    own sampler (prioritised or not, with its importance weights) and ``round(dyna.imagined_ratio *
    agent.batch_size)`` imagined ones drawn uniformly, concatenated into one batch for DQN's update
@@ -44,6 +51,7 @@ from agents.dqn.learning import DQNReplayLearner
 from agents.dyna.config import DynaConfig
 from agents.dyna.imagined import TransitionRing
 from agents.runtime.algorithm import Scalars
+from envs import ImaginedEnv
 from worldmodels.grid import GridModelTrainer, GridWorldModel, branched_rollouts, one_step_metrics
 
 
@@ -77,6 +85,10 @@ class DynaLearner:
         # DQN's epsilon-greedy rule on a CPU copy of the online network (the policy freezes the network it is given).
         self.policy = EpsilonGreedyPolicy(copy.deepcopy(self.dqn.core.online).cpu(), cfg, actor_id=0,
                                           seed=cfg.run.seed + 3, fixed_epsilon=d.rollout_epsilon)
+        self._env: ImaginedEnv | None = None  # "simple": the imagined games (built at the first imagining)
+        self._env_obs = np.zeros(0, np.uint8)
+        self._env_restarting = np.zeros(d.rollouts_per_update, bool)
+        self._env_rng = np.random.default_rng(cfg.run.seed + 4)  # seeds each ImaginedEnv built (after a resume too)
         self.num_imagined = 0
         """Valid imagined transitions made so far (the buffer keeps the newest ``dyna.imagined_capacity``)."""
         self.model_transitions = 0
@@ -116,7 +128,14 @@ class DynaLearner:
                              ("terminal_nats", "terminal_loss")):
                 scalars[f"worldmodel/{tag}"] = stats[key]
         if self.warmed_up:
-            self._imagine(counters)
+            self.model.eval()
+            try:
+                if self.cfg.dyna.scheme == "simple":
+                    self._play_imagined_games(counters)
+                else:
+                    self._imagine(counters)
+            finally:
+                self.model.train()
         if len(self.imagined) == 0 or d.imagined_ratio == 0:
             for _ in range(d.q_updates_per_learner_update):
                 scalars.update(self.dqn.update(counters))  # DQN's own update, untouched
@@ -135,13 +154,35 @@ class DynaLearner:
         def act(obs: np.ndarray) -> np.ndarray:
             return self.policy.act(obs, frames)[0]
 
-        self.model.eval()
-        try:
-            batch = branched_rollouts(self.model, starts, act, d.rollout_k)
-        finally:
-            self.model.train()
+        batch = branched_rollouts(self.model, starts, act, d.rollout_k)
         self.imagined.add(batch.transitions())
         self.num_imagined += batch.num_valid
+
+    def _real_starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` real observations sampled from the replay, as ImaginedEnv's start windows ``[n, 1, C, H, W]``
+        (the replay's own generator draws them; ``rng`` is ImaginedEnv's, unused)."""
+        return self.dqn.replay.sample(n, mc_returns=False).obs[:, None]
+
+    def _play_imagined_games(self, counters: Any) -> None:
+        """Advance the imagined games ``dyna.rollout_k`` steps (SimPLe's scheme, see the module docstring)."""
+        d = self.cfg.dyna
+        if self._env is None:
+            self._env = ImaginedEnv(self.model, self._real_starts, num_envs=d.rollouts_per_update, stack=1,
+                                    max_episode_steps=d.imagined_episode_steps, frame_skip=1,
+                                    seed=int(self._env_rng.integers(2**31)))
+            self._env_obs, _ = self._env.reset()
+            self._env_restarting[:] = False
+        self.policy.set_weights(self.dqn.core.get_weights())
+        for _ in range(d.rollout_k):
+            obs = self._env_obs
+            actions = self.policy.act(obs, counters.frames)[0]
+            next_obs, rewards, terminated, truncated, _ = self._env.step(actions)
+            live = ~self._env_restarting  # a NextStep autoreset step starts a new game: not a transition
+            self.imagined.add({"obs": obs[live], "actions": actions[live], "rewards": rewards[live],
+                               "next_obs": next_obs[live], "terminals": terminated[live]})
+            self.num_imagined += int(live.sum())
+            self._env_restarting = terminated | truncated
+            self._env_obs = next_obs
 
     def _mixed_step(self, counters: Any) -> Scalars:
         """One DQN step on ``agent.batch_size`` real transitions (DQN's sampler) and the imagined share."""
@@ -209,6 +250,7 @@ class DynaLearner:
         generator, the held-out window, and with ``replay.save_in_checkpoint`` the imagined buffer)."""
         own: dict[str, Any] = {"num_imagined": self.num_imagined, "model_transitions": self.model_transitions,
                                "policy_rng": self.policy.rng.bit_generator.state,
+                               "env_rng": self._env_rng.bit_generator.state,
                                "holdout": self.holdout.state_dict()}
         if self.cfg.replay.save_in_checkpoint:
             own["imagined"] = self.imagined.state_dict()
@@ -216,13 +258,16 @@ class DynaLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from a checkpoint: without a saved imagined buffer (``replay.save_in_checkpoint: false``) it starts
-        empty and refills from the restored model at the next updates."""
+        empty and refills from the restored model at the next updates. With ``dyna.scheme: simple`` the imagined
+        games in progress are not saved: new ones start from real states at the next update."""
         self.dqn.load_state_dict(state)
         self.trainer.load_state_dict(state["world_model"])
         own = state["dyna"]
         self.num_imagined = int(own["num_imagined"])
         self.model_transitions = int(own["model_transitions"])
         self.policy.rng.bit_generator.state = own["policy_rng"]
+        self._env_rng.bit_generator.state = own["env_rng"]
+        self._env = None
         self.holdout.load_state_dict(own["holdout"])
         if "imagined" in own:
             self.imagined.load_state_dict(own["imagined"])

@@ -73,3 +73,13 @@ def test_dyna_trains_with_ray_actors(tmp_path: Path) -> None:
     assert TAGS <= set(logged) and "charts/policy_lag" in logged
     assert logged["worldmodel/imagined_transitions"][-1] > 0
     assert all(math.isfinite(v) for v in logged["losses/td_loss"])
+
+
+def test_dyna_trains_locally_with_the_simple_scheme(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "run.name=simple", "run.total_frames=600", "env.num_envs=2", "dyna.scheme=simple",
+               "dyna.imagined_episode_steps=5")
+    state = run_training(get_builder("dyna"), cfg)
+    assert state.learner.num_imagined > 0 and state.learner._env is not None
+    logged = _scalars(tmp_path / "simple")
+    assert TAGS <= set(logged) and logged["worldmodel/imagined_transitions"][-1] > 0
+    assert all(math.isfinite(v) for v in logged["losses/td_loss"])

@@ -47,6 +47,7 @@ def test_the_preset_loads_validates_and_selects_dyna() -> None:
     ("dyna.imagined_ratio=-0.5", r"dyna\.imagined_ratio=-0\.5 must be a finite number >= 0"),
     ("dyna.rollouts_per_update=0", r"dyna\.rollouts_per_update=0 must be positive"),
     ("dyna.model_batch_size=0", r"dyna\.model_batch_size=0"),
+    ("dyna.imagined_episode_steps=0", r"dyna\.imagined_episode_steps=0 must be positive"),
     ("dyna.q_updates_per_learner_update=0", r"dyna\.q_updates_per_learner_update=0"),
     ("dyna.model_updates_per_learner_update=0", r"dyna\.model_updates_per_learner_update=0"),
     ("dyna.model_warmup_transitions=-1", r"dyna\.model_warmup_transitions=-1"),
@@ -64,6 +65,13 @@ def test_the_preset_loads_validates_and_selects_dyna() -> None:
 def test_bad_settings_are_refused_naming_the_key(override: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         validate(_cfg(override))
+
+
+def test_an_unknown_scheme_is_refused_naming_the_key_and_the_choices() -> None:
+    from launch.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dyna\.scheme.*mbpo.*simple"):
+        _cfg("dyna.scheme=dreamer")
 
 
 def test_the_dqn_schema_is_not_the_dyna_one() -> None:
@@ -237,3 +245,35 @@ def test_checkpoint_weights_are_the_online_network() -> None:
     ckpt = CheckpointLayout.payload("dyna", learner.state_dict(), Counters(steps=3), None, "", {}, [])
     weights = get_builder("dyna").checkpoint_weights(ckpt)
     assert all(torch.equal(weights[k], v) for k, v in learner.get_weights().items())
+
+
+def _never_over(learner: DynaLearner) -> None:
+    """The model's game-over head says "no" whatever it sees (and a few Adam steps cannot change that)."""
+    with torch.no_grad():
+        learner.model.terminal_head.weight.zero_()
+        learner.model.terminal_head.bias.fill_(-100.0)
+
+
+def test_the_simple_scheme_plays_imagined_games_from_real_starts() -> None:
+    cfg = _cfg("dyna.scheme=simple", "dyna.model_warmup_transitions=0", "dyna.rollout_k=3",
+               "dyna.imagined_episode_steps=4", "dyna.imagined_capacity=256", "replay.save_in_checkpoint=true")
+    learner = _learner(cfg)
+    _never_over(learner)
+    counters = _fill(learner, cfg, 256)
+    _run_updates(learner, counters, 1)
+    env = learner._env
+    assert env is not None and env.num_envs == 4 and env.max_episode_steps == 4
+    assert learner.num_imagined == 4 * 3  # 3 steps of each of 4 games, none cut yet
+    # 12 steps per game in all: steps 1-4 a game, 5 its autoreset (dropped), 6-9 the next, 10 dropped, 11-12.
+    _run_updates(learner, counters, 3)
+    assert learner.num_imagined == 4 * 10
+    kept = learner.imagined.contents()
+    assert len(kept["actions"]) == learner.num_imagined and kept["obs"].shape[1:] == (4, 10, 10)
+    # Every imagined observation is one the model made from a real start: 0/1 channels, the frames it chains.
+    assert kept["obs"].max() <= 1 and kept["next_obs"].max() <= 1
+    state = _roundtrip(learner.state_dict())
+    restored = _learner(cfg)
+    restored.load_state_dict(state)
+    assert restored._env is None and _same(restored.state_dict(), learner.state_dict())
+    _run_updates(restored, counters, 1)  # new imagined games start from real states
+    assert restored._env is not None and restored.num_imagined == learner.num_imagined + 12
