@@ -20,17 +20,20 @@ class TransitionRing:
     """The newest ``capacity`` transitions, sampled uniformly with replacement.
 
     :param capacity: transitions kept (the oldest are overwritten first).
-    :param frame_shape: one observation ``(C, H, W)``.
+    :param frame_shape: one frame ``(C, H, W)``.
     :param seed: seeds the sampling generator (saved with :meth:`state_dict`).
+    :param obs_frames: frames of each ``obs``: 1 stores ``[C, H, W]``; more stores histories ``[obs_frames, C, H, W]``
+        (newest last; what a world model with that ``context`` reads). ``next_obs`` is always one frame.
     """
 
-    def __init__(self, capacity: int, frame_shape: tuple[int, ...], seed: int) -> None:
+    def __init__(self, capacity: int, frame_shape: tuple[int, ...], seed: int, obs_frames: int = 1) -> None:
         if capacity < 1:
             raise ValueError(f"capacity={capacity} must be positive.")
         self.capacity = int(capacity)
         self.frame_shape = tuple(int(s) for s in frame_shape)
-        self._data = {name: np.zeros((self.capacity, *self.frame_shape) if name in ("obs", "next_obs")
-                                     else (self.capacity,), dtype) for name, dtype in FIELDS.items()}
+        self.obs_shape = self.frame_shape if obs_frames == 1 else (int(obs_frames), *self.frame_shape)
+        shapes = {"obs": self.obs_shape, "next_obs": self.frame_shape}
+        self._data = {name: np.zeros((self.capacity, *shapes.get(name, ())), dtype) for name, dtype in FIELDS.items()}
         self._rng = np.random.default_rng(seed)
         self.written = 0
         """Transitions ever added (the next one goes to row ``written % capacity``)."""
@@ -45,8 +48,8 @@ class TransitionRing:
         if n == 0:
             return
         shape = tuple(batch["obs"].shape[1:])
-        if shape != self.frame_shape or tuple(batch["next_obs"].shape[1:]) != self.frame_shape:
-            raise ValueError(f"transitions of frames {shape} for a buffer of frames {self.frame_shape}.")
+        if shape != self.obs_shape or tuple(batch["next_obs"].shape[1:]) != self.frame_shape:
+            raise ValueError(f"transitions of observations {shape} for a buffer of observations {self.obs_shape}.")
         skip = max(0, n - self.capacity)
         rows = (self.written + skip + np.arange(n - skip)) % self.capacity
         for name, dtype in FIELDS.items():

@@ -7,7 +7,8 @@ Each learner update (due at DQN's rate: one per ``agent.update_period`` real age
 1. the world model takes ``dyna.model_updates_per_learner_update`` Adam steps, each on ``dyna.model_batch_size``
    real transitions sampled from the replay (``agent.n_step = 1``: a replay transition is ``(s, a, r, s')`` with
    ``discount == 0`` at a game over, which is the model's ``terminal``; ``r`` is the reward DQN learns, clipped if
-   ``agent.clip_rewards``, so imagined rewards come in the same units);
+   ``agent.clip_rewards``, so imagined rewards come in the same units); with ``world_model.context > 1`` from a
+   second replay of the same chunks whose observations are histories (:class:`agents.dyna.history.HistoryReplay`);
 2. once the model has trained on ``dyna.model_warmup_transitions`` transitions, it imagines under the current
    Q-network's epsilon-greedy policy (DQN's own :class:`~agents.dqn.actor.EpsilonGreedyPolicy` on a copy of the
    online network), and the imagined transitions go into the imagined FIFO buffer:
@@ -49,6 +50,7 @@ import torch
 from agents.dqn.actor import EpsilonGreedyPolicy
 from agents.dqn.learning import DQNReplayLearner
 from agents.dyna.config import DynaConfig
+from agents.dyna.history import HistoryReplay
 from agents.dyna.imagined import TransitionRing
 from agents.runtime.algorithm import Scalars
 from envs import ImaginedEnv
@@ -80,8 +82,12 @@ class DynaLearner:
         model_cfg = replace(cfg.world_model, seed=cfg.run.seed + cfg.world_model.seed)
         self.model = GridWorldModel(model_cfg, tuple(frame_shape), num_actions, game=cfg.env.game).to(self.device)
         self.trainer = GridModelTrainer(self.model)
+        context = cfg.world_model.context
+        # The world model's real data: DQN's replay, or with histories a replay of its own fed the same chunks.
+        self.history = (HistoryReplay(cfg.replay.capacity, max(1, cfg.runtime.num_actors), context, frame_shape,
+                                      seed=cfg.run.seed + 5) if context > 1 else None)
         self.imagined = TransitionRing(d.imagined_capacity, frame_shape, seed=cfg.run.seed + 1)
-        self.holdout = TransitionRing(d.holdout_size, frame_shape, seed=cfg.run.seed + 2)
+        self.holdout = TransitionRing(d.holdout_size, frame_shape, seed=cfg.run.seed + 2, obs_frames=context)
         # DQN's epsilon-greedy rule on a CPU copy of the online network (the policy freezes the network it is given).
         self.policy = EpsilonGreedyPolicy(copy.deepcopy(self.dqn.core.online).cpu(), cfg, actor_id=0,
                                           seed=cfg.run.seed + 3, fixed_epsilon=d.rollout_epsilon)
@@ -98,7 +104,8 @@ class DynaLearner:
     # --- the runtime's side, delegated to DQN -------------------------------------------------------------------
     def ingest(self, output: Any) -> None:
         self.dqn.ingest(output)
-        self.holdout.add(_chunk_transitions(output.payload))
+        chunk = output.payload if self.history is None else self.history.add(output.payload)
+        self.holdout.add(_chunk_transitions(chunk, self.cfg.world_model.context))
 
     def updates_due(self, counters: Any) -> int:
         return self.dqn.updates_due(counters)
@@ -120,9 +127,7 @@ class DynaLearner:
         self.dqn.sampler.replay_idle()  # a batch sampled ahead (replay.prefetch) is done reading the replay
         scalars: dict[str, Any] = {}
         for _ in range(d.model_updates_per_learner_update):
-            real = self.dqn.replay.sample(d.model_batch_size, mc_returns=False)
-            stats = self.trainer.train_step({"obs": real.obs, "actions": real.actions, "rewards": real.returns,
-                                             "next_obs": real.next_obs, "terminals": real.discounts == 0})
+            stats = self.trainer.train_step(self._real(d.model_batch_size))
             self.model_transitions += d.model_batch_size
             for key, tag in (("loss", "loss"), ("obs_nats", "obs_nats"), ("reward_nats", "reward_loss"),
                              ("terminal_nats", "terminal_loss")):
@@ -147,7 +152,7 @@ class DynaLearner:
     def _imagine(self, counters: Any) -> None:
         """Branch ``dyna.rollouts_per_update`` rollouts of ``dyna.rollout_k`` steps from replayed real states."""
         d = self.cfg.dyna
-        starts = self.dqn.replay.sample(d.rollouts_per_update, mc_returns=False).obs
+        starts = self._real(d.rollouts_per_update)["obs"]
         self.policy.set_weights(self.dqn.core.get_weights())
         frames = counters.frames
 
@@ -158,10 +163,21 @@ class DynaLearner:
         self.imagined.add(batch.transitions())
         self.num_imagined += batch.num_valid
 
+    def _real(self, n: int) -> dict[str, np.ndarray]:
+        """``n`` real one-step transitions sampled from the replay, as the world model reads them: ``obs`` uint8
+        ``[n, C, H, W]`` (histories ``[n, context, C, H, W]`` with ``world_model.context > 1``), ``actions``,
+        ``rewards``, ``next_obs`` ``[n, C, H, W]``, ``terminals`` (discount 0)."""
+        if self.history is not None:
+            return self.history.sample(n)
+        real = self.dqn.replay.sample(n, mc_returns=False)
+        return {"obs": real.obs, "actions": real.actions, "rewards": real.returns, "next_obs": real.next_obs,
+                "terminals": real.discounts == 0}
+
     def _real_starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` real observations sampled from the replay, as ImaginedEnv's start windows ``[n, 1, C, H, W]``
+        """``n`` real observations sampled from the replay, as ImaginedEnv's start windows ``[n, context, C, H, W]``
         (the replay's own generator draws them; ``rng`` is ImaginedEnv's, unused)."""
-        return self.dqn.replay.sample(n, mc_returns=False).obs[:, None]
+        obs = self._real(n)["obs"]
+        return obs if self.history is not None else obs[:, None]
 
     def _play_imagined_games(self, counters: Any) -> None:
         """Advance the imagined games ``dyna.rollout_k`` steps (SimPLe's scheme, see the module docstring)."""
@@ -254,6 +270,8 @@ class DynaLearner:
                                "holdout": self.holdout.state_dict()}
         if self.cfg.replay.save_in_checkpoint:
             own["imagined"] = self.imagined.state_dict()
+            if self.history is not None:
+                own["history"] = self.history.state_dict()
         return {**self.dqn.state_dict(), "world_model": self.trainer.state_dict(), "dyna": own}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -271,14 +289,22 @@ class DynaLearner:
         self.holdout.load_state_dict(own["holdout"])
         if "imagined" in own:
             self.imagined.load_state_dict(own["imagined"])
+        if self.history is not None and "history" in own:
+            self.history.load_state_dict(own["history"])
         self._rate_from = (time.perf_counter(), self.num_imagined)
 
 
-def _chunk_transitions(chunk: Any) -> dict[str, np.ndarray]:
-    """The transitions of a replay chunk (:class:`agents.replay.nstep.Chunk` of one-frame observations) whose two
-    frames both travel in it: recent real transitions, most of them not yet trained on."""
-    first, m = int(chunk.first_frame_id), len(chunk.frames)
-    obs_ids, next_ids = chunk.obs_ids[:, -1] - first, chunk.next_ids[:, -1] - first
-    keep = (obs_ids >= 0) & (obs_ids < m) & (next_ids >= 0) & (next_ids < m)
-    return {"obs": chunk.frames[obs_ids[keep]], "actions": chunk.actions[keep], "rewards": chunk.returns[keep],
-            "next_obs": chunk.frames[next_ids[keep]], "terminals": chunk.discounts[keep] == 0}
+def _chunk_transitions(chunk: Any, context: int = 1) -> dict[str, np.ndarray]:
+    """The transitions of a replay chunk (:class:`agents.replay.nstep.Chunk` of one-step transitions) whose frames
+    all travel in it: recent real transitions, most of them not yet trained on. ``obs`` is the newest frame
+    ``[N, C, H, W]``, or with ``context > 1`` the history ``[N, context, C, H, W]`` (the chunk's ``obs_ids`` then
+    hold ``context`` ids, as :meth:`agents.dyna.history.HistoryReplay.add` writes them; -1 is the zero frame)."""
+    first, frames = int(chunk.first_frame_id), chunk.frames
+    obs_ids, next_ids = chunk.obs_ids[:, -context:] - first, chunk.next_ids[:, -1] - first
+    padding = chunk.obs_ids[:, -context:] == -1
+    inside = (obs_ids >= 0) & (obs_ids < len(frames))
+    keep = (inside | padding).all(axis=1) & inside[:, -1] & (next_ids >= 0) & (next_ids < len(frames))
+    padded = np.concatenate([frames, np.zeros((1, *frames.shape[1:]), frames.dtype)])  # row -1: the zero frame
+    obs = padded[np.where(padding, -1, obs_ids)[keep]]
+    return {"obs": obs[:, -1] if context == 1 else obs, "actions": chunk.actions[keep],
+            "rewards": chunk.returns[keep], "next_obs": frames[next_ids[keep]], "terminals": chunk.discounts[keep] == 0}

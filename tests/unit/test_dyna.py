@@ -57,7 +57,7 @@ def test_the_preset_loads_validates_and_selects_dyna() -> None:
     ("env.game=maze/10", r"env\.game='maze/10' has no world model"),
     ("agent.n_step=3", r"agent\.n_step=3: the dyna agent needs agent\.n_step=1"),
     ("exploration.bonus=rnd", r"exploration\.bonus=rnd.*exploration\.bonus=none"),
-    ("world_model.context=4", r"world_model\.context=4.*only world_model\.context=1"),
+    ("world_model.context=0", r"world_model\.context=0 must be positive"),
     ("world_model.hidden_channels=0", r"world_model\.hidden_channels=0 must be positive"),
     ("world_model.lr=2.0", r"world_model\.lr=2"),
     ("agent.batch_size=0", r"agent\.batch_size=0"),  # DQN's own checks still run
@@ -107,7 +107,7 @@ def test_the_ring_keeps_the_newest_and_restores_exactly() -> None:
     ring.add(_transitions(2, 14))
     copy.add(_transitions(2, 14))
     assert all(np.array_equal(ring.contents()[k], copy.contents()[k]) for k in a)
-    with pytest.raises(ValueError, match="frames"):
+    with pytest.raises(ValueError, match="observations"):
         ring.add(_transitions(1, 0, shape=(3, 3, 3)))
     with pytest.raises(ValueError, match="capacity 5 cannot be restored into one of 4"):
         TransitionRing(4, (2, 3, 3), seed=0).load_state_dict(state)
@@ -277,3 +277,61 @@ def test_the_simple_scheme_plays_imagined_games_from_real_starts() -> None:
     assert restored._env is None and _same(restored.state_dict(), learner.state_dict())
     _run_updates(restored, counters, 1)  # new imagined games start from real states
     assert restored._env is not None and restored.num_imagined == learner.num_imagined + 12
+
+
+def test_histories_rebuilt_from_one_frame_chunks_are_those_a_stacking_builder_makes() -> None:
+    from agents.dyna.history import HistoryReplay
+    from agents.replay.nstep import NStepBuilder
+
+    rng = np.random.default_rng(0)
+    n_envs, shape = 3, (1, 2, 2)
+    single = NStepBuilder(n_envs, n=1, gamma=0.9, stack=1, frame_shape=shape, actor_id=0)
+    stacked = NStepBuilder(n_envs, n=1, gamma=0.9, stack=3, frame_shape=shape, actor_id=0)
+    history = HistoryReplay(4096, 1, context=3, frame_shape=shape, seed=0)
+    counter = iter(range(1, 10**6))
+
+    def frames() -> np.ndarray:
+        return np.stack([np.full(shape, next(counter) % 251, np.uint8) for _ in range(n_envs)])
+
+    first = frames()
+    single.reset(first)
+    stacked.reset(first)
+    resetting = np.zeros(n_envs, bool)
+    compared = 0
+    for step in range(120):
+        terminated = (rng.random(n_envs) < 0.15) & ~resetting
+        truncated = (rng.random(n_envs) < 0.05) & ~resetting & ~terminated
+        args = (rng.integers(0, 3, n_envs), None, rng.random(n_envs).astype(np.float32), terminated, truncated,
+                frames())
+        single.step(*args)
+        stacked.step(*args)
+        resetting = terminated | truncated
+        if step % 8 == 7:  # a chunk every 8 steps, as an actor sends them
+            a, b = single.flush(), stacked.flush()
+            rewritten = history.add(a)
+            np.testing.assert_array_equal(rewritten.obs_ids, b.obs_ids)
+            np.testing.assert_array_equal(rewritten.next_ids, b.next_ids)
+            compared += len(a.actions)
+    assert compared > 200 and len(history) == compared
+    sample = history.sample(16)
+    assert sample["obs"].shape == (16, 3, *shape) and sample["next_obs"].shape == (16, *shape)
+
+
+def test_a_model_with_histories_learns_imagines_and_restores() -> None:
+    for scheme in ("mbpo", "simple"):
+        cfg = _cfg("world_model.context=2", f"dyna.scheme={scheme}", "dyna.model_warmup_transitions=0",
+                   "replay.save_in_checkpoint=true")
+        learner = _learner(cfg)
+        assert learner.history is not None
+        counters = _fill(learner, cfg, 256)
+        assert learner.holdout.contents()["obs"].shape[1:] == (2, 4, 10, 10)
+        scalars = _run_updates(learner, counters, 3)
+        assert learner.num_imagined > 0 and all(math.isfinite(v) for s in scalars for v in s.values())
+        assert learner.imagined.contents()["obs"].shape[1:] == (4, 10, 10)  # the Q-network's one frame
+        assert math.isfinite(learner.scalars()["worldmodel/one_step_cell_error"])
+        state = _roundtrip(learner.state_dict())
+        assert "history" in state["dyna"]
+        restored = _learner(cfg)
+        restored.load_state_dict(state)
+        assert _same(restored.state_dict(), learner.state_dict())
+        assert restored.history is not None and len(restored.history) == len(learner.history)
