@@ -78,6 +78,10 @@ class DynaSettings:
     model_updates_per_learner_update: int = 1
     """World-model Adam updates per learner update, each on ``model_batch_size`` real transitions sampled from the
     replay (the world-model update rate)."""
+    model_update_every: int = 1
+    """Learner updates between world-model training rounds (each round is ``model_updates_per_learner_update``
+    Adam steps): 1 trains at every learner update; larger trains less often. On the CPU the model's Adam step is
+    most of a Dyna update's cost (measured on MinAtar Breakout with the dyna_minatar sizes: ~32 of ~45 ms)."""
     model_batch_size: int = 64
     """Real transitions per world-model update."""
     model_warmup_transitions: int = 100_000
@@ -138,7 +142,8 @@ def validate(cfg: DynaConfig) -> None:
     if str(d.scheme) not in SchemeChoice.__members__:
         raise ValueError(f"dyna.scheme={d.scheme!r}: choose one of {', '.join(SchemeChoice.__members__)}.")
     for key in ("rollout_k", "rollouts_per_update", "imagined_episode_steps", "q_updates_per_learner_update",
-                "model_updates_per_learner_update", "model_batch_size", "imagined_capacity", "holdout_size",
+                "model_updates_per_learner_update", "model_update_every", "model_batch_size", "imagined_capacity",
+                "holdout_size",
                 "model_warmup_transitions"):
         value = getattr(d, key)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -153,6 +158,7 @@ def validate(cfg: DynaConfig) -> None:
                       "dyna.imagined_episode_steps": d.imagined_episode_steps,
                       "dyna.q_updates_per_learner_update": d.q_updates_per_learner_update,
                       "dyna.model_updates_per_learner_update": d.model_updates_per_learner_update,
+                      "dyna.model_update_every": d.model_update_every,
                       "dyna.model_batch_size": d.model_batch_size, "dyna.holdout_size": d.holdout_size})
     if d.model_warmup_transitions < 0:
         raise ValueError(f"dyna.model_warmup_transitions={d.model_warmup_transitions} must be 0 or more.")

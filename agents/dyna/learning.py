@@ -4,8 +4,9 @@ branched rollouts as extra training data (Sutton 1991; Janner et al. 2019).
 Each learner update (due at DQN's rate: one per ``agent.update_period`` real agent steps, after
 ``agent.learning_starts_frames``):
 
-1. the world model takes ``dyna.model_updates_per_learner_update`` Adam steps, each on ``dyna.model_batch_size``
-   real transitions sampled from the replay (``agent.n_step = 1``: a replay transition is ``(s, a, r, s')`` with
+1. the world model takes ``dyna.model_updates_per_learner_update`` Adam steps (at every
+   ``dyna.model_update_every``-th learner update), each on ``dyna.model_batch_size`` real transitions sampled from
+   the replay (``agent.n_step = 1``: a replay transition is ``(s, a, r, s')`` with
    ``discount == 0`` at a game over, which is the model's ``terminal``; ``r`` is the reward DQN learns, clipped if
    ``agent.clip_rewards``, so imagined rewards come in the same units); with ``world_model.context > 1`` from a
    second replay of the same chunks whose observations are histories (:class:`agents.dyna.history.HistoryReplay`);
@@ -126,7 +127,8 @@ class DynaLearner:
         d = self.cfg.dyna
         self.dqn.sampler.replay_idle()  # a batch sampled ahead (replay.prefetch) is done reading the replay
         scalars: dict[str, Any] = {}
-        for _ in range(d.model_updates_per_learner_update):
+        rounds = d.model_updates_per_learner_update if counters.updates % d.model_update_every == 0 else 0
+        for _ in range(rounds):
             stats = self.trainer.train_step(self._real(d.model_batch_size))
             self.model_transitions += d.model_batch_size
             for key, tag in (("loss", "loss"), ("obs_nats", "obs_nats"), ("reward_nats", "reward_loss"),

@@ -51,6 +51,7 @@ def test_the_preset_loads_validates_and_selects_dyna() -> None:
     ("dyna.q_updates_per_learner_update=0", r"dyna\.q_updates_per_learner_update=0"),
     ("dyna.model_updates_per_learner_update=0", r"dyna\.model_updates_per_learner_update=0"),
     ("dyna.model_warmup_transitions=-1", r"dyna\.model_warmup_transitions=-1"),
+    ("dyna.model_update_every=0", r"dyna\.model_update_every=0 must be positive"),
     ("dyna.imagined_capacity=3", r"dyna\.imagined_capacity=3 cannot hold one update.s rollouts.*= 8\); raise it"),
     ("dyna.rollout_epsilon=1.5", r"dyna\.rollout_epsilon=1\.5"),
     ("env.game=Pong", r"env\.game='Pong' has no world model.*env\.game=minatar/<game>.*algo=dqn"),
@@ -335,3 +336,12 @@ def test_a_model_with_histories_learns_imagines_and_restores() -> None:
         restored.load_state_dict(state)
         assert _same(restored.state_dict(), learner.state_dict())
         assert restored.history is not None and len(restored.history) == len(learner.history)
+
+
+def test_the_world_model_trains_every_model_update_every_learner_updates() -> None:
+    cfg = _cfg("dyna.model_update_every=3", "dyna.model_updates_per_learner_update=2")
+    learner = _learner(cfg)
+    counters = _fill(learner, cfg, 256)
+    logged = _run_updates(learner, counters, 7)  # updates 0, 3 and 6 train the model, twice each
+    assert learner.trainer.updates == 6 and learner.model_transitions == 6 * cfg.dyna.model_batch_size
+    assert ["worldmodel/obs_nats" in s for s in logged] == [True, False, False, True, False, False, True]
