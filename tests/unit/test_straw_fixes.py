@@ -5,35 +5,15 @@ the settings existed still load and run."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from torch import nn
 
 from agents.straw.attention import attention_params, bounded_stride_scale, filterbank, write
 from agents.straw.config import StrawConfig, validate
 from agents.straw.core import STRAWCore
+from tests.unit.test_straw import FEATURES, OBS_SHAPE, Counting  # the same feature network as the core's tests
 
 torch.set_num_threads(1)
-
-OBS_SHAPE = (2, 3, 3)
-FEATURES = 16
-
-
-class Counting(nn.Module):
-    """A feature network that counts its calls and the rows of each."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(OBS_SHAPE), FEATURES), nn.ReLU())
-        self.calls = 0
-        self.rows: list[int] = []
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        self.rows.append(obs.shape[0])
-        return self.net(obs.float())
 
 
 def _core(seed: int = 0, plan_len: int = 12, num_filters: int = 3, noisy: bool = False,
