@@ -142,7 +142,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.smooth < 1:
         raise UserError(f"--smooth {args.smooth}: give a window of at least 1 logged point.")
     out = plot_runs([Path(p) for p in args.run_dirs], Path(args.output), baseline=args.baseline,
-                    game=args.game, tags=args.tag or None, random_level=random_level, smooth=args.smooth)
+                    game=args.game, tags=args.tag or None, random_level=random_level, smooth=args.smooth,
+                    up_to_frames=args.up_to_frames)
     print(out)
     return 0
 
@@ -371,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "points is used")
     p.add_argument("--random", action="store_true",
                    help="draw the random-policy return (published for Atari, measured for MinAtar and toy/catch)")
+    p.add_argument("--up-to-frames", type=float, default=None, metavar="N",
+                   help="draw only what was logged up to N frames, so runs of different lengths compare at equal "
+                        "frames")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("sb3", help="train Stable-Baselines3's A2C or PPO with an actor-critic preset's settings",

@@ -280,6 +280,7 @@ def plot_runs(
     title: str | None = None,
     dpi: int = 100,
     random_level: float | None = None,
+    up_to_frames: float | None = None,
 ) -> Path:
     """Plot scalar curves of several runs into one PNG, one panel per tag, optionally with a baseline.
 
@@ -305,6 +306,8 @@ def plot_runs(
     :param dpi: pixels per inch; the PNG is 10 x (5 + 3 (panels - 1)) inches.
     :param random_level: the mean return of random play (:func:`launch.scores.random_return`), a dashed line on the
         ``charts/episodic_return`` panel; None draws none.
+    :param up_to_frames: drop every point logged after this many frames, so runs that went on for different
+        budgets are drawn at equal frames (None: every point).
     :return: ``out`` as a Path.
     :raises FileNotFoundError: a run directory is missing or has no event files.
     :raises ValueError: a tag no run has, a baseline without a game, or a game/agent without published data
@@ -315,6 +318,8 @@ def plot_runs(
         raise ValueError("plot_runs needs at least one run directory.")
     if smooth < 1:
         raise ValueError(f"smooth is a window in logged points: >= 1 (1 = no smoothing), got {smooth}")
+    if up_to_frames is not None and up_to_frames <= 0:
+        raise ValueError(f"up_to_frames={up_to_frames}: give a positive frame count (or None for every point).")
     panel_tags = list(tags) if tags is not None else [tag]
     if not panel_tags:
         raise ValueError("tags is empty; give at least one scalar tag.")
@@ -330,7 +335,11 @@ def plot_runs(
     data: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
     for d, acc in zip(dirs, accs, strict=True):
         available = set(_tags(acc))
-        data.append({t: _scalars(acc, d, t) for t in panel_tags if t in available})
+        run = {t: _scalars(acc, d, t) for t in panel_tags if t in available}
+        if up_to_frames is not None:
+            run = {t: (steps[steps <= up_to_frames], values[steps <= up_to_frames])
+                   for t, (steps, values) in run.items()}
+        data.append(run)
     for t in panel_tags:
         if not any(t in run for run in data):
             every = sorted({x for acc in accs for x in _tags(acc)})

@@ -165,6 +165,20 @@ def test_plot_runs_without_baseline(runs: dict[str, Path], tmp_path: Path, figur
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dqn_pong", "bonus_pong"]
 
 
+def test_plot_runs_up_to_equal_frames(runs: dict[str, Path], tmp_path: Path, figures: list[Figure]) -> None:
+    # Runs that went on for different budgets are drawn only up to the frames given: equal frames.
+    cut = 500_000
+    plot.plot_runs([runs["dqn_pong"], runs["bonus_pong"]], tmp_path / "cut.png", smooth=5, up_to_frames=cut)
+    lines = _lines(figures[0].axes[0])
+    for name, run in (("dqn_pong", _run_a()), ("bonus_pong", _run_b())):
+        keep = run[0] <= cut
+        assert keep.sum() < len(keep)  # something was dropped
+        # The window is at most a tenth of the points that remain (plot._window).
+        _assert_run_drawn(lines, name, run[0][keep], run[1][keep], window=plot._window(5, int(keep.sum())))
+    with pytest.raises(ValueError, match="up_to_frames"):
+        plot.plot_runs([runs["dqn_pong"]], tmp_path / "bad.png", up_to_frames=0)
+
+
 def test_plot_runs_with_dqn_baseline_reads_game_from_config(runs: dict[str, Path], tmp_path: Path,
                                                             figures: list[Figure]) -> None:
     from launch import scores
