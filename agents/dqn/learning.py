@@ -215,18 +215,29 @@ class DQNReplayLearner:
         return self.learning_starts + updates * self.period - steps
 
     def update(self, counters: Any) -> Scalars:
-        beta_start = self.cfg.replay.beta_start
-        beta = beta_start + (1 - beta_start) * min(1.0, counters.steps / max(1, counters.total_steps))
-        batch = self.sampler.take(beta)  # on the device; with replay.prefetch the next one is sampled meanwhile
+        batch = self.take_batch(counters)
         stats = self.core.step(batch.obs, batch.actions, batch.returns, batch.discounts, batch.next_obs,
                                batch.weights, batch.mc_returns)
+        self.finish_batch(batch, stats.td_abs)
+        return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
+
+    def take_batch(self, counters: Any) -> Any:
+        """The next replay batch, on the device (with replay.prefetch the next one is sampled meanwhile), its
+        importance weights at the annealed beta. Hand it back with :meth:`finish_batch` after the step; an update
+        that adds rows of its own (Dyna's imagined transitions) appends them after these."""
+        beta_start = self.cfg.replay.beta_start
+        beta = beta_start + (1 - beta_start) * min(1.0, counters.steps / max(1, counters.total_steps))
+        return self.sampler.take(beta)
+
+    def finish_batch(self, batch: Any, td_abs: torch.Tensor) -> None:
+        """Release a batch of :meth:`take_batch` and, with prioritised replay, write its new priorities from the
+        step's ``|TD error|`` (the batch's rows first; rows appended after them are not the replay's)."""
         self.sampler.release(batch)
         if self.cfg.replay.prioritized:  # the one device-to-host copy of an update, and only for prioritised replay
-            td_abs = stats.td_abs.double().cpu().numpy()
+            td = td_abs[: len(batch.actions)].double().cpu().numpy()
             self.sampler.replay_idle()
-            self.replay.update_priorities(batch.indices, td_abs, batch.generations)
+            self.replay.update_priorities(batch.indices, td, batch.generations)
         self.sampler.replay_idle()  # the caller writes the replay next (ingest)
-        return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
 
     def get_weights(self) -> dict[str, torch.Tensor]:
         return self.core.get_weights()

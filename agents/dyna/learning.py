@@ -29,10 +29,10 @@ Each learner update (due at DQN's rate: one per ``agent.update_period`` real age
 How DQN is reused (composition, DQN unchanged): the learner holds a :class:`~agents.dqn.learning.DQNReplayLearner`
 and delegates ingestion, the rate limiter, weights and checkpointing of the replay and networks to it. Its
 ``update`` only samples its own replay, so while no imagined transition exists the Dyna update *is* that update;
-afterwards the Dyna update draws the real part with DQN's sampler, appends the imagined part and calls DQN's core
-step, then writes the real part's priorities back as DQN's update does (imagined transitions have importance weight
-1 and no priority; with ``agent.mc_mix > 0`` their Monte Carlo return is unknown, NaN, so their target is the
-plain one-step target).
+afterwards the Dyna update draws the real part with DQN's ``take_batch``, appends the imagined part, calls DQN's
+core step, and hands the batch back with DQN's ``finish_batch``, which writes the real part's priorities
+(imagined transitions have importance weight 1 and no priority; with ``agent.mc_mix > 0`` their Monte Carlo return
+is unknown, NaN, so their target is the plain one-step target).
 
 An imagined transition is one-step: return = the model's reward, discount = ``gamma`` (0 at an imagined game over),
 next observation = the imagined frame.
@@ -204,11 +204,8 @@ class DynaLearner:
 
     def _mixed_step(self, counters: Any) -> Scalars:
         """One DQN step on ``agent.batch_size`` real transitions (DQN's sampler) and the imagined share."""
-        agent, replay_cfg = self.cfg.agent, self.cfg.replay
-        beta = replay_cfg.beta_start + (1 - replay_cfg.beta_start) * min(1.0, counters.steps / max(1,
-                                                                                                  counters.total_steps))
-        real = self.dqn.sampler.take(beta)
-        n_real = len(real.actions)
+        agent = self.cfg.agent
+        real = self.dqn.take_batch(counters)
         im = self.imagined.sample(round(self.cfg.dyna.imagined_ratio * agent.batch_size))
         dev = self.device
 
@@ -224,12 +221,7 @@ class DynaLearner:
                                    cat(real.returns, im["rewards"]), cat(real.discounts, discounts),
                                    cat(real.next_obs, im["next_obs"]), cat(real.weights, np.ones(n_im, np.float32)),
                                    mc)
-        self.dqn.sampler.release(real)
-        if replay_cfg.prioritized:  # the real part's new priorities, as DQN's update writes them
-            td_abs = stats.td_abs[:n_real].double().cpu().numpy()
-            self.dqn.sampler.replay_idle()
-            self.dqn.replay.update_priorities(real.indices, td_abs, real.generations)
-        self.dqn.sampler.replay_idle()
+        self.dqn.finish_batch(real, stats.td_abs)  # priorities for the real rows only
         return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
 
     # --- logging -------------------------------------------------------------------------------------------------
