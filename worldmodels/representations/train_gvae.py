@@ -44,7 +44,12 @@ from worldmodels.common.fit import start_fit
 from worldmodels.common.resume import ResumePoint
 from worldmodels.common.scaffold import Rates, RunScaffold
 from worldmodels.representations.gaussian_vae import IMAGE_SIZE, GaussianVAE, GaussianVAEConfig, validate_model
-from worldmodels.representations.usage import ACTIVE_THRESHOLD, collapse_message, gaussian_usage, usage_of
+from worldmodels.representations.usage import (
+    ACTIVE_THRESHOLD,
+    collapse_message,
+    usage_of,
+    usage_of_gaussian_posteriors,
+)
 
 if TYPE_CHECKING:
     from worldmodels.data.reader import OnCorrupt
@@ -198,7 +203,7 @@ def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: i
     was_training = model.training
     model.eval()
     sums = {"neg_elbo": 0.0, "nll": 0.0, "kl": 0.0}
-    means, stds = [], []
+    means, log_stds = [], []
     with torch.no_grad():
         for b in range(0, len(frames), batch):
             x = GaussianVAE.scale(frames[b: b + batch]).to(device)
@@ -207,16 +212,17 @@ def heldout_elbo(model: GaussianVAE, frames: np.ndarray, seed: int = 0, batch: i
                 sums[k] += float(out[k].double().sum())
             mean, log_std = model.encode(x)
             means.append(mean.double().cpu())
-            stds.append(torch.exp(log_std).double().cpu())
+            log_stds.append(log_std.double().cpu())
     model.train(was_training)
     n = max(1, len(frames))
     spread = float(torch.cat(means).std(0).mean()) if len(frames) > 1 else 0.0
-    posterior_std = float(torch.cat(stds).mean()) if len(frames) else 0.0
+    posterior_std = float(torch.exp(torch.cat(log_stds)).mean()) if len(frames) else 0.0
     scores: dict[str, Any] = {"elbo_nats": sums["neg_elbo"] / n, "nats_per_pixel": sums["neg_elbo"] / (n * PIXELS),
                               "nll_nats": sums["nll"] / n, "kl": sums["kl"] / n, "posterior_spread": spread,
                               "posterior_std": posterior_std}
-    if len(frames) > 1:
-        scores.update(gaussian_usage(model, frames, batch, active_threshold).summary())
+    if len(frames) > 1:  # the posteriors just computed, not a second pass of the encoder
+        scores.update(usage_of_gaussian_posteriors(torch.cat(means).numpy(), torch.cat(log_stds).numpy(),
+                                                   active_threshold).summary())
     return scores
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 __all__ = ["ACTIVE_THRESHOLD", "MIN_ACTIVE_FRACTION", "LatentUsage", "active_variances", "binary_usage",
-           "collapse_message", "gaussian_usage", "usage_of", "warn_if_collapsed"]
+           "collapse_message", "gaussian_usage", "usage_of", "usage_of_gaussian_posteriors", "warn_if_collapsed"]
 
 ACTIVE_THRESHOLD = 0.01
 """Burda et al. 2015's threshold on the variance over frames of a latent's posterior mean."""
@@ -126,15 +126,25 @@ def gaussian_usage(model: Any, frames: np.ndarray, batch: int = 100, threshold: 
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    means, kls = [], []
+    means, log_stds = [], []
     for b in range(0, len(frames), batch):
         mean, log_std = model.encode(model.scale(frames[b: b + batch]).to(device))
-        means.append(mean.double().cpu())
-        kls.append((0.5 * (mean.double() ** 2 + torch.exp(2.0 * log_std.double()) - 1.0) - log_std.double()).cpu())
+        means.append(mean.double().cpu().numpy())
+        log_stds.append(log_std.double().cpu().numpy())
     model.train(was_training)
-    mu = torch.cat(means).numpy() if means else np.zeros((0, 0))
-    return LatentUsage(active_variances(mu), torch.cat(kls).mean(0).numpy(), threshold, min_active_fraction,
-                       len(frames))
+    if not means:
+        raise ValueError("active units need the posterior means of at least 2 frames; got none.")
+    return usage_of_gaussian_posteriors(np.concatenate(means), np.concatenate(log_stds), threshold,
+                                        min_active_fraction)
+
+
+def usage_of_gaussian_posteriors(means: np.ndarray, log_stds: np.ndarray, threshold: float = ACTIVE_THRESHOLD,
+                                 min_active_fraction: float = MIN_ACTIVE_FRACTION) -> LatentUsage:
+    """Usage from diagonal Gaussian posteriors already computed: means and log-stds, float ``[N, latents]`` each
+    (N >= 2); the KL per latent is ``0.5 (mu^2 + sigma^2 - 1) - log sigma`` averaged over the frames."""
+    mu, log_std = np.asarray(means, np.float64), np.asarray(log_stds, np.float64)
+    kl = 0.5 * (mu ** 2 + np.exp(2.0 * log_std) - 1.0) - log_std
+    return LatentUsage(active_variances(mu), kl.mean(0), threshold, min_active_fraction, len(mu))
 
 
 @torch.no_grad()
