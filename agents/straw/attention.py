@@ -39,6 +39,16 @@ Ours:
   STRAW section). Bounded, the grid always covers columns that the current step or the next few steps read, so its
   writes (and the gradient to f_psi) can never vanish for good; only the sigmoid's saturation slows it, at a place
   that still writes the first columns. Raw zeros give the grid of ``attention_init=near``: filter i on column i.
+- **The bounded intensity** (``intensity_bound=c``, ``straw.write_intensity=bounded``; ours, not DRAW's or STRAW's):
+  ``gamma = exp(log c * tanh(log gamma~ / log c))`` lies in ``(1 / c, c)`` for any input, where DRAW's
+  ``gamma = exp(log gamma~)`` (eq. 21) is unbounded; near ``log gamma~ = 0`` the two agree to first order (equal value
+  1 and slope), and ``c = 1`` fixes ``gamma = 1`` (the read is not scaled, the write not divided). Why: DRAW's write
+  (eq. 29) divides the patch by gamma, and STRAW (Sec. 3, "attentive read and write") writes its action plan that
+  way, so a per-state gamma that shrinks multiplies every logit and value the plan holds. Measured (STRAW on a fixed
+  5 x 5 maze, ``launch/results/straw/fixes.md``): a unit patch wrote 207 into column 0 with the feature value head
+  and 5.7e3 in the run that collapsed to a deterministic policy walking into a wall. With a bounded gamma the
+  write's scale can still grow, but only through the patch ``f_p`` (linear) rather than through an exponential of a
+  linear output. It applies to the action plan's read and write; the commitment filter keeps DRAW's gamma.
 - **Numerics**: ``Z_i`` gets ``+ 1e-8`` (a filter centred far outside the plan with a narrow width would otherwise
   divide 0 by 0; such a filter reads and writes about nothing, as in DRAW) and ``sigma^2`` is floored at ``1e-4``
   (``exp`` of a very negative ``log sigma^2`` underflows to 0, and 0 / 0 at ``a = mu_i``); neither bites in the
@@ -77,7 +87,23 @@ def bounded_stride_scale(plan_len: int, num_filters: int) -> float:
     return max(2.0, (plan_len - 1.0) / max(num_filters - 1.0, 1.0))
 
 
-def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int, window: int | None = None) -> Attention:
+def bounded_intensity(log_gamma: torch.Tensor, bound: float) -> torch.Tensor:
+    """Ours (see the module docstring): ``exp(log c * tanh(log gamma~ / log c))`` in ``(1 / c, c)`` (the closed ends
+    only where float32's tanh saturates), equal to DRAW's ``exp(log gamma~)`` to first order at 0; 1 for ``c = 1``.
+
+    :param log_gamma: the raw ``log gamma~`` ``[B]``. :param bound: c >= 1.
+    :raises ValueError: c below 1 (or not finite).
+    """
+    if not math.isfinite(bound) or bound < 1.0:
+        raise ValueError(f"the intensity bound c ({bound}) must be a finite number >= 1: gamma lies in (1 / c, c)")
+    if bound == 1.0:
+        return torch.ones_like(log_gamma)
+    log_c = math.log(bound)
+    return torch.exp(log_c * torch.tanh(log_gamma / log_c))
+
+
+def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int, window: int | None = None,
+                     intensity_bound: float | None = None) -> Attention:
     """DRAW's eqs. 22 and 24 in 1-D (``window`` None), or our bounded centre and stride (``window`` W >= 1): the
     parameters of the output ``[B, 4]`` of a linear map.
 
@@ -86,7 +112,9 @@ def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int, window:
     :param window: None: DRAW's ``g = (T + 1) / 2 (g~ + 1)`` and ``delta = (T - 1) / (K - 1) delta~``. W: ours,
         ``g = 0.5 + W sigmoid(g~)`` in ``[0.5, W + 0.5]`` and ``delta = S sigmoid(log delta~ - log(S - 1))`` in
         ``[0, S]`` (:func:`bounded_stride_scale`; the closed ends only where float32's sigmoid saturates).
-    :raises ValueError: ``raw`` is not ``[B, 4]``, or T, K or W is below 1.
+    :param intensity_bound: None: DRAW's ``gamma = exp(log gamma~)``. c >= 1: ours, gamma in ``(1 / c, c)``
+        (:func:`bounded_intensity`).
+    :raises ValueError: ``raw`` is not ``[B, 4]``, T, K or W is below 1, or c is below 1.
     """
     if raw.dim() != 2 or raw.shape[1] != NUM_PARAMS:
         raise ValueError(f"attention parameters must be [B, {NUM_PARAMS}] (g~, log sigma^2, log delta~, log gamma), "
@@ -111,7 +139,9 @@ def attention_params(raw: torch.Tensor, plan_len: int, num_filters: int, window:
     else:
         # Ours: one filter sits at the centre whatever the stride (eq. 19 with K = 1 gives mu_1 = g).
         stride = torch.zeros_like(g_tilde)
-    return Attention(centre=centre, sigma2=sigma2, stride=stride, gamma=torch.exp(log_gamma))
+    # DRAW's exp(log gamma~) (eq. 21), or ours: squashed into (1 / c, c).
+    gamma = torch.exp(log_gamma) if intensity_bound is None else bounded_intensity(log_gamma, intensity_bound)
+    return Attention(centre=centre, sigma2=sigma2, stride=stride, gamma=gamma)
 
 
 def filterbank(att: Attention, plan_len: int, num_filters: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ The paper (Vezhnevets et al. 2016) trains with A3C; what it leaves unstated we c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,14 @@ class ValueHead(Choice):
     plan = "plan"
     features = "features"
     both = "both"
+
+
+class Intensity(Choice):
+    """The action plan's attention intensity gamma: ``paper`` (DRAW's ``exp(log gamma~)``, unbounded) or ``bounded``
+    (ours: in ``(1 / c, c)``, :func:`agents.straw.attention.bounded_intensity`)."""
+
+    paper = "paper"
+    bounded = "bounded"
 
 
 @dataclass
@@ -101,6 +110,16 @@ class StrawSettings:
     on re-planning steps, and the value term dominated the gradient: measured). "features" (ours): a linear head on
     the feature vector, computed at every step, so the feature network runs on committed steps too (the planning
     module does not). "both" (ours): the plan's value row plus the feature head."""
+    write_intensity: Intensity = Intensity.paper
+    """The action plan's attention intensity gamma, which scales the read and divides the write (DRAW eq. 29; STRAW
+    Sec. 3). "paper": DRAW's ``gamma = exp(log gamma~)``, unbounded: a unit patch came to write 207 and 5.7e3 into the
+    current step's column (the latter in a run that collapsed to a deterministic policy; measured in
+    ``launch/results/straw/fixes.md``). "bounded" (ours): ``gamma = exp(log c tanh(log gamma~ / log c))`` in
+    ``(1 / c, c)``, c = ``intensity_bound``; equal to DRAW's to first order at gamma = 1. The commitment filter keeps
+    DRAW's gamma."""
+    intensity_bound: float = 4.0
+    """c >= 1 of ``write_intensity: bounded`` (ours): gamma in (1 / c, c), so the write's gain varies at most c^2
+    between states (1: gamma fixed at 1, the write not divided). Read only when ``write_intensity`` is bounded."""
 
 
 @dataclass
@@ -138,9 +157,13 @@ def validate(cfg: StrawConfig) -> None:
     for key, value, kind in (("straw.attention_centre", s.attention_centre, Centre),
                              ("straw.commit_centre", s.commit_centre, Centre),
                              ("straw.value_head", s.value_head, ValueHead),
+                             ("straw.write_intensity", s.write_intensity, Intensity),
                              ("straw.attention_init", s.attention_init, AttentionInit)):
         if str(value) not in {m.value for m in kind}:
             raise ValueError(f"{key}={value}: choose one of {', '.join(m.value for m in kind)}.")
+    if not (math.isfinite(s.intensity_bound) and s.intensity_bound >= 1.0):
+        raise ValueError(f"straw.intensity_bound={s.intensity_bound}: choose a finite c >= 1 (the bounded write "
+                         "intensity keeps gamma in (1 / c, c); 1 fixes gamma at 1).")
     if str(s.commit_centre) == "bounded" and s.commit_init_centre > 0 and s.commit_init_centre + 0.5 >= s.num_filters:
         raise ValueError(f"straw.commit_init_centre={s.commit_init_centre} lies outside the first straw.num_filters="
                          f"{s.num_filters} columns, where straw.commit_centre=bounded keeps the commitment filter; "

@@ -68,6 +68,14 @@ STRAW does not learn here (README's STRAW section, ``launch/results/straw/fixes.
   dominated the gradient (measured). The price: the feature network then runs on every step in the actor, not only
   on re-planning steps (h, f_psi, f_p and f_c still run only on re-planning steps). The value row is still
   written with the plan (``features``: read by nothing but the next re-plan's attentive read).
+
+A fourth, for a cause measured after the first three were fixed (``launch/results/straw/fixes.md``), off by default:
+
+- ``write_intensity="bounded"`` (ours): the action plan's attention intensity gamma squashed into ``(1 / c, c)``,
+  ``c = intensity_bound`` (:func:`~agents.straw.attention.bounded_intensity`), where DRAW's ``exp(log gamma~)`` is
+  unbounded. DRAW's write (eq. 29) divides by gamma, as STRAW's (Sec. 3) does, and a unit patch came to write 207
+  and 5.7e3 into the current column (the latter in a run that collapsed to a deterministic policy). The read and the
+  write of the action plan use the bounded gamma; the commitment filter keeps DRAW's.
 """
 
 from __future__ import annotations
@@ -93,6 +101,10 @@ COMMIT_PATCH = 40.0
 CENTRES = ("paper", "bounded")
 #: Where the value comes from: the plan's value row (the paper's), a linear head on the features, or their sum (ours).
 VALUE_HEADS = ("plan", "features", "both")
+#: The action plan's attention intensity gamma: DRAW's exp(log gamma~) (the paper's) or squashed into (1/c, c) (ours).
+INTENSITIES = ("paper", "bounded")
+#: c of the bounded intensity (ours): gamma in (1/4, 4), so the write's gain varies at most 16x between states.
+DEFAULT_INTENSITY_BOUND = 4.0
 
 
 class STRAWUnroll(NamedTuple):
@@ -135,6 +147,9 @@ class STRAWCore(nn.Module):
         columns).
     :param value_head: "plan" (the paper's: the value row of A's first column), "features" (ours: a linear map of
         the features, every step) or "both" (their sum).
+    :param write_intensity: "paper" (DRAW's gamma = exp(log gamma~), unbounded) or "bounded" (ours: the action
+        plan's gamma in ``(1 / intensity_bound, intensity_bound)``; see the module docstring).
+    :param intensity_bound: c >= 1 of the bounded intensity (1: gamma fixed at 1); unused with "paper".
     """
 
     def __init__(self, features: nn.Module, feature_dim: int, num_actions: int, *,
@@ -142,7 +157,8 @@ class STRAWCore(nn.Module):
                  hidden: int = DEFAULT_HIDDEN, noisy: bool = False, latent_dim: int = DEFAULT_LATENT,
                  commit_patch: float = COMMIT_PATCH, attention_init: str = "draw",
                  commit_init_centre: float = 0.0, attention_centre: str = "paper", commit_centre: str = "paper",
-                 value_head: str = "plan") -> None:
+                 value_head: str = "plan", write_intensity: str = "paper",
+                 intensity_bound: float = DEFAULT_INTENSITY_BOUND) -> None:
         super().__init__()
         if num_actions < 1 or feature_dim < 1:
             raise ValueError(f"STRAW needs num_actions >= 1 and feature_dim >= 1, got {num_actions}, {feature_dim}")
@@ -171,7 +187,8 @@ class STRAWCore(nn.Module):
             raise ValueError(f"attention_init={attention_init!r}: choose 'draw' or 'near'")
         for key, value, choices in (("attention_centre", attention_centre, CENTRES),
                                     ("commit_centre", commit_centre, CENTRES),
-                                    ("value_head", value_head, VALUE_HEADS)):
+                                    ("value_head", value_head, VALUE_HEADS),
+                                    ("write_intensity", write_intensity, INTENSITIES)):
             if value not in choices:
                 raise ValueError(f"{key}={value!r}: choose one of {', '.join(repr(c) for c in choices)}")
         #: W of the bounded centres (None: DRAW's centre): the action plan's K filters and the commitment filter both
@@ -179,6 +196,11 @@ class STRAWCore(nn.Module):
         self.attention_window = num_filters if attention_centre == "bounded" else None
         self.commit_window = num_filters if commit_centre == "bounded" else None
         self.value_head_kind = value_head
+        if write_intensity == "bounded" and not (math.isfinite(intensity_bound) and intensity_bound >= 1.0):
+            raise ValueError(f"intensity_bound={intensity_bound}: the bounded intensity needs a finite c >= 1 "
+                             "(gamma in (1 / c, c); 1 fixes gamma at 1)")
+        #: c of the action plan's bounded intensity (None: DRAW's unbounded gamma).
+        self.intensity_bound = float(intensity_bound) if write_intensity == "bounded" else None
         if commit_init_centre > 0 and self.commit_window is not None and commit_init_centre + 0.5 >= num_filters:
             raise ValueError(f"commit_init_centre={commit_init_centre} lies outside the bounded commitment filter's "
                              f"first {num_filters} columns: choose 0 < m < {num_filters - 0.5}")
@@ -269,7 +291,7 @@ class STRAWCore(nn.Module):
         """
         n = z.shape[0]
         raw = self.f_psi(z)
-        att = attention_params(raw, self.plan_len, self.num_filters, self.attention_window)
+        att = attention_params(raw, self.plan_len, self.num_filters, self.attention_window, self.intensity_bound)
         fb = filterbank(att, self.plan_len, self.num_filters)  # one filterbank for the read and the write
         beta = read(plan_prev, att, self.num_filters, fb)  # [n, |A| + 1, K]
         xi = self.h(torch.cat([beta.flatten(1), z], dim=1))

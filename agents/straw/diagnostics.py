@@ -47,7 +47,7 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
         "steps": {"replan": n, "committed": m}, "committed_fraction": m / (n + m),
         "macro_action_length": (n + m) / n, "replan_prob": {"mean", "std", "p10", "p90"} (c_{t-1}[0] on the steps
         that are not game starts), "attention": {"centre", "first_filter", "stride",
-        "column0_weight"}}`` (means); a term's ``"all"`` part is its norm over every parameter.
+        "column0_weight", "gamma"}}`` (means); a term's ``"all"`` part is its norm over every parameter.
     """
     from agents.actor_critic.actor import make_ac_parts
     from agents.actor_critic.learning import ActorCriticLearner, Batch, log_prob_entropy
@@ -99,11 +99,11 @@ def gradient_breakdown(cfg: Any, weights: dict[str, torch.Tensor] | None, unroll
         with torch.no_grad():
             x = core.features(b.obs[:-1].reshape(-1, *b.obs.shape[2:]))
             att = attention_params(core.f_psi(core.z_mu(x) if core.noisy else x), core.plan_len, core.num_filters,
-                                   core.attention_window)
+                                   core.attention_window, core.intensity_bound)
             first = att.centre - (core.num_filters - 1) / 2.0 * att.stride  # filter 1 (eq. 19, 1-based)
             weight = filterbank(att, core.plan_len, core.num_filters)[:, :, 0].sum(1) / att.gamma
         for name, value in (("centre", att.centre), ("first_filter", first), ("stride", att.stride),
-                            ("column0_weight", weight)):
+                            ("column0_weight", weight), ("gamma", att.gamma)):
             attention[name].append(float(value.mean()))
         if out.per_step is not None and "replan_prob" in out.per_step:
             # c_{t-1}[0] on steps that are not game starts (forced to 1 there): its spread says whether the
@@ -155,6 +155,6 @@ def format_breakdown(result: dict[str, Any]) -> str:
                  f"std {p['std']:.3f}, 10-90% {p['p10']:.3f}-{p['p90']:.3f}")
     a = result["attention"]
     lines.append(f"attention of the action plan (columns, 1-based): centre {a['centre']:.1f}, first filter "
-                 f"{a['first_filter']:.1f}, stride {a['stride']:.2f}; a unit patch writes {a['column0_weight']:.3g} "
-                 "into the current step's column")
+                 f"{a['first_filter']:.1f}, stride {a['stride']:.2f}, intensity gamma {a['gamma']:.3g}; "
+                 f"a unit patch writes {a['column0_weight']:.3g} into the current step's column")
     return "\n".join(lines)

@@ -60,7 +60,8 @@ class STRAWNetwork(nn.Module):
                               attention_init=str(straw.attention_init),
                               commit_init_centre=straw.commit_init_centre,
                               attention_centre=str(straw.attention_centre), commit_centre=str(straw.commit_centre),
-                              value_head=str(straw.value_head))
+                              value_head=str(straw.value_head), write_intensity=str(straw.write_intensity),
+                              intensity_bound=float(straw.intensity_bound))
         self.kl_weight = float(straw.kl_weight)
         self.commitment_cost = float(straw.commitment_cost)
 

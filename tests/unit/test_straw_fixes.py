@@ -5,10 +5,12 @@ the settings existed still load and run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
-from agents.straw.attention import attention_params, bounded_stride_scale, filterbank, write
+from agents.straw.attention import attention_params, bounded_intensity, bounded_stride_scale, filterbank, read, write
 from agents.straw.config import StrawConfig, validate
 from agents.straw.core import STRAWCore
 from tests.unit.test_straw import FEATURES, OBS_SHAPE, Counting  # the same feature network as the core's tests
@@ -18,18 +20,21 @@ torch.set_num_threads(1)
 
 def _core(seed: int = 0, plan_len: int = 12, num_filters: int = 3, noisy: bool = False,
           commit_init_centre: float = 0.0, attention_init: str = "draw", attention_centre: str = "paper",
-          commit_centre: str = "paper", value_head: str = "plan") -> STRAWCore:
+          commit_centre: str = "paper", value_head: str = "plan", write_intensity: str = "paper",
+          intensity_bound: float = 4.0) -> STRAWCore:
     torch.manual_seed(seed)
     return STRAWCore(Counting(), FEATURES, 3, plan_len=plan_len, num_filters=num_filters, noisy=noisy, latent_dim=8,
                      commit_init_centre=commit_init_centre, attention_init=attention_init,
-                     attention_centre=attention_centre, commit_centre=commit_centre, value_head=value_head)
+                     attention_centre=attention_centre, commit_centre=commit_centre, value_head=value_head,
+                     write_intensity=write_intensity, intensity_bound=intensity_bound)
 
 
 def _core_with(choices: dict[str, str], noisy: bool = False) -> STRAWCore:
-    """:func:`_core` with some of attention_centre, commit_centre and value_head given by name."""
-    full = {"attention_centre": "paper", "commit_centre": "paper", "value_head": "plan", **choices}
+    """:func:`_core` with some of attention_centre, commit_centre, value_head and write_intensity given by name."""
+    full = {"attention_centre": "paper", "commit_centre": "paper", "value_head": "plan", "write_intensity": "paper",
+            **choices}
     return _core(noisy=noisy, attention_centre=full["attention_centre"], commit_centre=full["commit_centre"],
-                 value_head=full["value_head"])
+                 value_head=full["value_head"], write_intensity=full["write_intensity"])
 
 
 def _obs(*lead: int) -> torch.Tensor:
@@ -177,11 +182,14 @@ def test_the_feature_value_head_runs_the_features_every_step_and_the_planner_onl
     assert features.calls == calls
 
 
-@pytest.mark.parametrize("value_head", ["features", "both"])
-def test_the_learners_replay_reproduces_the_actor_with_every_new_setting(value_head: str) -> None:
+@pytest.mark.parametrize("value_head, write_intensity", [("features", "paper"), ("both", "paper"),
+                                                         ("features", "bounded")])
+def test_the_learners_replay_reproduces_the_actor_with_every_new_setting(value_head: str,
+                                                                         write_intensity: str) -> None:
     # The commitment filter 4 columns ahead and a negative bias b: the actor both commits and re-plans.
     core = _core(seed=1, noisy=True, plan_len=40, num_filters=6, attention_centre="bounded",
-                 commit_centre="bounded", commit_init_centre=4.0, value_head=value_head)
+                 commit_centre="bounded", commit_init_centre=4.0, value_head=value_head,
+                 write_intensity=write_intensity)
     with torch.no_grad():
         core.value_head.weight.normal_()
         core.commit_bias.fill_(-0.5)
@@ -208,10 +216,109 @@ def test_the_learners_replay_reproduces_the_actor_with_every_new_setting(value_h
     assert torch.allclose(out.values, torch.stack(rec["values"]), atol=1e-5)
 
 
+# ------------------------------------------------------------------------------------------ (d) write intensity
+
+#: Raw log gamma~ from far below to far above anything a network outputs, and the rest of the raw parameters with it.
+EXTREME = torch.tensor([-1e30, -1e4, -60.0, -8.0, -1.0, 0.0, 1.0, 8.0, 60.0, 1e4, 1e30])
+
+
+@pytest.mark.parametrize("bound", [1.0, 1.5, 4.0, 100.0])
+@pytest.mark.parametrize("window", [None, 10])
+def test_the_bounded_write_into_a_column_never_exceeds_the_bound(bound: float, window: int | None) -> None:
+    # A patch of ones: each of the K filters sums to 1 over the columns, so it puts at most 1 into any column, and the
+    # write divides by gamma > 1 / c: at most K * c into any column, for any centre, width, stride and intensity.
+    n = len(EXTREME)
+    for centre, log_sigma2 in ((0.0, 0.0), (-1.0, -20.0), (3.0, 5.0)):
+        raw = torch.stack([torch.full((n,), centre), torch.full((n,), log_sigma2), EXTREME.flip(0), EXTREME], dim=1)
+        att = attention_params(raw, 100, 10, window=window, intensity_bound=bound)
+        assert torch.isfinite(att.gamma).all()
+        assert (att.gamma >= (1.0 / bound) * (1 - 1e-6)).all() and (att.gamma <= bound * (1 + 1e-6)).all()
+        out = write(torch.ones(n, 1, 10), att, 100)
+        assert torch.isfinite(out).all() and out.max().item() <= 10 * bound * (1 + 1e-5)
+        # The read of a plan of ones is gamma times at most K (one per filter): at most K * c too.
+        assert read(torch.ones(n, 1, 100), att, 10).max().item() <= 10 * bound * (1 + 1e-5)
+    # DRAW's gamma from the same inputs writes without bound: the cause this setting removes.
+    raw = torch.stack([torch.zeros(n), torch.zeros(n), torch.zeros(n), EXTREME], dim=1)
+    paper = attention_params(raw, 100, 10)
+    assert write(torch.ones(n, 1, 10), paper, 100).max().item() > 1e20
+
+
+def test_the_bounded_intensity_agrees_with_draws_at_one_and_c_one_fixes_it() -> None:
+    log_gamma = torch.tensor([-0.01, 0.0, 0.01], dtype=torch.float64, requires_grad=True)
+    gamma = bounded_intensity(log_gamma, 4.0)
+    assert gamma[1].item() == 1.0
+    assert torch.allclose(gamma, torch.exp(log_gamma.detach()), atol=1e-5)  # same value and slope at 0
+    gamma.sum().backward()
+    assert log_gamma.grad is not None and torch.allclose(log_gamma.grad, torch.ones(3, dtype=torch.float64), atol=0.02)
+    # The ends: (1 / c, c), reached only where tanh saturates.
+    assert bounded_intensity(torch.tensor([-1e30, 1e30]), 4.0).tolist() == pytest.approx([0.25, 4.0])
+    # c = 1: gamma is 1 whatever the input, the read not scaled, the write not divided, no gradient into log gamma~.
+    log_gamma = torch.tensor([-50.0, 0.0, 3.0], requires_grad=True)
+    ones = bounded_intensity(log_gamma, 1.0)
+    assert torch.equal(ones, torch.ones(3))
+    assert not ones.requires_grad
+    for bad in (0.5, 0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="intensity bound"):
+            bounded_intensity(torch.zeros(1), bad)
+
+
+def test_the_papers_intensity_is_unchanged_bit_for_bit() -> None:
+    # The paper's mode is DRAW's exp(log gamma~) exactly, and a core built with write_intensity="paper" (any bound)
+    # computes exactly what the core computed before the setting existed (its defaults).
+    generator = torch.Generator().manual_seed(7)
+    raw = torch.randn(64, 4, generator=generator) * 3.0
+    att = attention_params(raw, 100, 10)
+    assert torch.equal(att.gamma, torch.exp(raw[:, 3]))
+    assert torch.equal(attention_params(raw, 100, 10, window=10).gamma, torch.exp(raw[:, 3]))
+    steps, batch = 6, 3
+    obs = _obs(steps, batch)
+    starts = torch.zeros(steps, batch, dtype=torch.bool)
+    starts[0] = True
+    gates = torch.tensor([[1, 1, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1], [0, 1, 0]], dtype=torch.bool)
+    outs = []
+    choices: list[dict[str, Any]] = [{}, {"write_intensity": "paper"}, {"write_intensity": "paper",
+                                                                         "intensity_bound": 1.5}]
+    for kwargs in choices:
+        core = _core(**kwargs)
+        assert core.intensity_bound is None
+        outs.append(core.unroll(obs, core.initial_state(batch), starts, gates))
+    for out in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], out))
+    # The bounded one differs once gamma is off 1 (its weights are the same: only the transform changes).
+    bounded = _core(write_intensity="bounded", intensity_bound=1.0)
+    with torch.no_grad():
+        bounded.f_psi.bias[3] = 2.0
+    paper = _core()
+    paper.load_state_dict(bounded.state_dict())
+    a = bounded.unroll(obs, bounded.initial_state(batch), starts, gates)
+    b = paper.unroll(obs, paper.initial_state(batch), starts, gates)
+    assert not torch.allclose(a.logits, b.logits)
+
+
+def test_a_bad_intensity_bound_names_the_key() -> None:
+    cfg = StrawConfig()
+    for bad in (0.5, 0.0, float("nan")):
+        cfg.straw.intensity_bound = bad
+        with pytest.raises(ValueError, match="straw.intensity_bound"):
+            validate(cfg)
+        with pytest.raises(ValueError, match="intensity_bound"):
+            _core(write_intensity="bounded", intensity_bound=bad)
+    cfg.straw.intensity_bound = 1.0
+    validate(cfg)
+    from launch.config import load_config
+
+    with pytest.raises(ValueError, match="straw.write_intensity"):
+        load_config(StrawConfig, ["straw_maze"], ["straw.write_intensity=clamped"])
+    cfg = load_config(StrawConfig, ["straw_maze"], ["straw.write_intensity=bounded", "straw.intensity_bound=2"])
+    validate(cfg)
+    net = cfg.straw_network((3, 5, 5), 4)
+    assert net.core.intensity_bound == 2.0
+
+
 # ----------------------------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("key, value", [("attention_centre", "middle"), ("commit_centre", "wide"),
-                                        ("value_head", "critic")])
+                                        ("value_head", "critic"), ("write_intensity", "clamped")])
 def test_a_bad_choice_is_an_error_that_names_the_key(key: str, value: str) -> None:
     with pytest.raises(ValueError, match=key):
         _core_with({key: value})
@@ -261,7 +368,8 @@ OLD_STRAWE_PARAMS = {**OLD_CORE_PARAMS, "z_mu.weight": (8, 16), "z_mu.bias": (8,
 
 @pytest.mark.parametrize("noisy", [False, True])
 @pytest.mark.parametrize("settings", [{}, {"attention_centre": "paper", "commit_centre": "paper", "value_head": "plan"},
-                                      {"attention_centre": "bounded", "commit_centre": "bounded"}])
+                                      {"attention_centre": "bounded", "commit_centre": "bounded"},
+                                      {"attention_centre": "bounded", "write_intensity": "bounded"}])
 def test_a_checkpoint_from_before_the_settings_loads_and_runs(noisy: bool, settings: dict[str, str]) -> None:
     old = OLD_STRAWE_PARAMS if noisy else OLD_CORE_PARAMS
     generator = torch.Generator().manual_seed(5)
