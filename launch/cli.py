@@ -209,6 +209,8 @@ def cmd_sb3(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if (args.env or args.mode != "local") and args.name != "dyna":
+        raise UserError(f"--env and --mode apply to `reverie bench dyna` only, not {args.name}.")
     if args.algo and args.name != "throughput":
         raise UserError(f"--algo applies to `reverie bench throughput` only, not {args.name}.")
     if args.bonus:
@@ -288,6 +290,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_world_model_bench(seconds=args.seconds or 5.0)
         print(json.dumps(result) if args.json else format_world_model_table(result))
+    elif args.name == "dyna":
+        from launch.bench.dyna import format_atari_table, format_minatar_table, run_atari_costs, run_minatar_bench
+
+        env = args.env or "minatar/breakout"
+        if env.startswith("minatar/"):
+            result = run_minatar_bench(game=env, seconds=args.seconds or 20.0, mode=args.mode)
+            print(json.dumps(result) if args.json else format_minatar_table(result))
+        else:
+            if args.mode != "local":
+                raise UserError(f"--mode {args.mode}: the Atari costs are measured piece by piece in this process; "
+                                f"leave --mode out (local).")
+            result = run_atari_costs(game=env, seconds=args.seconds or 20.0)
+            print(json.dumps(result) if args.json else format_atari_table(result))
     elif args.name == "allocator":
         from launch.bench.allocator import format_allocator_table, run_allocator_bench
 
@@ -396,11 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_cli.register(sub)
     iterations.register(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw, episodic, allocator",
+    p = sub.add_parser("bench", help="benchmarks: throughput, density, vae, world-model, straw, episodic, dyna, "
+                                     "allocator",
                        description="Side-by-side benchmarks that print a table (or --json).")
-    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw", "episodic", "allocator"])
+    p.add_argument("name", choices=["throughput", "density", "vae", "world-model", "straw", "episodic", "dyna",
+                                    "allocator"])
     p.add_argument("--seconds", type=float, default=None,
-                   help="seconds per measurement (default 20 for throughput, vae, straw and allocator, 5 for "
+                   help="seconds per measurement (default 20 for throughput, vae, straw, dyna and allocator, 5 for "
                         "world-model, 2 for episodic)")
     p.add_argument("--rounds", type=int, default=2,
                    help="allocator: measurements per workload and setting, alternating the settings")
@@ -429,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atari", action="store_true",
                    help="straw: the Atari presets (strawe_atari, lstm_atari on Frostbite, colour frames) instead of "
                         "the maze ones")
+    p.add_argument("--env", default=None,
+                   help="dyna: minatar/<game> (default minatar/breakout): the Dyna agent's training beside DQN's "
+                        "(real and imagined steps/s, updates/s, learner busy fraction, ratios); an Atari game (e.g. "
+                        "Pong): each piece's cost with the CPU video model and the hours of Atari 100k")
+    p.add_argument("--mode", choices=["local", "ray"], default="local",
+                   help="dyna on MinAtar: local mode (one process) or 2 Ray actors")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
     return parser

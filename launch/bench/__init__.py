@@ -2,5 +2,6 @@
 ``launch/``: each compares side by side in one run and prints ratios (``--json`` for machine-readable results).
 
 ``throughput`` (our learners against Stable-Baselines3), ``ac`` (A2C/PPO/IMPALA), ``straw``, ``episodic``,
-``density``, ``vae``, ``video`` (world models) and ``allocator``.
+``density``, ``vae``, ``video`` (world models), ``dyna`` (the world-model agent beside DQN, and its Atari costs)
+and ``allocator``.
 """
