@@ -55,7 +55,7 @@ from agents.dyna.history import HistoryReplay
 from agents.dyna.imagined import TransitionRing
 from agents.runtime.algorithm import Scalars
 from envs import ImaginedEnv
-from worldmodels.grid import GridModelTrainer, GridWorldModel, branched_rollouts, one_step_metrics
+from worldmodels.grid import GridModelTrainer, GridWorldModel, branched_rollouts, check_compatible, one_step_metrics
 
 
 class DynaLearner:
@@ -271,7 +271,12 @@ class DynaLearner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from a checkpoint: without a saved imagined buffer (``replay.save_in_checkpoint: false``) it starts
         empty and refills from the restored model at the next updates. With ``dyna.scheme: simple`` the imagined
-        games in progress are not saved: new ones start from real states at the next update."""
+        games in progress are not saved: new ones start from real states at the next update.
+
+        :raises ValueError: the state's world model was made for another observation shape or action count
+            (checked before anything is restored: DQN's networks would fail with torch's size mismatch)."""
+        check_compatible(state["world_model"]["model"], self.model.frame_shape, self.model.num_actions,
+                         "the checkpoint's world model")
         self.dqn.load_state_dict(state)
         self.trainer.load_state_dict(state["world_model"])
         own = state["dyna"]
