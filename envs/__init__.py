@@ -178,15 +178,10 @@ def observation_to_rgb(obs: np.ndarray, stack: int, frame_shape: tuple[int, ...]
         rgb = np.repeat(frame[..., None], 3, axis=2)
     elif frame.shape[-1] == 3 and frame.shape[0] != 3:  # an RGB frame [H, W, 3], not 3 channels of a grid
         rgb = frame
-    else:
-        channels = frame.shape[0]
-        # Evenly spaced bright hues: HSV (h, 0.75, 1) for channel h/C, converted to RGB.
-        hues = np.arange(channels) / channels
-        k = (np.array([5.0, 3.0, 1.0]) + hues[:, None] * 6) % 6
-        palette = (255 * (1 - 0.75 * np.clip(np.minimum(k, 4 - k), 0, 1))).astype(np.uint8)
-        rgb = np.zeros((*frame.shape[1:], 3), np.uint8)
-        for c in range(channels):
-            rgb[frame[c] > 0] = palette[c]
+    else:  # evenly spaced bright hues, as the grid world model's pictures draw them
+        from worldmodels.grid.pictures import grid_to_rgb
+
+        rgb = grid_to_rgb(frame > 0)
     return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
 
 

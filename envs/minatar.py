@@ -241,6 +241,12 @@ class MinAtarEnv(gym.Env):
         self._frame_number = 0
         self._episode_frame = 0
 
+    @property
+    def channel_names(self) -> list[str]:
+        """What each observation channel shows, in channel order (MinAtar's names: ``paddle``, ``ball``, ...)."""
+        channels: dict[str, int] = self._env.env.channels
+        return sorted(channels, key=channels.__getitem__)
+
     def _observe(self) -> np.ndarray:
         return np.ascontiguousarray(self._env.state().transpose(2, 0, 1), dtype=np.uint8)
 

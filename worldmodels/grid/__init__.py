@@ -10,13 +10,23 @@
 - :func:`branched_rollouts` (:mod:`worldmodels.grid.rollout`): k-step imagined rollouts branched from real states
   (Janner et al. 2019, MBPO), with a validity mask after imagined game overs.
 - :mod:`worldmodels.grid.metrics`: one-step and open-loop scores on held-out real transitions, beside copy-last and
-  shuffled actions; :mod:`worldmodels.grid.fit_check`: a few-minute fit on random-policy data, scored so.
+  shuffled actions (:func:`rollout_metrics`: per horizon step, what ``reverie imagine`` reports);
+  :mod:`worldmodels.grid.fit_check`: a few-minute fit on random-policy data, scored so.
+- :mod:`worldmodels.grid.episodes`: real episodes played under a policy and the open-loop windows cut from them;
+  :mod:`worldmodels.grid.pictures`: channels in colour, imagined rollouts beside real ones as GIF frames.
 """
 
 from __future__ import annotations
 
 from worldmodels.grid.config import GridWorldModelConfig, SamplingChoice, validate
-from worldmodels.grid.metrics import frame_scores, one_step_metrics, open_loop_errors
+from worldmodels.grid.episodes import Episode, Windows, play_episodes, sample_windows
+from worldmodels.grid.metrics import (
+    frame_scores,
+    one_step_metrics,
+    open_loop_errors,
+    open_loop_rollout,
+    rollout_metrics,
+)
 from worldmodels.grid.model import (
     GridModelTrainer,
     GridState,
@@ -27,6 +37,7 @@ from worldmodels.grid.model import (
 )
 from worldmodels.grid.rollout import ImaginedBatch, Policy, branched_rollouts
 
-__all__ = ["GridModelTrainer", "GridState", "GridWorldModel", "GridWorldModelConfig", "ImaginedBatch", "Policy",
-           "SamplingChoice", "branched_rollouts", "check_compatible", "frame_scores", "load_grid_world_model",
-           "one_step_metrics", "open_loop_errors", "save_grid_world_model", "validate"]
+__all__ = ["Episode", "GridModelTrainer", "GridState", "GridWorldModel", "GridWorldModelConfig", "ImaginedBatch",
+           "Policy", "SamplingChoice", "Windows", "branched_rollouts", "check_compatible", "frame_scores",
+           "load_grid_world_model", "one_step_metrics", "open_loop_errors", "open_loop_rollout", "play_episodes",
+           "rollout_metrics", "sample_windows", "save_grid_world_model", "validate"]

@@ -36,7 +36,8 @@ import torch
 
 from worldmodels.grid.model import GridWorldModel
 
-__all__ = ["frame_scores", "one_step_metrics", "open_loop_errors"]
+__all__ = ["ROLLOUT_KEYS", "frame_scores", "one_step_metrics", "open_loop_errors", "open_loop_rollout",
+           "rollout_metrics"]
 
 
 def _ratio(num: float, den: float) -> float:
@@ -183,4 +184,116 @@ def open_loop_errors(model: GridWorldModel, frames: np.ndarray, actions: np.ndar
         out["copy_last"].append(float((first != truth).mean()))
         out["model_changed"].append(_ratio(float(((pred != truth) & changed).sum()), float(changed.sum())))
         history = torch.cat([history[:, 1:], torch.as_tensor(pred.astype(np.uint8))[:, None]], dim=1)
+    return out
+
+
+@torch.no_grad()
+def open_loop_rollout(model: GridWorldModel, history: np.ndarray, actions: np.ndarray,
+                      batch_size: int = 256) -> dict[str, np.ndarray]:
+    """The model's most likely open-loop rollout under given actions (each predicted frame is the next step's input;
+    whatever ``cfg.sampling`` says, every step takes each cell's likelier value, the likeliest reward and "game
+    over" when its probability exceeds 0.5, as :func:`one_step_metrics` scores).
+
+    :param history: uint8 ``[B, T, C, H, W]`` (0/1), the real frames up to the start, newest last (see
+        :meth:`GridWorldModel.history_in`), or ``[B, C, H, W]`` for a model with ``context = 1``.
+    :param actions: int64 ``[B, K]``: ``actions[:, t]`` leads to step ``t + 1``.
+    :param batch_size: rollouts imagined at once (memory only).
+    :return: ``frames`` uint8 ``[B, K, C, H, W]``, ``rewards`` float32 ``[B, K]`` (game points), ``terminals`` bool
+        ``[B, K]``.
+    """
+    acts = np.asarray(actions, np.int64)
+    if acts.ndim != 2 or len(acts) != len(history):
+        raise ValueError(f"actions must be [B, K] with B = {len(history)} rollouts, got shape {acts.shape}.")
+    was_training = model.training
+    model.eval()
+    frames, rewards, terminals = [], [], []
+    try:
+        for i in range(0, len(acts), batch_size):
+            h = model.history_in(history[i: i + batch_size])
+            f, r, o = [], [], []
+            for t in range(acts.shape[1]):
+                out = model.predict(h, acts[i: i + batch_size, t])
+                pred = (out["cell_prob"] > 0.5).float()
+                f.append(pred.to(torch.uint8).cpu().numpy())
+                r.append(model.reward_values[out["reward_prob"].argmax(dim=1)].cpu().numpy())
+                o.append(out["terminal_prob"].cpu().numpy() > 0.5)
+                h = torch.cat([h[:, 1:], pred[:, None]], dim=1)
+            frames.append(np.stack(f, axis=1) if f else np.zeros((len(h), 0, *model.frame_shape), np.uint8))
+            rewards.append(np.stack(r, axis=1) if r else np.zeros((len(h), 0)))
+            terminals.append(np.stack(o, axis=1) if o else np.zeros((len(h), 0), bool))
+    finally:
+        model.train(was_training)
+    if not frames:
+        return {"frames": np.zeros((0, acts.shape[1], *model.frame_shape), np.uint8),
+                "rewards": np.zeros((0, acts.shape[1]), np.float32), "terminals": np.zeros((0, acts.shape[1]), bool)}
+    return {"frames": np.concatenate(frames), "rewards": np.concatenate(rewards).astype(np.float32),
+            "terminals": np.concatenate(terminals)}
+
+
+#: The per-step scores of each predictor in :func:`rollout_metrics` (lists of K; the per-channel ones lists of K
+#: lists of C).
+ROLLOUT_KEYS = ("cell_error", "changed_cell_error", "frame_exact", "object_recall", "object_precision",
+                "recall_per_channel", "precision_per_channel", "reward_accuracy", "reward_recall",
+                "terminal_accuracy", "terminal_recall")
+
+
+def rollout_metrics(model: GridWorldModel, history: np.ndarray, actions: np.ndarray, next_frames: np.ndarray,
+                    rewards: np.ndarray, terminals: np.ndarray, valid: np.ndarray | None = None, *, seed: int = 0,
+                    batch_size: int = 256) -> dict[str, Any]:
+    """Open-loop scores at every horizon step on real windows, beside copy-last and shuffled actions.
+
+    At step ``t`` the model has imagined ``t`` steps from the real start under the real actions
+    (:func:`open_loop_rollout`); its frame is scored against the real frame after ``t`` actions with
+    :func:`frame_scores` (``previous`` being the real start frame: ``changed_cell_error`` counts the cells that
+    changed since the rollout began, all of which copy-last gets wrong), and its reward and game over as
+    :func:`one_step_metrics` scores them. Only the windows whose real game has not ended before step ``t`` count
+    (``valid``); the step that ends the game counts, with its real game over.
+
+    - ``copy_last``: the start frame held, reward 0, no game over;
+    - ``shuffled_actions``: the model under another window's action sequence (a seeded permutation of the
+      windows), from its own start.
+
+    :param history: uint8 ``[B, T, C, H, W]`` (0/1), the real frames up to each start, newest last (``[B, C, H, W]``
+        for ``context = 1``). :param actions: int64 ``[B, K]``.
+    :param next_frames: uint8 ``[B, K, C, H, W]``: the real frame after each action.
+    :param rewards: float ``[B, K]``: the real rewards (game points). :param terminals: bool ``[B, K]``: the action
+        ended the game. :param valid: bool ``[B, K]``: the step happened (None: all did).
+    :param seed: seeds the permutation of the shuffled actions.
+    :return: ``steps`` (1..K), ``windows`` (``[K]``: valid windows at each step), ``rewarded`` and ``game_overs``
+        (``[K]``: of them, those with a non-zero reward / a real game over), and for each of ``model``,
+        ``copy_last``, ``shuffled_actions`` a dict of :data:`ROLLOUT_KEYS`, each a list over steps (``nan`` where
+        a denominator is empty).
+    """
+    hist = np.asarray(history)
+    acts = np.asarray(actions, np.int64)
+    truth = np.asarray(next_frames)
+    b, k = acts.shape if acts.ndim == 2 else (-1, -1)
+    ok = np.ones((max(b, 0), max(k, 0)), bool) if valid is None else np.asarray(valid, bool)
+    if acts.ndim != 2 or len(hist) != b or truth.shape[:2] != (b, k) or truth.ndim != 5 \
+            or np.shape(rewards) != (b, k) or np.shape(terminals) != (b, k) or ok.shape != (b, k):
+        raise ValueError(f"give history [B, T, C, H, W], actions [B, K], next_frames [B, K, C, H, W] and rewards, "
+                         f"terminals, valid [B, K]; got {hist.shape}, {np.shape(actions)}, {truth.shape}, "
+                         f"{np.shape(rewards)}, {np.shape(terminals)}, {ok.shape}.")
+    start = (hist if hist.ndim == 4 else hist[:, -1]).astype(bool)
+    over = np.asarray(terminals, bool)
+    perm = np.random.default_rng(seed).permutation(b)
+    predicted = {"model": open_loop_rollout(model, hist, acts, batch_size),
+                 "shuffled_actions": open_loop_rollout(model, hist, acts[perm], batch_size),
+                 "copy_last": {"frames": np.repeat(start[:, None], k, axis=1), "rewards": np.zeros((b, k)),
+                               "terminals": np.zeros((b, k), bool)}}
+    truth_reward = np.clip(np.round(np.asarray(rewards, np.float64)), 0, model.cfg.max_reward)
+    out: dict[str, Any] = {"steps": list(range(1, k + 1)), "windows": [int(v) for v in ok.sum(axis=0)],
+                           "rewarded": [int(v) for v in ((truth_reward != 0) & ok).sum(axis=0)],
+                           "game_overs": [int(v) for v in (over & ok).sum(axis=0)]}
+    for name in ("model", "copy_last", "shuffled_actions"):
+        pred = predicted[name]
+        rows: dict[str, list[Any]] = {key: [] for key in ROLLOUT_KEYS}
+        for t in range(k):
+            v = ok[:, t]
+            scores = {**frame_scores(pred["frames"][v, t], truth[v, t], start[v]),
+                      **_head_scores(pred["rewards"][v, t], np.asarray(rewards)[v, t], pred["terminals"][v, t],
+                                     over[v, t], model.cfg.max_reward)}
+            for key in ROLLOUT_KEYS:
+                rows[key].append(scores[key])
+        out[name] = rows
     return out

@@ -445,6 +445,17 @@ def save_grid_world_model(path: str | Path, model: GridWorldModel, extra: dict[s
     return path
 
 
+def export_in_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The :meth:`GridWorldModel.export` inside a checkpoint's contents: :func:`save_grid_world_model`'s
+    ``grid_world_model`` entry, or a world-model agent's ``world_model`` entry (a :class:`GridModelTrainer` state,
+    whose ``model`` is the export); None if it holds neither (a video model's ``world_model`` is not one)."""
+    trainer = ckpt.get("world_model")
+    for state in (ckpt.get(CHECKPOINT_KEY), trainer.get("model") if isinstance(trainer, dict) else None):
+        if isinstance(state, dict) and state.get("format") == FORMAT:
+            return state
+    return None
+
+
 def load_grid_world_model(source: str | Path | dict[str, Any], *, obs_shape: tuple[int, ...] | None = None,
                           num_actions: int | None = None) -> GridWorldModel:
     """A grid world model from a checkpoint file, a run directory (its newest valid checkpoint), or an export dict,
@@ -461,10 +472,12 @@ def load_grid_world_model(source: str | Path | dict[str, Any], *, obs_shape: tup
 
         path, ckpt = load_latest(source)
         where = str(path)
-        if CHECKPOINT_KEY not in ckpt:
-            raise ValueError(f"{path} holds no grid world model (no {CHECKPOINT_KEY!r} entry): give a checkpoint "
-                             f"written by worldmodels.grid.save_grid_world_model or by a world-model agent's run.")
-        state = ckpt[CHECKPOINT_KEY]
+        found = export_in_checkpoint(ckpt)
+        if found is None:
+            raise ValueError(f"{path} holds no grid world model (no {CHECKPOINT_KEY!r} entry, nor a world-model "
+                             f"agent's 'world_model'): give a checkpoint written by "
+                             f"worldmodels.grid.save_grid_world_model or by a world-model agent's run (algo=dyna).")
+        state = found
     state = state.get(CHECKPOINT_KEY, state) if isinstance(state, dict) else state
     return GridWorldModel.from_export(state, obs_shape=obs_shape, num_actions=num_actions, where=where)
 
