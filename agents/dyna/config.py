@@ -97,6 +97,14 @@ class DynaSettings:
     holdout_size: int = 256
     """Recent real transitions (the newest of each ingested chunk, before the model trains on them) kept to score
     the model's one-step accuracy at each log (``worldmodel/one_step_cell_error`` beside copy-last)."""
+    gif_every_frames: int = 0
+    """Real frames between pictures of the imagination (0: none). Every that many frames the learner plays a short
+    real segment of a game in an env of its own (seeded apart from the actors and evaluation; the current
+    Q-network, epsilon-greedy with epsilon 0.05) and writes ``imagination/step_<frames>.gif`` into the run
+    directory: the real frames beside the world model's open-loop rollout from the same start under the same
+    actions, and where they differ (:mod:`agents.dyna.pictures`), so one can watch the imagination improve."""
+    gif_steps: int = 20
+    """Steps of each picture's segment (fewer where the real game ends first)."""
 
 
 @dataclass
@@ -143,8 +151,7 @@ def validate(cfg: DynaConfig) -> None:
         raise ValueError(f"dyna.scheme={d.scheme!r}: choose one of {', '.join(SchemeChoice.__members__)}.")
     for key in ("rollout_k", "rollouts_per_update", "imagined_episode_steps", "q_updates_per_learner_update",
                 "model_updates_per_learner_update", "model_update_every", "model_batch_size", "imagined_capacity",
-                "holdout_size",
-                "model_warmup_transitions"):
+                "holdout_size", "model_warmup_transitions", "gif_every_frames", "gif_steps"):
         value = getattr(d, key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"dyna.{key}={value!r} must be an int.")
@@ -159,7 +166,11 @@ def validate(cfg: DynaConfig) -> None:
                       "dyna.q_updates_per_learner_update": d.q_updates_per_learner_update,
                       "dyna.model_updates_per_learner_update": d.model_updates_per_learner_update,
                       "dyna.model_update_every": d.model_update_every,
-                      "dyna.model_batch_size": d.model_batch_size, "dyna.holdout_size": d.holdout_size})
+                      "dyna.model_batch_size": d.model_batch_size, "dyna.holdout_size": d.holdout_size,
+                      "dyna.gif_steps": d.gif_steps})
+    if d.gif_every_frames < 0:
+        raise ValueError(f"dyna.gif_every_frames={d.gif_every_frames} must be 0 (no pictures) or more: real frames "
+                         f"between the GIFs of an imagined rollout beside the real one.")
     if d.model_warmup_transitions < 0:
         raise ValueError(f"dyna.model_warmup_transitions={d.model_warmup_transitions} must be 0 or more.")
     per_update = d.rollouts_per_update * d.rollout_k

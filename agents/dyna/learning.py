@@ -53,6 +53,7 @@ from agents.dqn.learning import DQNReplayLearner
 from agents.dyna.config import DynaConfig
 from agents.dyna.history import HistoryReplay
 from agents.dyna.imagined import TransitionRing
+from agents.dyna.pictures import ImaginationGifs
 from agents.runtime.algorithm import Scalars
 from envs import ImaginedEnv
 from worldmodels.grid import GridModelTrainer, GridWorldModel, branched_rollouts, check_compatible, one_step_metrics
@@ -101,6 +102,7 @@ class DynaLearner:
         self.model_transitions = 0
         """Real transitions the world model has trained on (updates x batch, with repeats)."""
         self._rate_from = (time.perf_counter(), 0)
+        self.gifs = ImaginationGifs(cfg) if d.gif_every_frames > 0 else None  # imagination/step_<frames>.gif
 
     # --- the runtime's side, delegated to DQN -------------------------------------------------------------------
     def ingest(self, output: Any) -> None:
@@ -143,6 +145,8 @@ class DynaLearner:
                     self._imagine(counters)
             finally:
                 self.model.train()
+        if self.gifs is not None:
+            self.gifs.maybe_write(counters, self.model, self.dqn.core.online)
         if len(self.imagined) == 0 or d.imagined_ratio == 0:
             for _ in range(d.q_updates_per_learner_update):
                 scalars.update(self.dqn.update(counters))  # DQN's own update, untouched
