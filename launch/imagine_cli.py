@@ -22,6 +22,11 @@ then write to ``--out`` (default ``RUN_DIR/imagine/``):
 
 and print a per-step table (or, with ``--json``, the report).
 
+``reverie imagine RUN`` of a grid world model (a dyna run, or a checkpoint of
+:func:`worldmodels.grid.save_grid_world_model`; no ``--data``) is :mod:`launch.imagine_grid`: held-out MinAtar games
+played by ``--policy``, per-step cell error, object recall and precision, reward and game-over accuracy beside
+copy-last and shuffled actions, a GIF of imagined rollouts beside the real ones, ``report.json`` and TensorBoard.
+
 ``reverie imagine --compare RUN_A RUN_B --data DIR`` scores both models on the same windows
 (:func:`worldmodels.video.evaluate.evaluate_models`): one report (``compare``: the run names; ``models``: each
 run's rows under its name; the copy-last and mean-frame references once, at the top level), one errors plot and
@@ -674,6 +679,16 @@ def run_compare(runs: Sequence[str | Path], data: str | Path, horizon: int = 20,
 
 # ------------------------------------------------------------------------------------------------ command
 def cmd_imagine(args: argparse.Namespace) -> int:
+    from launch import imagine_grid
+
+    if args.run and not args.compare and imagine_grid.is_grid_run(args.run, args.data):
+        return cmd_imagine_grid(args)
+    if args.data is None:
+        raise ValueError("--data DIR is needed to score a video model (a `reverie fit-world-model` run): give a "
+                         "dataset of the same game with a held-out split.")
+    if args.policy or args.game or args.epsilon is not None:
+        raise ValueError("--policy, --game and --epsilon apply to a grid world model (a dyna run), which plays its "
+                         "own held-out games; a video model is scored on --data.")
     common = dict(horizon=args.horizon, episodes=args.episodes or None, starts_per_episode=args.starts_per_episode,
                   seed=args.seed, out=args.out, video=args.video, samples=args.samples, batch_size=args.batch_size,
                   progress=not (args.no_progress or args.json), skip_corrupt=args.skip_corrupt)
@@ -698,9 +713,30 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_imagine_grid(args: argparse.Namespace) -> int:
+    """``reverie imagine RUN`` for a grid world model (:mod:`launch.imagine_grid`)."""
+    from launch.imagine_grid import DEFAULT_EPSILON, format_grid_table, run_imagine_grid
+
+    if args.data is not None:
+        raise ValueError(f"--data is for video models: {args.run} holds a grid world model, scored on held-out "
+                         f"games `reverie imagine` plays itself (see --policy); leave --data out.")
+    result = run_imagine_grid(args.run, horizon=args.horizon, episodes=args.episodes,
+                              starts_per_episode=args.starts_per_episode, seed=args.seed, out=args.out,
+                              video=args.video, samples=args.samples, batch_size=args.batch_size, policy=args.policy,
+                              epsilon=DEFAULT_EPSILON if args.epsilon is None else args.epsilon, game=args.game,
+                              max_episode_steps=args.max_episode_steps)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_grid_table(result))
+        print("wrote " + ", ".join(f"{k}: {v}" for k, v in result["outputs"].items()))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``imagine`` to the ``reverie`` subparsers."""
-    p = sub.add_parser("imagine", help="score a video-prediction model's imagined rollouts on held-out episodes",
+    p = sub.add_parser("imagine", help="score a world model's imagined rollouts on held-out episodes (a video model "
+                                       "of fit-world-model, or the grid world model of a dyna run)",
                        description="From real context frames of held-out episodes, replay the real actions in the "
                                    "model of RUN_DIR and compare its imagined frames with the real ones at every "
                                    "step (MSE, PSNR, SSIM; the error on the pixels that moved and on the "
@@ -709,17 +745,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "references; check that different actions give different frames; write a "
                                    "side-by-side video, an error plot, report.json and TensorBoard events. "
                                    "--compare RUN_A RUN_B scores several runs on the same windows into one "
-                                   "report and plot.")
+                                   "report and plot. For a grid world model (MinAtar; a dyna run's, or a saved "
+                                   "one) no --data: it plays held-out games with --policy, and scores per step the "
+                                   "cell error, object recall and precision (pooled and per channel), reward and "
+                                   "game-over accuracy beside copy-last and shuffled actions (launch/imagine_grid.py).")
     p.add_argument("run", metavar="RUN_DIR", nargs="?",
-                   help="fit-world-model run directory or checkpoint file (or use --compare)")
+                   help="fit-world-model run directory or checkpoint file (or use --compare); or a dyna run (or "
+                        "a checkpoint holding a grid world model)")
     p.add_argument("--compare", nargs="+", metavar="RUN",
                    help="score two or more runs on the same held-out windows instead of RUN_DIR: one report, plot "
                         "and table, each run's rows under its run name, copy-last and mean-frame once (default "
                         "--out RUN_A/imagine/vs-RUN_B/)")
-    p.add_argument("--data", required=True, help="dataset folder of the same game, frame size and colours (its "
-                                                 "held-out split is used)")
+    p.add_argument("--data", help="video models: dataset folder of the same game, frame size and colours (its "
+                                  "held-out split is used); a grid world model plays its own held-out games")
+    p.add_argument("--policy", choices=["agent", "random"],
+                   help="grid world models: who plays the held-out games: the run's own Q-network (agent, the "
+                        "default where the run has one) or uniform random actions")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="grid world models: the agent policy's epsilon (default 0.05)")
+    p.add_argument("--game", help="grid world models: the held-out MinAtar game (default the model's own)")
+    p.add_argument("--max-episode-steps", type=int, default=2000,
+                   help="grid world models: a held-out game is cut after this many steps (default 2000)")
     p.add_argument("--horizon", type=int, default=20, help="imagined steps per rollout (default 20)")
-    p.add_argument("--episodes", type=int, default=8, help="held-out episodes used (default 8; 0: all)")
+    p.add_argument("--episodes", type=int, default=8, help="held-out episodes used (default 8; 0: all); grid world "
+                                                           "models: held-out games played")
     p.add_argument("--starts-per-episode", type=int, default=4, help="rollouts started in each episode (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds the choice of starts and the action shuffle")
     p.add_argument("--out", help="output folder (default RUN_DIR/imagine/)")
