@@ -50,16 +50,22 @@ class ImaginationGifs:
         self._next: int | None = None  # frames of the next picture (set at the first call: a resumed run too)
         self._env: Any = None
 
-    def maybe_write(self, counters: Any, model: GridWorldModel, q_network: QNetwork) -> Path | None:
+    def maybe_write(self, counters: Any, model: Any, q_network: QNetwork) -> Path | None:
         """Write the picture if ``counters.frames`` has reached the next multiple of ``dyna.gif_every_frames``.
 
         :param counters: the runtime's counters (``frames``; ``run_dir`` on a live run's TrainState: without one,
-            nothing is written). :param model: the world model. :param q_network: the online Q-network.
+            nothing is written). :param model: the world model (a grid world model; any other turns the pictures
+            off with one warning). :param q_network: the online Q-network.
         :return: the GIF written, or None.
         """
         run_dir = getattr(counters, "run_dir", None)
         frames = int(counters.frames)
         if self.every <= 0 or run_dir is None:
+            return None
+        if not isinstance(model, GridWorldModel):  # the pictures draw MinAtar's channels: said once, then off
+            log.warning("dyna.gif_every_frames=%d: pictures of the imagination are drawn for MinAtar's grid world "
+                        "model only, not for a %s; no GIFs in this run.", self.every, type(model).__name__)
+            self.every = 0
             return None
         if self._next is None:
             self._next = (frames // self.every + 1) * self.every
