@@ -1,6 +1,10 @@
 """Every setting of a Dyna run: DQN's tree (:class:`agents.dqn.config.DQNConfig`: env, network, agent, replay,
-exploration, runtime, run) plus a ``world_model`` section (:class:`worldmodels.grid.GridWorldModelConfig`) and a
-``dyna`` section for imagination, selected by ``algo: dyna``.
+exploration, runtime, run) plus the world model's section and a ``dyna`` section for imagination, selected by
+``algo: dyna``. The env's family picks the world model (:func:`world_model_family`): MinAtar's grids the grid model
+(``world_model``: :class:`worldmodels.grid.GridWorldModelConfig`; presets ``dyna_minatar``, ``dyna_freeway``),
+Atari's frames the video predictor (``video_model``: :class:`worldmodels.video.online.OnlineVideoConfig`; preset
+``dyna_atari``, which needs ``agent.clip_rewards``, a feedforward model with the reward head, and
+``video_model.context`` equal to the env's stack of 4).
 
 Dyna (Sutton 1991): the agent learns from real experience and from experience its own model imagines. The scheme
 default is MBPO's (Janner et al. 2019, Sec. 4): short rollouts of ``dyna.rollout_k`` imagined steps, branched
@@ -35,6 +39,8 @@ from agents.runtime.config import RunConfig
 from worldmodels.common.checks import Choice, require_positive
 from worldmodels.grid import GridWorldModelConfig
 from worldmodels.grid import validate as validate_grid_model
+from worldmodels.video.online import OnlineVideoConfig
+from worldmodels.video.online import validate as validate_video_model
 
 
 class SchemeChoice(Choice):
@@ -115,13 +121,34 @@ class DynaConfig(DQNConfig):
     algo: str = "dyna"
     """Algorithm: selects this schema (``reverie train`` reads it first)."""
     world_model: GridWorldModelConfig = field(default_factory=GridWorldModelConfig)
-    """The grid world model (MinAtar's 0/1 channels): sizes, optimiser, sampling (``worldmodels/grid/config.py``)."""
+    """The grid world model (MinAtar's 0/1 channels): sizes, optimiser, sampling (``worldmodels/grid/config.py``).
+    Used on MinAtar only."""
+    video_model: OnlineVideoConfig = field(default_factory=OnlineVideoConfig)
+    """The video predictor (Atari's 84x84 grey frames): sizes, optimiser, seed (``worldmodels/video/online.py``;
+    the preset ``dyna_atari`` sets video_cpu_ff's network). Used on Atari only; seeded with ``run.seed +
+    video_model.seed``."""
     dyna: DynaSettings = field(default_factory=DynaSettings)
     run: RunConfig = field(default_factory=lambda: RunConfig(name="dyna"))
 
 
-#: Env families with a world model the agent can learn (only ``worldmodels/grid`` exists: MinAtar's grids).
-WORLD_MODEL_FAMILIES = ("minatar/",)
+#: Env families with a world model the agent can learn: MinAtar's grids (``worldmodels/grid``, the ``world_model``
+#: settings) and Atari's frames (``worldmodels/video``, the ``video_model`` settings).
+WORLD_MODEL_FAMILIES = ("minatar/", "atari")
+
+
+def world_model_family(game: str) -> str | None:
+    """``"grid"`` for a MinAtar game, ``"video"`` for an Atari game ale-py can load, None for any other env."""
+    if game.startswith("minatar/"):
+        return "grid"
+    if "/" in game and not game.startswith("ALE/"):
+        return None  # the maze, toy envs
+    from envs.names import resolve_game
+
+    try:
+        resolve_game(game)
+    except ValueError:
+        return None
+    return "video"
 
 
 def validate(cfg: DynaConfig) -> None:
@@ -132,10 +159,12 @@ def validate(cfg: DynaConfig) -> None:
     if cfg.algo != "dyna":
         raise ValueError(f"algo={cfg.algo!r}: this is the Dyna config; select another algorithm's schema with algo.")
     validate_dqn(dataclasses.replace(cfg, algo="dqn"))  # DQN's own checks, on the DQN part of the tree
-    if not cfg.env.game.startswith(WORLD_MODEL_FAMILIES):
-        raise ValueError(f"env.game={cfg.env.game!r} has no world model the dyna agent can learn: only MinAtar's "
-                         f"grids have one (worldmodels/grid). Set env.game=minatar/<game> (breakout, space_invaders, "
-                         f"freeway, asterix, seaquest), or train a model-free agent (algo=dqn) on this game.")
+    family = world_model_family(cfg.env.game)
+    if family is None:
+        raise ValueError(f"env.game={cfg.env.game!r} has no world model the dyna agent can learn: MinAtar's grids "
+                         f"(worldmodels/grid) and Atari's frames (worldmodels/video) have one. Set "
+                         f"env.game=minatar/<game> (breakout, space_invaders, freeway, asterix, seaquest) or an "
+                         f"Atari game (the dyna_atari preset), or train a model-free agent (algo=dqn) on this game.")
     if cfg.agent.n_step != 1:
         raise ValueError(f"agent.n_step={cfg.agent.n_step}: the dyna agent needs agent.n_step=1. Its world model "
                          f"learns one-step transitions from the replay, and its imagined transitions are one-step.")
@@ -146,6 +175,8 @@ def validate(cfg: DynaConfig) -> None:
         validate_grid_model(cfg.world_model)
     except ValueError as err:  # the grid model's messages begin with the bare key
         raise ValueError(f"world_model.{err}") from err
+    if family == "video":
+        _validate_atari(cfg)
     d = cfg.dyna
     if str(d.scheme) not in SchemeChoice.__members__:
         raise ValueError(f"dyna.scheme={d.scheme!r}: choose one of {', '.join(SchemeChoice.__members__)}.")
@@ -180,3 +211,30 @@ def validate(cfg: DynaConfig) -> None:
     if d.rollout_epsilon is not None and not 0.0 <= d.rollout_epsilon <= 1.0:
         raise ValueError(f"dyna.rollout_epsilon={d.rollout_epsilon} must lie in [0, 1], or be null for the actors' "
                          f"schedule.")
+
+
+def _validate_atari(cfg: DynaConfig) -> None:
+    """What the video world model needs of an Atari run (see ``configs/dyna_atari.yaml``)."""
+    validate_video_model(cfg.video_model)
+    v = cfg.video_model
+    if not cfg.agent.clip_rewards:
+        raise ValueError("agent.clip_rewards=false: on Atari the video world model predicts the reward's sign "
+                         "(-1, 0, +1), so the real rewards DQN learns must be clipped to match; set "
+                         "agent.clip_rewards=true.")
+    if not v.reward_head:
+        raise ValueError("video_model.reward_head=false: imagined steps need the head's reward and game over; set "
+                         "video_model.reward_head=true.")
+    if v.architecture != "feedforward":
+        raise ValueError(f"video_model.architecture={v.architecture}: the dyna agent trains the video model on "
+                         f"one-step windows of the replay's observations, which a feedforward model reads whole; "
+                         f"set video_model.architecture=feedforward.")
+    if v.context != 4:
+        raise ValueError(f"video_model.context={v.context}: the video model reads the Q-network's observation, "
+                         f"the env's stack of 4 frames; set video_model.context=4.")
+    if cfg.env.colour or v.channels != 1:
+        raise ValueError(f"env.colour={cfg.env.colour}, video_model.channels={v.channels}: the dyna agent's video "
+                         f"model predicts grey frames; set env.colour=false and video_model.channels=1.")
+    if cfg.dyna.gif_every_frames:
+        raise ValueError(f"dyna.gif_every_frames={cfg.dyna.gif_every_frames}: the pictures of the imagination draw "
+                         f"MinAtar's grids only; set dyna.gif_every_frames=0 on Atari (reverie imagine scores and "
+                         f"draws video models).")

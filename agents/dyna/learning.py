@@ -1,5 +1,10 @@
-"""The Dyna learner: DQN's replay learner, a grid world model learned online from the same replay, and MBPO's
-branched rollouts as extra training data (Sutton 1991; Janner et al. 2019).
+"""The Dyna learner: DQN's replay learner, a world model learned online from the same replay, and MBPO's
+branched rollouts (or SimPLe's imagined games) as extra training data (Sutton 1991; Janner et al. 2019).
+
+The world model is behind :class:`agents.dyna.models.DynaWorldModel` (fit on real transitions, one-step score,
+branch): the grid model on MinAtar, the video predictor on Atari, whose input is the replay's 4-frame stack (the
+Q-network's observation); an imagined Atari transition keeps that stack and the new frame, and the Q-network's next
+observation is the stack shifted by one (:func:`agents.dyna.models.next_observation`). Below, "the model" is either.
 
 Each learner update (due at DQN's rate: one per ``agent.update_period`` real agent steps, after
 ``agent.learning_starts_frames``):
@@ -42,7 +47,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,13 +54,13 @@ import torch
 
 from agents.dqn.actor import EpsilonGreedyPolicy
 from agents.dqn.learning import DQNReplayLearner
-from agents.dyna.config import DynaConfig
+from agents.dyna.config import DynaConfig, world_model_family
 from agents.dyna.history import HistoryReplay
 from agents.dyna.imagined import TransitionRing
+from agents.dyna.models import DynaWorldModel, make_world_model, next_observation
 from agents.dyna.pictures import ImaginationGifs
 from agents.runtime.algorithm import Scalars
 from envs import ImaginedEnv
-from worldmodels.grid import GridModelTrainer, GridWorldModel, branched_rollouts, check_compatible, one_step_metrics
 
 
 class DynaLearner:
@@ -71,24 +75,24 @@ class DynaLearner:
 
     def __init__(self, num_actions: int, obs_shape: tuple[int, ...], frame_shape: tuple[int, ...], stack: int,
                  frame_skip: int, cfg: DynaConfig, device: torch.device | None = None) -> None:
-        if stack != 1 or len(frame_shape) != 3 or tuple(obs_shape) != tuple(frame_shape):
-            raise ValueError(f"the dyna agent's world model reads one channels-first frame per observation "
-                             f"(MinAtar's [C, 10, 10]); this env gives observations {tuple(obs_shape)} of {stack} "
-                             f"frame(s) {tuple(frame_shape)}. Set env.game=minatar/<game>.")
+        _check_observations(cfg, tuple(obs_shape), tuple(frame_shape), stack)
         self.cfg = cfg
+        self.stack, self.frame_skip = int(stack), int(frame_skip)
         self.dqn = DQNReplayLearner(num_actions, obs_shape, frame_shape, stack, frame_skip, cfg, device)
         self.device = self.dqn.device
         d = cfg.dyna
         # Several DQN steps per learner update: the target is still copied every agent.target_update_frames frames.
         self.dqn.core.target_update_period *= d.q_updates_per_learner_update
-        model_cfg = replace(cfg.world_model, seed=cfg.run.seed + cfg.world_model.seed)
-        self.model = GridWorldModel(model_cfg, tuple(frame_shape), num_actions, game=cfg.env.game).to(self.device)
-        self.trainer = GridModelTrainer(self.model)
-        context = cfg.world_model.context
-        # The world model's real data: DQN's replay, or with histories a replay of its own fed the same chunks.
+        # The world model of the env's family behind one protocol (agents/dyna/models.py): grid or video.
+        self.world: DynaWorldModel = make_world_model(cfg, tuple(frame_shape), num_actions, self.device)
+        self.model, self.trainer = self.world.model, self.world.trainer
+        context = self.world.context
+        # The world model's real data: DQN's replay (whose Atari observations are already the video model's context),
+        # or with a grid model's histories a replay of its own fed the same chunks.
         self.history = (HistoryReplay(cfg.replay.capacity, max(1, cfg.runtime.num_actors), context, frame_shape,
-                                      seed=cfg.run.seed + 5) if context > 1 else None)
-        self.imagined = TransitionRing(d.imagined_capacity, frame_shape, seed=cfg.run.seed + 1)
+                                      seed=cfg.run.seed + 5) if context > 1 and stack == 1 else None)
+        # Imagined transitions as the Q-network reads them (Atari: the stack and the new frame, 5 frames each).
+        self.imagined = TransitionRing(d.imagined_capacity, frame_shape, seed=cfg.run.seed + 1, obs_frames=stack)
         self.holdout = TransitionRing(d.holdout_size, frame_shape, seed=cfg.run.seed + 2, obs_frames=context)
         # DQN's epsilon-greedy rule on a CPU copy of the online network (the policy freezes the network it is given).
         self.policy = EpsilonGreedyPolicy(copy.deepcopy(self.dqn.core.online).cpu(), cfg, actor_id=0,
@@ -108,7 +112,7 @@ class DynaLearner:
     def ingest(self, output: Any) -> None:
         self.dqn.ingest(output)
         chunk = output.payload if self.history is None else self.history.add(output.payload)
-        self.holdout.add(_chunk_transitions(chunk, self.cfg.world_model.context))
+        self.holdout.add(_chunk_transitions(chunk, self.world.context))
 
     def updates_due(self, counters: Any) -> int:
         return self.dqn.updates_due(counters)
@@ -131,11 +135,8 @@ class DynaLearner:
         scalars: dict[str, Any] = {}
         rounds = d.model_updates_per_learner_update if counters.updates % d.model_update_every == 0 else 0
         for _ in range(rounds):
-            stats = self.trainer.train_step(self._real(d.model_batch_size))
+            scalars.update(self.world.fit(self._real(d.model_batch_size)))
             self.model_transitions += d.model_batch_size
-            for key, tag in (("loss", "loss"), ("obs_nats", "obs_nats"), ("reward_nats", "reward_loss"),
-                             ("terminal_nats", "terminal_loss")):
-                scalars[f"worldmodel/{tag}"] = stats[key]
         if self.warmed_up:
             self.model.eval()
             try:
@@ -165,33 +166,36 @@ class DynaLearner:
         def act(obs: np.ndarray) -> np.ndarray:
             return self.policy.act(obs, frames)[0]
 
-        batch = branched_rollouts(self.model, starts, act, d.rollout_k)
+        batch = self.world.branch(starts, act, d.rollout_k)
         self.imagined.add(batch.transitions())
         self.num_imagined += batch.num_valid
 
     def _real(self, n: int) -> dict[str, np.ndarray]:
         """``n`` real one-step transitions sampled from the replay, as the world model reads them: ``obs`` uint8
-        ``[n, C, H, W]`` (histories ``[n, context, C, H, W]`` with ``world_model.context > 1``), ``actions``,
-        ``rewards``, ``next_obs`` ``[n, C, H, W]``, ``terminals`` (discount 0)."""
+        ``[n, C, H, W]`` (histories ``[n, context, C, H, W]`` with ``world_model.context > 1``; Atari: the stacks
+        ``[n, 4, 84, 84]``), ``actions``, ``rewards``, ``next_obs`` the next observation's newest frame (MinAtar
+        ``[n, C, H, W]``, Atari ``[n, 84, 84]``), ``terminals`` (discount 0)."""
         if self.history is not None:
             return self.history.sample(n)
         real = self.dqn.replay.sample(n, mc_returns=False)
-        return {"obs": real.obs, "actions": real.actions, "rewards": real.returns, "next_obs": real.next_obs,
+        next_obs = real.next_obs if self.stack == 1 else real.next_obs[:, -1]
+        return {"obs": real.obs, "actions": real.actions, "rewards": real.returns, "next_obs": next_obs,
                 "terminals": real.discounts == 0}
 
     def _real_starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` real observations sampled from the replay, as ImaginedEnv's start windows ``[n, context, C, H, W]``
-        (the replay's own generator draws them; ``rng`` is ImaginedEnv's, unused)."""
+        (Atari: the stacks ``[n, 4, 84, 84]``; the replay's own generator draws them; ``rng`` is ImaginedEnv's,
+        unused)."""
         obs = self._real(n)["obs"]
-        return obs if self.history is not None else obs[:, None]
+        return obs if self.history is not None or self.stack > 1 else obs[:, None]
 
     def _play_imagined_games(self, counters: Any) -> None:
         """Advance the imagined games ``dyna.rollout_k`` steps (SimPLe's scheme, see the module docstring)."""
         d = self.cfg.dyna
         if self._env is None:
-            self._env = ImaginedEnv(self.model, self._real_starts, num_envs=d.rollouts_per_update, stack=1,
-                                    max_episode_steps=d.imagined_episode_steps, frame_skip=1,
-                                    seed=int(self._env_rng.integers(2**31)))
+            self._env = ImaginedEnv(self.model, self._real_starts, num_envs=d.rollouts_per_update,
+                                    stack=self.stack, max_episode_steps=d.imagined_episode_steps,
+                                    frame_skip=self.frame_skip, seed=int(self._env_rng.integers(2**31)))
             self._env_obs, _ = self._env.reset()
             self._env_restarting[:] = False
         self.policy.set_weights(self.dqn.core.get_weights())
@@ -200,8 +204,9 @@ class DynaLearner:
             actions = self.policy.act(obs, counters.frames)[0]
             next_obs, rewards, terminated, truncated, _ = self._env.step(actions)
             live = ~self._env_restarting  # a NextStep autoreset step starts a new game: not a transition
+            newest = next_obs if self.stack == 1 else next_obs[:, -1]  # the ring keeps the next stack's new frame
             self.imagined.add({"obs": obs[live], "actions": actions[live], "rewards": rewards[live],
-                               "next_obs": next_obs[live], "terminals": terminated[live]})
+                               "next_obs": newest[live], "terminals": terminated[live]})
             self.num_imagined += int(live.sum())
             self._env_restarting = terminated | truncated
             self._env_obs = next_obs
@@ -223,7 +228,8 @@ class DynaLearner:
             mc = cat(real.mc_returns, np.full(n_im, np.nan, np.float32))
         stats = self.dqn.core.step(cat(real.obs, im["obs"]), cat(real.actions, im["actions"]),
                                    cat(real.returns, im["rewards"]), cat(real.discounts, discounts),
-                                   cat(real.next_obs, im["next_obs"]), cat(real.weights, np.ones(n_im, np.float32)),
+                                   cat(real.next_obs, next_observation(im["obs"], im["next_obs"], self.stack)),
+                                   cat(real.weights, np.ones(n_im, np.float32)),
                                    mc)
         self.dqn.finish_batch(real, stats.td_abs)  # priorities for the real rows only
         return {"losses/td_loss": stats.loss, "losses/q_values": stats.q_mean}
@@ -240,16 +246,7 @@ class DynaLearner:
                "worldmodel/imagined_buffer_size": float(len(self.imagined)),
                "worldmodel/trained_transitions": float(self.model_transitions)}
         if len(self.holdout):
-            recent = self.holdout.contents()
-            scores = one_step_metrics(self.model, recent["obs"], recent["actions"], recent["rewards"],
-                                      recent["next_obs"], recent["terminals"], seed=0)
-            model, copy_last = scores["model"], scores["copy_last"]
-            out.update({"worldmodel/one_step_cell_error": model["cell_error"],
-                        "worldmodel/copy_last_cell_error": copy_last["cell_error"],
-                        "worldmodel/one_step_changed_cell_error": model["changed_cell_error"],
-                        "worldmodel/shuffled_actions_cell_error": scores["shuffled_actions"]["cell_error"],
-                        "worldmodel/reward_accuracy": model["reward_accuracy"],
-                        "worldmodel/terminal_accuracy": model["terminal_accuracy"]})
+            out.update(self.world.score(self.holdout.contents()))
         return {k: float(v) for k, v in out.items()}
 
     # --- checkpoints -----------------------------------------------------------------------------------------
@@ -270,7 +267,7 @@ class DynaLearner:
             own["imagined"] = self.imagined.state_dict()
             if self.history is not None:
                 own["history"] = self.history.state_dict()
-        return {**self.dqn.state_dict(), "world_model": self.trainer.state_dict(), "dyna": own}
+        return {**self.dqn.state_dict(), "world_model": self.world.state_dict(), "dyna": own}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from a checkpoint: without a saved imagined buffer (``replay.save_in_checkpoint: false``) it starts
@@ -279,10 +276,9 @@ class DynaLearner:
 
         :raises ValueError: the state's world model was made for another observation shape or action count
             (checked before anything is restored: DQN's networks would fail with torch's size mismatch)."""
-        check_compatible(state["world_model"]["model"], self.model.frame_shape, self.model.num_actions,
-                         "the checkpoint's world model")
+        self.world.check_compatible(state["world_model"])
         self.dqn.load_state_dict(state)
-        self.trainer.load_state_dict(state["world_model"])
+        self.world.load_state_dict(state["world_model"])
         own = state["dyna"]
         self.num_imagined = int(own["num_imagined"])
         self.model_transitions = int(own["model_transitions"])
@@ -311,3 +307,21 @@ def _chunk_transitions(chunk: Any, context: int = 1) -> dict[str, np.ndarray]:
     obs = padded[np.where(padding, -1, obs_ids)[keep]]
     return {"obs": obs[:, -1] if context == 1 else obs, "actions": chunk.actions[keep],
             "rewards": chunk.returns[keep], "next_obs": frames[next_ids[keep]], "terminals": chunk.discounts[keep] == 0}
+
+
+def _check_observations(cfg: DynaConfig, obs_shape: tuple[int, ...], frame_shape: tuple[int, ...], stack: int) -> None:
+    """The env's observations are what its family's world model reads: one channels-first frame (MinAtar's grids),
+    or a stack of ``video_model.context`` grey frames (Atari).
+
+    :raises ValueError: naming the observations and the fix."""
+    if world_model_family(cfg.env.game) == "video":
+        context = cfg.video_model.context
+        if len(frame_shape) == 2 and stack == context and obs_shape == (stack, *frame_shape):
+            return
+        raise ValueError(f"the dyna agent's video world model reads the last {context} grey frames (Atari's "
+                         f"[{context}, 84, 84] stacks); this env gives observations {obs_shape} of {stack} frame(s) "
+                         f"{frame_shape}. Set video_model.context to the env's stack and env.colour=false.")
+    if stack != 1 or len(frame_shape) != 3 or obs_shape != frame_shape:
+        raise ValueError(f"the dyna agent's world model reads one channels-first frame per observation "
+                         f"(MinAtar's [C, 10, 10]); this env gives observations {obs_shape} of {stack} "
+                         f"frame(s) {frame_shape}. Set env.game=minatar/<game>.")

@@ -7,8 +7,8 @@ trains on what it imagines.
                                                               +--real--> DQN update <--imagined buffer
           ^------------------------------ weights, one ray.put per publication ----------'
 
-1. Validate the config: DQN's checks, a MinAtar game (the only family with a world model), ``agent.n_step=1``,
-   the world model's and ``dyna``'s settings.
+1. Validate the config: DQN's checks, a MinAtar game (the grid world model) or an Atari game (the video
+   predictor, ``dyna_atari``), ``agent.n_step=1``, the world model's and ``dyna``'s settings.
 2. Probe the env and build the learner: DQN's replay learner, the grid world model and its trainer, the imagined
    buffer (``agents/dyna/learning.py``).
 3. Start DQN's actors; they act in the real env only.

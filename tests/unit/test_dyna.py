@@ -54,7 +54,9 @@ def test_the_preset_loads_validates_and_selects_dyna() -> None:
     ("dyna.model_update_every=0", r"dyna\.model_update_every=0 must be positive"),
     ("dyna.imagined_capacity=3", r"dyna\.imagined_capacity=3 cannot hold one update.s rollouts.*= 8\); raise it"),
     ("dyna.rollout_epsilon=1.5", r"dyna\.rollout_epsilon=1\.5"),
-    ("env.game=Pong", r"env\.game='Pong' has no world model.*env\.game=minatar/<game>.*algo=dqn"),
+    ("env.game=toy/catch", r"env\.game='toy/catch' has no world model.*env\.game=minatar/<game>.*Atari game.*"
+                           r"algo=dqn"),
+    ("env.game=Pong", r"agent\.clip_rewards=false: on Atari the video world model predicts the reward's sign"),
     ("env.game=maze/10", r"env\.game='maze/10' has no world model"),
     ("agent.n_step=3", r"agent\.n_step=3: the dyna agent needs agent\.n_step=1"),
     ("exploration.bonus=rnd", r"exploration\.bonus=rnd.*exploration\.bonus=none"),
