@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn.actor import make_dqn_parts
 from agents.dyna.config import DynaConfig, validate
 from agents.dyna.imagined import TransitionRing
 from agents.dyna.learning import DynaLearner
 from agents.registry import get_builder
-from agents.runtime.actor import EnvActor
 from agents.runtime.algorithm import Counters
-from agents.runtime.loop import probe_env
 from launch.config import load_config
+from tests.dyna_parts import fill, make_learner, run_updates
 
 torch.set_num_threads(1)
 
@@ -116,43 +114,17 @@ def test_the_ring_keeps_the_newest_and_restores_exactly() -> None:
         TransitionRing(4, (2, 3, 3), seed=0).load_state_dict(state)
 
 
-def _learner(cfg: DynaConfig) -> DynaLearner:
-    learner = get_builder("dyna").make_learner(cfg, probe_env(cfg), torch.device("cpu"))
-    assert isinstance(learner, DynaLearner)
-    return learner
-
-
-def _fill(learner: DynaLearner, cfg: DynaConfig, steps: int) -> Counters:
-    """Real chunks from DQN's actor into the learner, and the updates they allow."""
-    actor = EnvActor(0, make_dqn_parts, cfg, seed=1)
-    counters = Counters(frame_skip=1, total_steps=10_000)
-    try:
-        while counters.steps < steps:
-            out = actor.run(8, counters.frames)
-            learner.ingest(out)
-            counters.steps += out.env_steps
-    finally:
-        actor.close()
-    return counters
-
-
-def _run_updates(learner: DynaLearner, counters: Counters, n: int) -> list[dict[str, Any]]:
-    out = []
-    for _ in range(n):
-        out.append({k: float(v) for k, v in learner.update(counters).items()})
-        counters.updates += 1
-    return out
 
 
 def test_the_learner_trains_the_model_imagines_and_mixes_batches() -> None:
     cfg = _cfg()
-    learner = _learner(cfg)
-    counters = _fill(learner, cfg, 256)
+    learner = make_learner(cfg)
+    counters = fill(learner, cfg, 256, frame_skip=1)
     assert learner.updates_due(counters) > 0 and len(learner.holdout) > 0
-    first = _run_updates(learner, counters, 1)[0]
+    first = run_updates(learner, counters, 1)[0]
     # Before warm-up (16 of 32 transitions trained): DQN's own update on real data, no imagination.
     assert learner.num_imagined == 0 and {"losses/td_loss", "losses/q_values", "worldmodel/obs_nats"} <= set(first)
-    scalars = _run_updates(learner, counters, 4)
+    scalars = run_updates(learner, counters, 4)
     assert learner.warmed_up and 0 < learner.num_imagined <= 4 * 4 * cfg.dyna.rollout_k
     assert len(learner.imagined) == min(learner.num_imagined, cfg.dyna.imagined_capacity)
     assert all(math.isfinite(v) for s in scalars for v in s.values())
@@ -166,8 +138,8 @@ def test_the_learner_trains_the_model_imagines_and_mixes_batches() -> None:
 
 def test_a_batch_mixes_real_and_imagined_as_the_ratio_says(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg("dyna.imagined_ratio=1.5", "dyna.model_warmup_transitions=0", "dyna.q_updates_per_learner_update=2")
-    learner = _learner(cfg)
-    counters = _fill(learner, cfg, 256)
+    learner = make_learner(cfg)
+    counters = fill(learner, cfg, 256, frame_skip=1)
     seen: list[tuple[int, float, float]] = []
     step = learner.dqn.core.step
 
@@ -177,13 +149,13 @@ def test_a_batch_mixes_real_and_imagined_as_the_ratio_says(monkeypatch: pytest.M
         return step(obs, actions, returns, discounts, *rest)
 
     monkeypatch.setattr(learner.dqn.core, "step", spy)
-    _run_updates(learner, counters, 1)
+    run_updates(learner, counters, 1)
     # 8 real + round(1.5 * 8) = 12 imagined per DQN step, two steps per learner update; imagined discounts are
     # gamma or 0 (a one-step transition).
     assert [n for n, _, _ in seen] == [20, 20]
     assert all(hi <= cfg.agent.gamma + 1e-6 and lo >= 0.0 for _, hi, lo in seen)
     # The target network is still copied every agent.target_update_frames frames: twice as many DQN steps apart.
-    plain = _learner(_cfg())
+    plain = make_learner(_cfg())
     assert learner.dqn.core.target_update_period == 2 * plain.dqn.core.target_update_period
 
 
@@ -209,32 +181,32 @@ def _same(a: Any, b: Any) -> bool:
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_a_restored_learner_continues_exactly(prioritized: bool) -> None:
     cfg = _cfg("replay.save_in_checkpoint=true", f"replay.prioritized={str(prioritized).lower()}")
-    learner = _learner(cfg)
-    counters = _fill(learner, cfg, 256)
-    _run_updates(learner, counters, 4)
+    learner = make_learner(cfg)
+    counters = fill(learner, cfg, 256, frame_skip=1)
+    run_updates(learner, counters, 4)
     assert learner.num_imagined > 0
     state = _roundtrip(learner.state_dict())
     assert {"learner", "replay", "world_model", "dyna"} <= set(state) and "imagined" in state["dyna"]
-    restored = _learner(cfg)
+    restored = make_learner(cfg)
     restored.load_state_dict(state)
     assert _same(restored.state_dict(), learner.state_dict())  # networks, optimisers, replay, imagined buffer
     assert restored.num_imagined == learner.num_imagined and restored.model_transitions == learner.model_transitions
     # Both go on alike: the same model updates, rollouts, mixed batches and DQN steps.
     twin = Counters(**{k: getattr(counters, k) for k in ("steps", "updates", "episodes", "frame_skip",
                                                          "total_steps")})
-    a, b = _run_updates(learner, counters, 3), _run_updates(restored, twin, 3)
+    a, b = run_updates(learner, counters, 3), run_updates(restored, twin, 3)
     assert a == b
     assert _same(restored.state_dict(), learner.state_dict())
 
 
 def test_without_a_saved_replay_the_imagined_buffer_refills() -> None:
     cfg = _cfg("replay.save_in_checkpoint=false")
-    learner = _learner(cfg)
-    counters = _fill(learner, cfg, 256)
-    _run_updates(learner, counters, 4)
+    learner = make_learner(cfg)
+    counters = fill(learner, cfg, 256, frame_skip=1)
+    run_updates(learner, counters, 4)
     state = _roundtrip(learner.state_dict())
     assert "replay" not in state and "imagined" not in state["dyna"]
-    restored = _learner(cfg)
+    restored = make_learner(cfg)
     restored.load_state_dict(state)
     assert len(restored.imagined) == 0 and _same(restored.trainer.state_dict(), learner.trainer.state_dict())
     assert restored.num_imagined == learner.num_imagined
@@ -244,7 +216,7 @@ def test_checkpoint_weights_are_the_online_network() -> None:
     from agents.runtime.algorithm import CheckpointLayout
 
     cfg = _cfg()
-    learner = _learner(cfg)
+    learner = make_learner(cfg)
     ckpt = CheckpointLayout.payload("dyna", learner.state_dict(), Counters(steps=3), None, "", {}, [])
     weights = get_builder("dyna").checkpoint_weights(ckpt)
     assert all(torch.equal(weights[k], v) for k, v in learner.get_weights().items())
@@ -260,25 +232,25 @@ def _never_over(learner: DynaLearner) -> None:
 def test_the_simple_scheme_plays_imagined_games_from_real_starts() -> None:
     cfg = _cfg("dyna.scheme=simple", "dyna.model_warmup_transitions=0", "dyna.rollout_k=3",
                "dyna.imagined_episode_steps=4", "dyna.imagined_capacity=256", "replay.save_in_checkpoint=true")
-    learner = _learner(cfg)
+    learner = make_learner(cfg)
     _never_over(learner)
-    counters = _fill(learner, cfg, 256)
-    _run_updates(learner, counters, 1)
+    counters = fill(learner, cfg, 256, frame_skip=1)
+    run_updates(learner, counters, 1)
     env = learner._env
     assert env is not None and env.num_envs == 4 and env.max_episode_steps == 4
     assert learner.num_imagined == 4 * 3  # 3 steps of each of 4 games, none cut yet
     # 12 steps per game in all: steps 1-4 a game, 5 its autoreset (dropped), 6-9 the next, 10 dropped, 11-12.
-    _run_updates(learner, counters, 3)
+    run_updates(learner, counters, 3)
     assert learner.num_imagined == 4 * 10
     kept = learner.imagined.contents()
     assert len(kept["actions"]) == learner.num_imagined and kept["obs"].shape[1:] == (4, 10, 10)
     # Every imagined observation is one the model made from a real start: 0/1 channels, the frames it chains.
     assert kept["obs"].max() <= 1 and kept["next_obs"].max() <= 1
     state = _roundtrip(learner.state_dict())
-    restored = _learner(cfg)
+    restored = make_learner(cfg)
     restored.load_state_dict(state)
     assert restored._env is None and _same(restored.state_dict(), learner.state_dict())
-    _run_updates(restored, counters, 1)  # new imagined games start from real states
+    run_updates(restored, counters, 1)  # new imagined games start from real states
     assert restored._env is not None and restored.num_imagined == learner.num_imagined + 12
 
 
@@ -324,17 +296,17 @@ def test_a_model_with_histories_learns_imagines_and_restores() -> None:
     for scheme in ("mbpo", "simple"):
         cfg = _cfg("world_model.context=2", f"dyna.scheme={scheme}", "dyna.model_warmup_transitions=0",
                    "replay.save_in_checkpoint=true")
-        learner = _learner(cfg)
+        learner = make_learner(cfg)
         assert learner.history is not None
-        counters = _fill(learner, cfg, 256)
+        counters = fill(learner, cfg, 256, frame_skip=1)
         assert learner.holdout.contents()["obs"].shape[1:] == (2, 4, 10, 10)
-        scalars = _run_updates(learner, counters, 3)
+        scalars = run_updates(learner, counters, 3)
         assert learner.num_imagined > 0 and all(math.isfinite(v) for s in scalars for v in s.values())
         assert learner.imagined.contents()["obs"].shape[1:] == (4, 10, 10)  # the Q-network's one frame
         assert math.isfinite(learner.scalars()["worldmodel/one_step_cell_error"])
         state = _roundtrip(learner.state_dict())
         assert "history" in state["dyna"]
-        restored = _learner(cfg)
+        restored = make_learner(cfg)
         restored.load_state_dict(state)
         assert _same(restored.state_dict(), learner.state_dict())
         assert restored.history is not None and len(restored.history) == len(learner.history)
@@ -342,8 +314,8 @@ def test_a_model_with_histories_learns_imagines_and_restores() -> None:
 
 def test_the_world_model_trains_every_model_update_every_learner_updates() -> None:
     cfg = _cfg("dyna.model_update_every=3", "dyna.model_updates_per_learner_update=2")
-    learner = _learner(cfg)
-    counters = _fill(learner, cfg, 256)
-    logged = _run_updates(learner, counters, 7)  # updates 0, 3 and 6 train the model, twice each
+    learner = make_learner(cfg)
+    counters = fill(learner, cfg, 256, frame_skip=1)
+    logged = run_updates(learner, counters, 7)  # updates 0, 3 and 6 train the model, twice each
     assert learner.trainer.updates == 6 and learner.model_transitions == 6 * cfg.dyna.model_batch_size
     assert ["worldmodel/obs_nats" in s for s in logged] == [True, False, False, True, False, False, True]

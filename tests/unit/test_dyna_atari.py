@@ -14,15 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn.actor import make_dqn_parts
 from agents.dyna.config import DynaConfig, validate, world_model_family
-from agents.dyna.learning import DynaLearner
 from agents.dyna.models import VideoDyna
-from agents.registry import get_builder
-from agents.runtime.actor import EnvActor
 from agents.runtime.algorithm import Counters
-from agents.runtime.loop import probe_env
 from launch.config import load_config
+from tests.dyna_parts import fill, make_learner, run_updates
 
 torch.set_num_threads(1)
 
@@ -38,31 +34,6 @@ def _cfg(*overrides: str) -> DynaConfig:
     return load_config(DynaConfig, ["dyna_atari"], [*TINY, *overrides])
 
 
-def _learner(cfg: DynaConfig) -> DynaLearner:
-    learner = get_builder("dyna").make_learner(cfg, probe_env(cfg), torch.device("cpu"))
-    assert isinstance(learner, DynaLearner)
-    return learner
-
-
-def _fill(learner: DynaLearner, cfg: DynaConfig, steps: int) -> Counters:
-    actor = EnvActor(0, make_dqn_parts, cfg, seed=1)
-    counters = Counters(frame_skip=4, total_steps=10_000)
-    try:
-        while counters.steps < steps:
-            out = actor.run(8, counters.frames)
-            learner.ingest(out)
-            counters.steps += out.env_steps
-    finally:
-        actor.close()
-    return counters
-
-
-def _run_updates(learner: DynaLearner, counters: Counters, n: int) -> list[dict[str, float]]:
-    out = []
-    for _ in range(n):
-        out.append({k: float(v) for k, v in learner.update(counters).items()})
-        counters.updates += 1
-    return out
 
 
 def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
@@ -112,9 +83,9 @@ def test_bad_atari_settings_are_refused_naming_the_key(override: str, match: str
 def test_the_learner_trains_the_video_model_imagines_and_mixes_stacks(scheme: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg(f"dyna.scheme={scheme}")
-    learner = _learner(cfg)
+    learner = make_learner(cfg)
     assert isinstance(learner.world, VideoDyna) and learner.history is None
-    counters = _fill(learner, cfg, 64)
+    counters = fill(learner, cfg, 64, frame_skip=4)
     assert learner.holdout.contents()["obs"].shape[1:] == (4, 84, 84)
     assert learner.holdout.contents()["next_obs"].shape[1:] == (84, 84)
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -126,9 +97,9 @@ def test_the_learner_trains_the_video_model_imagines_and_mixes_stacks(scheme: st
         return step(obs, actions, returns, discounts, next_obs, *rest)
 
     monkeypatch.setattr(learner.dqn.core, "step", spy)
-    first = _run_updates(learner, counters, 1)[0]
+    first = run_updates(learner, counters, 1)[0]
     assert learner.num_imagined == 0 and {"worldmodel/mse", "worldmodel/reward_loss", "losses/td_loss"} <= set(first)
-    scalars = _run_updates(learner, counters, 3)
+    scalars = run_updates(learner, counters, 3)
     assert learner.warmed_up and learner.num_imagined > 0 and learner.trainer.updates == 4
     assert all(math.isfinite(v) for s in scalars for v in s.values())
     kept = learner.imagined.contents()
@@ -145,28 +116,28 @@ def test_the_learner_trains_the_video_model_imagines_and_mixes_stacks(scheme: st
 
 def test_a_restored_atari_learner_continues_exactly() -> None:
     cfg = _cfg("replay.save_in_checkpoint=true", "dyna.scheme=mbpo")
-    learner = _learner(cfg)
-    counters = _fill(learner, cfg, 64)
-    _run_updates(learner, counters, 4)
+    learner = make_learner(cfg)
+    counters = fill(learner, cfg, 64, frame_skip=4)
+    run_updates(learner, counters, 4)
     assert learner.num_imagined > 0
     state = _roundtrip(learner.state_dict())
     assert state["world_model"]["model"]["format"] == "reverie-video-predictor-v1"
     assert state["world_model"]["optimizer"]["state"]  # Adam's moments travel with it
-    restored = _learner(cfg)
+    restored = make_learner(cfg)
     restored.load_state_dict(state)
     assert _same(restored.state_dict(), learner.state_dict())
     assert torch.equal(restored.model.mean, learner.model.mean) and float(learner.model.mean.max()) > 0
     twin = Counters(**{k: getattr(counters, k) for k in ("steps", "updates", "episodes", "frame_skip",
                                                          "total_steps")})
-    a, b = _run_updates(learner, counters, 3), _run_updates(restored, twin, 3)
+    a, b = run_updates(learner, counters, 3), run_updates(restored, twin, 3)
     assert a == b
     assert _same(restored.state_dict(), learner.state_dict())
 
 
 def test_a_video_model_of_another_game_is_refused_before_anything_is_restored() -> None:
-    pong = _learner(_cfg())
+    pong = make_learner(_cfg())
     before = copy.deepcopy(pong.dqn.core.online.state_dict())
-    state = _learner(_cfg("env.game=Breakout", "run.seed=3")).state_dict()  # 4 actions, Pong has 6
+    state = make_learner(_cfg("env.game=Breakout", "run.seed=3")).state_dict()  # 4 actions, Pong has 6
     with pytest.raises(ValueError, match=r"world model was trained on Breakout: frames \(84, 84\), context 4 and 4 "
                                          r"actions, but this env has frames \(84, 84\), context 4 and 6 actions"):
         pong.load_state_dict(state)

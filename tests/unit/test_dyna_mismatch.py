@@ -11,9 +11,8 @@ import torch
 
 from agents.dyna.config import DynaConfig
 from agents.dyna.learning import DynaLearner
-from agents.registry import get_builder
-from agents.runtime.loop import probe_env
 from launch.config import load_config
+from tests.dyna_parts import make_learner
 
 torch.set_num_threads(1)
 
@@ -24,10 +23,7 @@ FIX = "Give a world model trained on this env's game"
 
 
 def _learner(*overrides: str) -> DynaLearner:
-    cfg = load_config(DynaConfig, ["dyna_minatar"], [*TINY, *overrides])
-    learner = get_builder("dyna").make_learner(cfg, probe_env(cfg), torch.device("cpu"))
-    assert isinstance(learner, DynaLearner)
-    return learner
+    return make_learner(load_config(DynaConfig, ["dyna_minatar"], [*TINY, *overrides]))
 
 
 def test_a_world_model_of_other_observations_is_refused_before_anything_is_restored() -> None:

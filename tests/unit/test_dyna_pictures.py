@@ -11,14 +11,15 @@ import torch
 
 from agents.dyna.pictures import ImaginationGifs
 from agents.runtime.loop import TrainState
-from tests.unit.test_dyna import _cfg, _fill, _learner
+from tests.dyna_parts import fill, make_learner
+from tests.unit.test_dyna import _cfg
 
 
 def _train(tmp_path: Path, every: int) -> tuple[list[dict[str, float]], dict[str, torch.Tensor], Path]:
     torch.manual_seed(0)  # the Q-network's initial weights
     cfg = _cfg(f"dyna.gif_every_frames={every}", "dyna.gif_steps=4")
-    learner = _learner(cfg)
-    _fill(learner, cfg, 256)
+    learner = make_learner(cfg)
+    fill(learner, cfg, 256, frame_skip=1)
     state = TrainState(frame_skip=1, total_steps=10_000, run_dir=tmp_path / f"every{every}")
     state.steps = 256
     scalars = []

@@ -104,3 +104,16 @@ def nature_dqn_rmsprop(params: Iterable[torch.nn.Parameter], lr: float = 2.5e-4)
     centred, decay ("squared gradient momentum") 0.95, 0.01 ("min squared gradient") inside the root, averages
     starting at 0, no momentum."""
     return RMSpropEpsInside(params, lr=lr, alpha=0.95, eps=0.01, centered=True, initial_square_avg=0.0)
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """One optimiser step after clipping the gradients' global L2 norm to ``max_norm`` (no clipping when
+    ``max_norm <= 0``); returns the norm before clipping (the figure the learners log as ``grad_norm``).
+
+    Parameters without a gradient are skipped, so a head that took no part in the loss neither counts nor moves.
+    """
+    with_grad = [p for p in params if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(with_grad, max_norm if max_norm > 0 else float("inf"))
+    optimizer.step()
+    return float(norm)
+

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.common.atomic import atomic_write
+from worldmodels.common.optim import clipped_step
 from worldmodels.grid.config import GridWorldModelConfig, SamplingChoice, validate
 
 FORMAT = "reverie-grid-world-model-v1"
@@ -507,13 +508,7 @@ class GridModelTrainer:
         out = self.model.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
-        clip = self.model.cfg.max_grad_norm
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if clip > 0:
-            grad_norm = float(nn.utils.clip_grad_norm_(params, clip))
-        else:
-            grad_norm = float(torch.norm(torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
-        self.optimizer.step()
+        grad_norm = clipped_step(self.optimizer, self.model.parameters(), self.model.cfg.max_grad_norm)
         self.updates += 1
         scalars = {key: float(out[key].detach()) for key in ("loss", "obs_nats", "reward_nats", "terminal_nats")}
         return {**scalars, "reward_clipped": float(out["reward_clipped"]), "grad_norm": grad_norm,

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from worldmodels.common.checks import require_nonnegative, require_positive
+from worldmodels.common.optim import clipped_step
 from worldmodels.grid.rollout import ImaginedBatch
 from worldmodels.video.config import ModelConfig, VideoFitConfig
 from worldmodels.video.config import validate as validate_fit
@@ -173,13 +173,7 @@ class VideoModelTrainer:
                               moving_weight=self.cfg.moving_loss_weight)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        clip = self.cfg.max_grad_norm
-        if clip > 0:
-            grad_norm = float(nn.utils.clip_grad_norm_(params, clip))
-        else:
-            grad_norm = float(torch.norm(torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
-        self.optimizer.step()
+        grad_norm = clipped_step(self.optimizer, self.model.parameters(), self.cfg.max_grad_norm)
         self.updates += 1
         head = out["head_loss"]
         return {"loss": float(out["loss"].detach()), "mse": float(out["mse"].detach()),
