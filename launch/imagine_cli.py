@@ -43,7 +43,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -705,10 +705,15 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         result = run_imagine(args.run, args.data, **common)
     else:
         raise ValueError("give the RUN_DIR to score, or --compare RUN_A RUN_B.")
-    if args.json:
+    return _print_result(result, args.json, format_table)
+
+
+def _print_result(result: dict[str, Any], as_json: bool, table: Callable[[dict[str, Any]], str]) -> int:
+    """Print a report as one JSON line, or as its table and the files written; the command's exit status."""
+    if as_json:
         print(json.dumps(result))
     else:
-        print(format_table(result))
+        print(table(result))
         print("wrote " + ", ".join(f"{k}: {v}" for k, v in result["outputs"].items()))
     return 0
 
@@ -725,12 +730,7 @@ def cmd_imagine_grid(args: argparse.Namespace) -> int:
                               video=args.video, samples=args.samples, batch_size=args.batch_size, policy=args.policy,
                               epsilon=DEFAULT_EPSILON if args.epsilon is None else args.epsilon, game=args.game,
                               max_episode_steps=args.max_episode_steps)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_grid_table(result))
-        print("wrote " + ", ".join(f"{k}: {v}" for k, v in result["outputs"].items()))
-    return 0
+    return _print_result(result, args.json, format_grid_table)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
