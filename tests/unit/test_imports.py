@@ -104,3 +104,15 @@ def test_runtime_holds_only_the_loop_the_actors_ray_and_the_seam() -> None:
 def test_an_env_family_does_not_import_another(family: str, others: tuple[str, ...]) -> None:
     names = imported_modules(ROOT / family)
     assert not [n for n in names if n.startswith(others)]
+
+
+def test_no_two_test_modules_share_a_file_name() -> None:
+    # tests/unit and tests/integration have no __init__.py, so pytest imports their files by base name: a second
+    # test_x.py anywhere under tests/ stops the whole run at collection ("import file mismatch").
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, f"rename one of each pair: {clashes}"
