@@ -101,8 +101,9 @@ def warn_if_collapsed(checkpoint: dict[str, Any], what: str) -> None:
     """Warn (``UserWarning``) when a VAE checkpoint named as a key source recorded a collapsed model at its last
     held-out score. Checkpoints written before usage was measured say nothing, and nothing is warned."""
     message = collapse_message(checkpoint.get("usage") or {}, what,
-                               "Its keys will act much like a constant: refit it with a remedy (free bits, a KL "
-                               "warm-up), check them with `reverie key-quality`, or use random_projection keys.")
+                               "Its keys will act much like a constant: refit it with a remedy (a Gaussian VAE: "
+                               "model.mean_frame=true; either VAE: optim.free_bits, a KL warm-up), check them with "
+                               "`reverie key-quality`, or use random_projection keys.")
     if message:
         warnings.warn(message, UserWarning, stacklevel=3)
 
