@@ -1,8 +1,12 @@
 """Shared by the Dyna tests (MinAtar's grid model and Atari's video model): a learner built through the registry,
-filled with real chunks from DQN's actor, and a run of its updates."""
+filled with real chunks from DQN's actor, a run of its updates, and exact comparison of saved states."""
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
+import numpy as np
 import torch
 
 from agents.dqn.actor import make_dqn_parts
@@ -43,3 +47,24 @@ def run_updates(learner: DynaLearner, counters: Counters, n: int) -> list[dict[s
         out.append({k: float(v) for k, v in learner.update(counters).items()})
         counters.updates += 1
     return out
+
+
+def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` through ``torch.save`` and ``torch.load``, as a checkpoint takes it."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two nested states (dicts, lists, tensors, arrays, scalars) are exactly equal (NaN equal to NaN)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    return bool(a == b)

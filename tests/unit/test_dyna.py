@@ -3,7 +3,6 @@ trains its world model, imagines, mixes batches and resumes exactly from its che
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -17,7 +16,7 @@ from agents.dyna.learning import DynaLearner
 from agents.registry import get_builder
 from agents.runtime.algorithm import Counters
 from launch.config import load_config
-from tests.dyna_parts import fill, make_learner, run_updates
+from tests.dyna_parts import fill, make_learner, roundtrip, run_updates, same
 
 torch.set_num_threads(1)
 
@@ -159,23 +158,6 @@ def test_a_batch_mixes_real_and_imagined_as_the_ratio_says(monkeypatch: pytest.M
     assert learner.dqn.core.target_update_period == 2 * plain.dqn.core.target_update_period
 
 
-def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=False)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, np.ndarray):
-        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
-    return bool(a == b)
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
@@ -185,18 +167,18 @@ def test_a_restored_learner_continues_exactly(prioritized: bool) -> None:
     counters = fill(learner, cfg, 256, frame_skip=1)
     run_updates(learner, counters, 4)
     assert learner.num_imagined > 0
-    state = _roundtrip(learner.state_dict())
+    state = roundtrip(learner.state_dict())
     assert {"learner", "replay", "world_model", "dyna"} <= set(state) and "imagined" in state["dyna"]
     restored = make_learner(cfg)
     restored.load_state_dict(state)
-    assert _same(restored.state_dict(), learner.state_dict())  # networks, optimisers, replay, imagined buffer
+    assert same(restored.state_dict(), learner.state_dict())  # networks, optimisers, replay, imagined buffer
     assert restored.num_imagined == learner.num_imagined and restored.model_transitions == learner.model_transitions
     # Both go on alike: the same model updates, rollouts, mixed batches and DQN steps.
     twin = Counters(**{k: getattr(counters, k) for k in ("steps", "updates", "episodes", "frame_skip",
                                                          "total_steps")})
     a, b = run_updates(learner, counters, 3), run_updates(restored, twin, 3)
     assert a == b
-    assert _same(restored.state_dict(), learner.state_dict())
+    assert same(restored.state_dict(), learner.state_dict())
 
 
 def test_without_a_saved_replay_the_imagined_buffer_refills() -> None:
@@ -204,11 +186,11 @@ def test_without_a_saved_replay_the_imagined_buffer_refills() -> None:
     learner = make_learner(cfg)
     counters = fill(learner, cfg, 256, frame_skip=1)
     run_updates(learner, counters, 4)
-    state = _roundtrip(learner.state_dict())
+    state = roundtrip(learner.state_dict())
     assert "replay" not in state and "imagined" not in state["dyna"]
     restored = make_learner(cfg)
     restored.load_state_dict(state)
-    assert len(restored.imagined) == 0 and _same(restored.trainer.state_dict(), learner.trainer.state_dict())
+    assert len(restored.imagined) == 0 and same(restored.trainer.state_dict(), learner.trainer.state_dict())
     assert restored.num_imagined == learner.num_imagined
 
 
@@ -246,10 +228,10 @@ def test_the_simple_scheme_plays_imagined_games_from_real_starts() -> None:
     assert len(kept["actions"]) == learner.num_imagined and kept["obs"].shape[1:] == (4, 10, 10)
     # Every imagined observation is one the model made from a real start: 0/1 channels, the frames it chains.
     assert kept["obs"].max() <= 1 and kept["next_obs"].max() <= 1
-    state = _roundtrip(learner.state_dict())
+    state = roundtrip(learner.state_dict())
     restored = make_learner(cfg)
     restored.load_state_dict(state)
-    assert restored._env is None and _same(restored.state_dict(), learner.state_dict())
+    assert restored._env is None and same(restored.state_dict(), learner.state_dict())
     run_updates(restored, counters, 1)  # new imagined games start from real states
     assert restored._env is not None and restored.num_imagined == learner.num_imagined + 12
 
@@ -304,11 +286,11 @@ def test_a_model_with_histories_learns_imagines_and_restores() -> None:
         assert learner.num_imagined > 0 and all(math.isfinite(v) for s in scalars for v in s.values())
         assert learner.imagined.contents()["obs"].shape[1:] == (4, 10, 10)  # the Q-network's one frame
         assert math.isfinite(learner.scalars()["worldmodel/one_step_cell_error"])
-        state = _roundtrip(learner.state_dict())
+        state = roundtrip(learner.state_dict())
         assert "history" in state["dyna"]
         restored = make_learner(cfg)
         restored.load_state_dict(state)
-        assert _same(restored.state_dict(), learner.state_dict())
+        assert same(restored.state_dict(), learner.state_dict())
         assert restored.history is not None and len(restored.history) == len(learner.history)
 
 

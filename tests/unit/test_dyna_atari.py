@@ -6,11 +6,9 @@ counts) continues exactly; a checkpoint of another game's model is refused befor
 from __future__ import annotations
 
 import copy
-import io
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,7 +16,7 @@ from agents.dyna.config import DynaConfig, validate, world_model_family
 from agents.dyna.models import VideoDyna
 from agents.runtime.algorithm import Counters
 from launch.config import load_config
-from tests.dyna_parts import fill, make_learner, run_updates
+from tests.dyna_parts import fill, make_learner, roundtrip, run_updates, same
 
 torch.set_num_threads(1)
 
@@ -36,23 +34,6 @@ def _cfg(*overrides: str) -> DynaConfig:
 
 
 
-def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=False)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, np.ndarray):
-        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
-    return bool(a == b)
 
 
 def test_the_preset_loads_and_validates_with_the_video_model() -> None:
@@ -120,18 +101,18 @@ def test_a_restored_atari_learner_continues_exactly() -> None:
     counters = fill(learner, cfg, 64, frame_skip=4)
     run_updates(learner, counters, 4)
     assert learner.num_imagined > 0
-    state = _roundtrip(learner.state_dict())
+    state = roundtrip(learner.state_dict())
     assert state["world_model"]["model"]["format"] == "reverie-video-predictor-v1"
     assert state["world_model"]["optimizer"]["state"]  # Adam's moments travel with it
     restored = make_learner(cfg)
     restored.load_state_dict(state)
-    assert _same(restored.state_dict(), learner.state_dict())
+    assert same(restored.state_dict(), learner.state_dict())
     assert torch.equal(restored.model.mean, learner.model.mean) and float(learner.model.mean.max()) > 0
     twin = Counters(**{k: getattr(counters, k) for k in ("steps", "updates", "episodes", "frame_skip",
                                                          "total_steps")})
     a, b = run_updates(learner, counters, 3), run_updates(restored, twin, 3)
     assert a == b
-    assert _same(restored.state_dict(), learner.state_dict())
+    assert same(restored.state_dict(), learner.state_dict())
 
 
 def test_a_video_model_of_another_game_is_refused_before_anything_is_restored() -> None:
