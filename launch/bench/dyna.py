@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from launch.bench.vae import timed
+
 NEVER = str(10**13)  # frames: a run that never ends, checkpoints or logs by itself
 #: name -> (preset, overrides) of the MinAtar measurements; the first is the reference of every ratio.
 MINATAR_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -202,17 +204,6 @@ def format_minatar_table(result: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- Atari pieces
-def _rate(fn: Any, per_call: int, seconds: float) -> float:
-    """Count per second of ``fn`` (``per_call`` counted per call) over ``seconds`` after one warm-up call."""
-    fn()
-    done, start = 0, time.perf_counter()
-    while True:
-        fn()
-        done += per_call
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
-
 
 def atari_configs(game: str) -> tuple[Any, Any]:
     """``(dqn, dyna)``: the ``dqn_pong`` preset on ``game`` with one env in local mode (the real side and the
@@ -305,7 +296,7 @@ def run_atari_costs(game: str = "Pong", seconds: float = 20.0, video_preset: str
         loss.backward()
         opt.step()
 
-    model_updates_per_s = _rate(model_update, 1, seconds)
+    model_updates_per_s = timed(model_update, 1, seconds)
 
     # Imagination: an ImaginedEnv of rollouts_per_update games on the video model, the Q-network acting.
     model.eval()
@@ -324,7 +315,7 @@ def run_atari_costs(game: str = "Pong", seconds: float = 20.0, video_preset: str
         actions = policy.act(obs[0], 10**9)[0]
         obs[0] = env.step(actions)[0]
 
-    imagined_per_s = _rate(imagined_step, d.rollouts_per_update, seconds)
+    imagined_per_s = timed(imagined_step, d.rollouts_per_update, seconds)
 
     # DQN: batch 32 (model-free) and 32 + the imagined share (Dyna's mixed batch).
     real_batch = dqn_cfg.agent.batch_size
@@ -337,8 +328,8 @@ def run_atari_costs(game: str = "Pong", seconds: float = 20.0, video_preset: str
                          torch.from_numpy(b.discounts), torch.from_numpy(b.next_obs), torch.from_numpy(b.weights))
         return update
 
-    dqn_updates_per_s = _rate(dqn_update(real_batch), 1, seconds)
-    mixed_updates_per_s = _rate(dqn_update(mixed_batch), 1, seconds)
+    dqn_updates_per_s = timed(dqn_update(real_batch), 1, seconds)
+    mixed_updates_per_s = timed(dqn_update(mixed_batch), 1, seconds)
     rates = {"real_steps_per_s": real_steps_per_s, "real_frames_per_s": 4 * real_steps_per_s,
              "model_updates_per_s": model_updates_per_s,
              "model_frames_per_s": model_updates_per_s * d.model_batch_size,
